@@ -1,0 +1,202 @@
+/*
+ * atoll_shim.h — the C boundary of Atoll's kernel layer.
+ *
+ * Everything that runs between clone and execve lives behind this header: the caller (Swift)
+ * builds every string, array and BPF program first, hands over plain structs, and the forked
+ * child only issues raw system calls (no allocation, no locks, no Swift). A failure in the child
+ * travels back through a CLOEXEC pipe as an `atoll_error` naming the call, the path and errno.
+ *
+ * Policy (which mounts, which capabilities, which syscalls are denied) is decided in Swift;
+ * this layer only carries it out.
+ */
+#ifndef ATOLL_SHIM_H
+#define ATOLL_SHIM_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// A failed system call: which call, on which path or object, and the errno it returned.
+typedef struct atoll_error {
+    int32_t err;        /* errno value (positive) */
+    char call[48];      /* e.g. "mount", "pivot_root", "setns(user)" */
+    char path[464];     /* path or object the call acted on, "" when none */
+} atoll_error;
+
+/* ---------------------------------------------------------------------------------------------
+ * Root filesystem plan: executed in order by the sandbox's first process, inside its new mount
+ * namespace, before it gives up host privileges. Targets are resolved against the current working
+ * directory, so a plan mounts the disk and the overlay by absolute path, then `ATOLL_OP_CHDIR`s
+ * into the new root and continues with relative targets ("proc", "dev/null", ...).
+ * ------------------------------------------------------------------------------------------- */
+enum atoll_op_kind {
+    ATOLL_OP_MOUNT = 1,        /* mount(source, target, fstype, flags, data) */
+    ATOLL_OP_BIND = 2,         /* bind source onto target; flags (MS_RDONLY, MS_NOSUID, ...) applied by a remount */
+    ATOLL_OP_READONLY = 3,     /* bind target onto itself and remount read-only (runc "readonlyPaths") */
+    ATOLL_OP_MASK = 4,         /* /dev/null over a file, empty read-only tmpfs over a directory (runc "maskedPaths") */
+    ATOLL_OP_MKDIR = 5,        /* mkdir target with mode (existing directory is fine) */
+    ATOLL_OP_TOUCH = 6,        /* create an empty regular file target with mode (bind-mount target) */
+    ATOLL_OP_SYMLINK = 7,      /* symlink: target -> source */
+    ATOLL_OP_WRITE = 8,        /* write data to the existing file target (e.g. a /proc/sys entry) */
+    ATOLL_OP_IDMAP_BIND = 9,   /* detached bind of source, idmapped to the plan's user namespace, attached over target */
+    ATOLL_OP_CHDIR = 10,       /* chdir(target) */
+    ATOLL_OP_PIVOT = 11,       /* pivot_root into the current directory and detach the old root */
+};
+
+/// One step of a root filesystem plan.
+typedef struct atoll_op {
+    int32_t kind;              /* enum atoll_op_kind */
+    uint32_t optional;         /* non-zero: a missing source or target (ENOENT) skips the step */
+    const char *source;
+    const char *target;
+    const char *fstype;
+    const char *data;
+    unsigned long flags;       /* MS_* flags */
+    uint32_t mode;
+} atoll_op;
+
+/// The credentials a sandbox process ends up with, applied last before execve.
+typedef struct atoll_identity {
+    int userns_fd;             /* user namespace to join; -1 = the one of `ns_pidfd` (exec) */
+    uint32_t uid;              /* ids inside the user namespace */
+    uint32_t gid;
+    const uint32_t *groups;    /* supplementary groups inside the user namespace */
+    uint32_t ngroups;
+    uint64_t bounding;         /* capability bounding set (bit n = capability n) */
+    uint64_t capabilities;     /* permitted = effective = inheritable; 0 for non-root users */
+    uint32_t last_cap;         /* /proc/sys/kernel/cap_last_cap of the host */
+    const void *seccomp;       /* struct sock_filter[] built by atoll_seccomp_build */
+    uint32_t seccomp_len;      /* number of BPF instructions */
+    uint64_t rlimit_core;      /* RLIMIT_CORE soft and hard value */
+} atoll_identity;
+
+/// Where a new process is placed in the cgroup tree before it runs anything.
+typedef struct atoll_cgroup_target {
+    int dir_fd;                /* cgroup v2: directory fd for CLONE_INTO_CGROUP, or -1 */
+    const int *procs_fds;      /* cgroup v1: open cgroup.procs files, "0" is written to each */
+    uint32_t nprocs_fds;
+} atoll_cgroup_target;
+
+/// Everything needed to start a sandbox's PID 1.
+typedef struct atoll_spawn_config {
+    const atoll_op *ops;       /* root filesystem plan, ends with ATOLL_OP_PIVOT */
+    uint32_t nops;
+    int idmap_userns_fd;       /* user namespace for ATOLL_OP_IDMAP_BIND steps */
+    const char *hostname;
+    atoll_cgroup_target cgroup;
+    int exec_fd;               /* executable to run as PID 1 (a sealed memfd holding atoll-init) */
+    char *const *argv;
+    char *const *envp;
+    atoll_identity identity;
+} atoll_spawn_config;
+
+/*
+ * Starts a sandbox: clone3 into new mount, pid, uts, ipc, net and cgroup namespaces, join the
+ * cgroup, run the root filesystem plan, set the hostname, join the user namespace, drop
+ * privileges, load seccomp and execveat the init. Returns 0 and the host pid and a pidfd of the
+ * sandbox's PID 1, or -errno with `err` filled in (the child has been reaped then).
+ */
+int atoll_spawn_sandbox(const atoll_spawn_config *cfg, pid_t *pid_out, int *pidfd_out, atoll_error *err);
+
+/// A process to run inside a running sandbox.
+typedef struct atoll_exec_config {
+    int ns_pidfd;              /* pidfd of the sandbox's PID 1, whose namespaces are joined */
+    atoll_cgroup_target cgroup;
+    const char *file;          /* absolute path, or a name searched in `search_path` */
+    const char *search_path;   /* PATH value used when `file` has no slash */
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    int stdin_fd, stdout_fd, stderr_fd;  /* become 0, 1, 2 */
+    atoll_identity identity;
+} atoll_exec_config;
+
+/*
+ * Runs a process inside a sandbox: an intermediate child joins the cgroup and the namespaces of
+ * `ns_pidfd` (all but the user namespace), then forks the final process with CLONE_PARENT so that
+ * the caller is its parent; that process joins the user namespace, becomes a session leader,
+ * drops privileges, loads seccomp, changes directory and execs. Returns 0 and the host pid of the
+ * process (the caller's child, to be reaped by the caller), or -errno with `err` filled in.
+ */
+int atoll_exec_in_sandbox(const atoll_exec_config *cfg, pid_t *pid_out, atoll_error *err);
+
+/*
+ * Creates a user namespace mapping ids [0, count) to [uid_base, uid_base+count) and
+ * [gid_base, gid_base+count), held by a short-lived child, and returns an O_CLOEXEC fd to it.
+ */
+int atoll_userns_create(uint32_t uid_base, uint32_t gid_base, uint32_t count, int *fd_out, atoll_error *err);
+
+/*
+ * Attaches `image` to a free loop device with LOOP_CONFIGURE (direct I/O off, autoclear on):
+ * the device detaches by itself once the last mount and the returned fd are gone.
+ */
+int atoll_loop_attach(const char *image, int *index_out, int *fd_out, atoll_error *err);
+
+/// A seccomp rule: `action` for syscall `name`, optionally only when `(arg[arg_index] & mask) == value`.
+typedef struct atoll_seccomp_rule {
+    const char *name;
+    int32_t errno_value;       /* >0: fail with this errno; 0: kill the process */
+    int32_t arg_index;         /* -1: unconditional */
+    uint64_t mask;
+    uint64_t value;
+} atoll_seccomp_rule;
+
+/*
+ * Compiles a deny-list filter with libseccomp: default allow, the given rules, and every syscall
+ * of a foreign ABI (i386, x32 on x86_64) killing the process. On success `*prog_out` points to a
+ * malloc'ed struct sock_filter array of `*len_out` instructions (free with free()).
+ */
+int atoll_seccomp_build(const atoll_seccomp_rule *rules, uint32_t nrules, void **prog_out, uint32_t *len_out, atoll_error *err);
+
+/// The capability number for a name such as "CAP_CHOWN" or "chown" (libcap), or -1.
+int atoll_cap_from_name(const char *name);
+
+/// Creates a sealed, executable, close-on-exec memfd holding `size` bytes of `data`.
+int atoll_sealed_memfd(const char *name, const void *data, size_t size, int *fd_out, atoll_error *err);
+
+/*
+ * openat2(dirfd, path, flags | O_CLOEXEC, mode) with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS:
+ * `path` is resolved as if `dirfd` were "/", so "..", absolute paths and absolute symlinks cannot
+ * leave it. Returns the fd or -errno.
+ */
+int atoll_open_in_root(int dirfd, const char *path, int flags, mode_t mode, atoll_error *err);
+
+/// pidfd_open(pid, 0) with an error naming the pid.
+int atoll_pidfd_open(pid_t pid, atoll_error *err);
+
+/// pidfd_send_signal(pidfd, sig, NULL, 0).
+int atoll_pidfd_signal(int pidfd, int sig, atoll_error *err);
+
+/// Result of waiting for a child.
+typedef struct atoll_exit {
+    int32_t exited;            /* 1 = exited normally, 0 = killed by a signal */
+    int32_t status;            /* exit code or signal number */
+} atoll_exit;
+
+/*
+ * waitid(P_PIDFD, pidfd, WEXITED | (block ? 0 : WNOHANG)). Returns 1 when the child was reaped
+ * (`out` filled), 0 when it is still running (non-blocking), or -errno.
+ */
+int atoll_pidfd_wait(int pidfd, int block, atoll_exit *out, atoll_error *err);
+
+/*
+ * Routes `signals` to a pipe: an async-signal-safe handler writes each signal's number as one
+ * byte, so a normal thread can react to it. A signal that was ignored when the process started
+ * (SIGINT/SIGHUP of a background job, nohup) stays ignored. Returns the read end or -errno.
+ */
+int atoll_signal_pipe(const int *signals, int count, atoll_error *err);
+
+/// O_PATH, which Swift's Glibc module does not export (it needs _GNU_SOURCE).
+#define ATOLL_O_PATH 010000000
+
+/// pipe2(fds, O_CLOEXEC): both ends close-on-exec. Returns 0 or -errno.
+int atoll_pipe_cloexec(int fds[2]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
