@@ -1,0 +1,63 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Settings shared by every Swift target: Swift 6 strict concurrency (the tools version's default
+/// language mode) plus explicit existentials.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny")
+]
+
+let package = Package(
+    name: "Atoll",
+    products: [
+        .executable(name: "atoll", targets: ["atoll"]),
+        .library(name: "AtollRuntime", targets: ["AtollRuntime"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    ],
+    targets: [
+        // C shim: everything between clone and execve, plus libseccomp / libcap / loop / openat2.
+        .target(
+            name: "CRuntime",
+            path: "CRuntime",
+            exclude: ["init"],
+            sources: ["src"],
+            publicHeadersPath: "include",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Wno-unused-parameter"])],
+            linkerSettings: [.linkedLibrary("seccomp"), .linkedLibrary("cap")]
+        ),
+        // Builds the sandbox's PID 1 (CRuntime/init) as a static binary and embeds it.
+        .plugin(name: "EmbedInit", capability: .buildTool(), path: "Plugins/EmbedInit"),
+
+        // Domain: pure Swift, no I/O.
+        .target(name: "AtollCore", swiftSettings: swiftSettings),
+        // Kernel mechanisms behind protocols: spawn/exec, cgroups, disks, mounts, seccomp.
+        .target(
+            name: "AtollLinux",
+            dependencies: ["AtollCore", "CRuntime"],
+            swiftSettings: swiftSettings,
+            plugins: ["EmbedInit"]
+        ),
+        // The sandbox runtime: create / start / stop / delete / exec on top of AtollLinux.
+        .target(name: "AtollRuntime", dependencies: ["AtollCore", "AtollLinux"], swiftSettings: swiftSettings),
+        // The `atoll` command.
+        .executableTarget(
+            name: "atoll",
+            dependencies: ["AtollRuntime", "AtollLinux", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
+        // Shared helpers of the test targets: privileged-test rules, throwaway runtimes.
+        .target(
+            name: "AtollTestSupport",
+            dependencies: ["AtollRuntime", "AtollLinux", "AtollCore"],
+            path: "Tests/AtollTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "AtollCoreTests", dependencies: ["AtollCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "AtollLinuxTests", dependencies: ["AtollLinux", "AtollCore", "CRuntime", "AtollTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "AtollCLITests", dependencies: ["atoll", "AtollTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "AtollRuntimeTests", dependencies: ["AtollRuntime", "AtollLinux", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
+    ]
+)
