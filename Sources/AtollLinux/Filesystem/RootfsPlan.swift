@@ -1,0 +1,135 @@
+import AtollCore
+import Glibc
+
+/// One step of the root filesystem plan that a sandbox's first process carries out in its new
+/// mount namespace (see `atoll_op` in the shim). Relative targets are inside the new root.
+public enum PlanStep: Sendable, Equatable {
+    case mount(source: String, target: String, fsType: String, flags: UInt, data: String?, optional: Bool = false)
+    case bind(source: String, target: String, flags: UInt, optional: Bool = false)
+    case readOnly(target: String, optional: Bool = true)
+    case mask(target: String)
+    case makeDirectory(target: String, mode: mode_t)
+    case touch(target: String, mode: mode_t)
+    case symlink(target: String, pointingTo: String)
+    case write(target: String, data: String, optional: Bool = false)
+    /// Attach an idmapped copy of `source` over `target`; `attributes` are MOUNT_ATTR_* bits.
+    case idmapBind(source: String, target: String, attributes: UInt64)
+    case changeDirectory(String)
+    case pivotRoot
+}
+
+/// The mount flags the plan uses (from <sys/mount.h>, restated as plain integers for Swift).
+public enum MountFlag {
+    public static let readOnly: UInt = 1
+    public static let noSuid: UInt = 2
+    public static let noDev: UInt = 4
+    public static let noExec: UInt = 8
+    public static let noAtime: UInt = 1024
+    /// MOUNT_ATTR_RDONLY / NOSUID / NODEV for idmapped binds.
+    public static let attrReadOnly: UInt64 = 0x1
+    public static let attrNoSuid: UInt64 = 0x2
+    public static let attrNoDev: UInt64 = 0x4
+}
+
+/// Builds the root filesystem of a sandbox: its disk, the idmapped read-only snapshot, the
+/// overlay, and then — relative to the new root — `/tmp` on the disk, a fresh `/proc`, a
+/// read-only `/sys`, a minimal `/dev` of bind mounts, runc's masked and read-only paths, and
+/// finally `pivot_root`.
+public struct RootfsPlan: Sendable {
+    /// `/dev/loopN` holding the sandbox's disk.
+    public var diskDevice: String
+    /// Host directory the disk is mounted on (only inside the sandbox's mount namespace).
+    public var diskMountPoint: String
+    /// The snapshot's root directory (read-only lower layer).
+    public var snapshotRoot: String
+    /// The sandbox's host id range.
+    public var ids: IDRange
+
+    public init(diskDevice: String, diskMountPoint: String, snapshotRoot: String, ids: IDRange) {
+        self.diskDevice = diskDevice
+        self.diskMountPoint = diskMountPoint
+        self.snapshotRoot = snapshotRoot
+        self.ids = ids
+    }
+
+    /// Directories the disk holds (see `DiskLayout`).
+    public var upperDirectory: String { "\(diskMountPoint)/\(DiskLayout.upper)" }
+    public var workDirectory: String { "\(diskMountPoint)/\(DiskLayout.work)" }
+    public var rootDirectory: String { "\(diskMountPoint)/\(DiskLayout.root)" }
+
+    /// runc's default masked paths: kernel data a sandbox has no business reading.
+    public static let maskedPaths = [
+        "proc/acpi", "proc/asound", "proc/kcore", "proc/keys", "proc/latency_stats", "proc/timer_list",
+        "proc/timer_stats", "proc/sched_debug", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap",
+    ]
+
+    /// runc's default read-only paths.
+    public static let readOnlyPaths = ["proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"]
+
+    /// Host devices bind-mounted into the sandbox's `/dev`.
+    public static let devices = ["null", "zero", "full", "random", "urandom", "tty"]
+
+    public func steps() throws -> [PlanStep] {
+        for path in [diskMountPoint, snapshotRoot] where path.contains(",") || path.contains(":") || path.contains("\\") {
+            // overlayfs options are comma-separated and lowerdir is colon-separated.
+            throw AtollError(.invalidArgument, "path \(path) contains ',', ':' or '\\', which overlayfs options cannot carry")
+        }
+        let nosuidNodev = MountFlag.noSuid | MountFlag.noDev
+        let root = ids.base
+        var steps: [PlanStep] = [
+            .mount(source: diskDevice, target: diskMountPoint, fsType: "ext4", flags: nosuidNodev | MountFlag.noAtime, data: nil),
+            // Shift the snapshot's ids (0..65535 on disk) into the sandbox's range, without copying.
+            .idmapBind(source: snapshotRoot, target: snapshotRoot, attributes: MountFlag.attrReadOnly | MountFlag.attrNoSuid | MountFlag.attrNoDev),
+            .mount(
+                source: "overlay", target: rootDirectory, fsType: "overlay", flags: nosuidNodev,
+                data: "lowerdir=\(snapshotRoot),upperdir=\(upperDirectory),workdir=\(workDirectory)"
+            ),
+            .changeDirectory(rootDirectory),
+            .bind(source: "\(diskMountPoint)/\(DiskLayout.tmp)", target: "tmp", flags: nosuidNodev),
+            .mount(source: "proc", target: "proc", fsType: "proc", flags: nosuidNodev | MountFlag.noExec, data: nil),
+            .mount(source: "sysfs", target: "sys", fsType: "sysfs", flags: nosuidNodev | MountFlag.noExec | MountFlag.readOnly, data: nil),
+            .mount(source: "tmpfs", target: "dev", fsType: "tmpfs", flags: MountFlag.noSuid | MountFlag.noExec, data: "mode=755,size=64k,uid=\(root),gid=\(root)"),
+        ]
+        for device in Self.devices {
+            steps.append(.touch(target: "dev/\(device)", mode: 0o666))
+            steps.append(.bind(source: "/dev/\(device)", target: "dev/\(device)", flags: MountFlag.noSuid | MountFlag.noExec))
+        }
+        steps += [
+            .makeDirectory(target: "dev/pts", mode: 0o755),
+            // gid 5 is "tty" inside; devpts interprets ids in the mounter's (host) namespace.
+            .mount(source: "devpts", target: "dev/pts", fsType: "devpts", flags: MountFlag.noSuid | MountFlag.noExec,
+                   data: "newinstance,ptmxmode=0666,mode=0620,gid=\(ids.host(5))"),
+            .symlink(target: "dev/ptmx", pointingTo: "pts/ptmx"),
+            .symlink(target: "dev/fd", pointingTo: "/proc/self/fd"),
+            .symlink(target: "dev/stdin", pointingTo: "/proc/self/fd/0"),
+            .symlink(target: "dev/stdout", pointingTo: "/proc/self/fd/1"),
+            .symlink(target: "dev/stderr", pointingTo: "/proc/self/fd/2"),
+            .makeDirectory(target: "dev/shm", mode: 0o1777),
+            .mount(source: "shm", target: "dev/shm", fsType: "tmpfs", flags: nosuidNodev | MountFlag.noExec,
+                   data: "mode=1777,size=65536k,uid=\(root),gid=\(root)"),
+            .makeDirectory(target: "dev/mqueue", mode: 0o755),
+            .mount(source: "mqueue", target: "dev/mqueue", fsType: "mqueue", flags: nosuidNodev | MountFlag.noExec, data: nil),
+            // The network namespace belongs to the host's user namespace, so root inside has no
+            // CAP_NET_BIND_SERVICE or CAP_NET_RAW there: open low ports and ICMP sockets to the
+            // sandbox's ids, as Docker does.
+            .write(target: "proc/sys/net/ipv4/ip_unprivileged_port_start", data: "0"),
+            .write(target: "proc/sys/net/ipv4/ping_group_range", data: "\(ids.base) \(ids.base + ids.count - 1)"),
+        ]
+        steps += Self.maskedPaths.map { .mask(target: $0) }
+        steps += Self.readOnlyPaths.map { .readOnly(target: $0) }
+        steps.append(.pivotRoot)
+        return steps
+    }
+}
+
+/// What a sandbox disk holds at its top level.
+public enum DiskLayout {
+    /// The overlay's upper directory: every change the sandbox makes to its root filesystem.
+    public static let upper = "upper"
+    /// overlayfs's work directory (same filesystem as upper).
+    public static let work = "work"
+    /// The sandbox's `/tmp`.
+    public static let tmp = "tmp"
+    /// Mount point of the merged root inside the sandbox's mount namespace.
+    public static let root = "root"
+}

@@ -1,0 +1,24 @@
+import AtollCore
+import CRuntime
+import Foundation
+
+/// The sandbox's PID 1 (`CRuntime/init/atoll-init.c`, embedded at build time by the EmbedInit
+/// plugin) in a sealed memfd. Sandboxes execute it from there, so no file on the host or inside
+/// the sandbox can be swapped for it, and it needs nothing from the sandbox's root filesystem.
+public enum InitBinary {
+    /// The static init binary.
+    public static var bytes: [UInt8] {
+        guard let data = Data(base64Encoded: embeddedInitBase64) else { fatalError("the embedded atoll-init is corrupt") }
+        return [UInt8](data)
+    }
+
+    /// A new sealed, executable, close-on-exec memfd holding the init.
+    public static func memfd() throws -> OwnedFD {
+        let data = bytes
+        var fd: Int32 = -1
+        var failure = atoll_error()
+        let rc = data.withUnsafeBytes { atoll_sealed_memfd("atoll-init", $0.baseAddress, $0.count, &fd, &failure) }
+        guard rc == 0 else { throw SystemError.error(failure) }
+        return OwnedFD(fd)
+    }
+}

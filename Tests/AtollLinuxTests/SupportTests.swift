@@ -1,0 +1,117 @@
+import AtollCore
+@testable import AtollLinux
+import CRuntime
+import Foundation
+import Glibc
+import Testing
+
+@Suite("errors, accounts, id ranges and the embedded init")
+struct SupportTests {
+    @Test("system errors name the call, the path and the errno")
+    func systemErrors() {
+        let error = SystemError.error("mount", "/var/lib/atoll/x", errno: EPERM)
+        #expect(error.message == "mount(/var/lib/atoll/x): Operation not permitted (EPERM)")
+        #expect(error.code == .system)
+        #expect(SystemError.error("open", "/nope", errno: ENOENT).code == .notFound)
+        #expect(SystemError.error("write", errno: ENOSPC).code == .resourceExhausted)
+
+        var failure = atoll_error()
+        failure.err = EBUSY
+        withUnsafeMutableBytes(of: &failure.call) { $0.copyBytes(from: Array("pivot_root".utf8) + [0]) }
+        withUnsafeMutableBytes(of: &failure.path) { $0.copyBytes(from: Array(".".utf8) + [0]) }
+        #expect(SystemError.error(failure).message == "pivot_root(.): Device or resource busy (EBUSY)")
+    }
+
+    @Test("error codes are unique and map to HTTP statuses")
+    func codes() {
+        #expect(Set(AtollError.Code.all.map(\.rawValue)).count == AtollError.Code.all.count)
+        #expect(AtollError.Code.notFound.httpStatus == 404)
+        #expect(AtollError.Code.conflict.httpStatus == 409)
+        #expect(AtollError.Code.invalidArgument.httpStatus == 400)
+    }
+
+    static let passwd = """
+        root:x:0:0:root:/root:/bin/bash
+        daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+        # comment
+        broken line
+        sandbox:x:1000:1000::/home/sandbox:/bin/bash
+        """
+    static let group = "root:x:0:\ndocker:x:999:sandbox,other\nsandbox:x:1000:\n"
+
+    @Test("accounts resolve by name, uid and uid:gid")
+    func accounts() throws {
+        let db = PasswdDatabase(passwd: Self.passwd, group: Self.group)
+        let sandbox = try db.resolve("sandbox")
+        #expect(sandbox == SandboxAccount(name: "sandbox", uid: 1000, gid: 1000, home: "/home/sandbox", shell: "/bin/bash", groups: [1000, 999]))
+        #expect(try db.resolve("0").name == "root")
+        #expect(try db.resolve("1000").home == "/home/sandbox")
+        let numeric = try db.resolve("4242:4343")
+        #expect(numeric.uid == 4242 && numeric.gid == 4343 && numeric.home == "/")
+        #expect(throws: AtollError.self) { try db.resolve("nobody-such") }
+        #expect(throws: AtollError.self) { try db.resolve("70000") }
+        #expect(throws: AtollError.self) { try db.resolve("1:x") }
+    }
+
+    @Test("id ranges are exclusive, persisted and released only by their owner")
+    func idRanges() throws {
+        let dir = "/tmp/atoll-idrange-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let allocator = IDRangeAllocator(directory: dir, start: 1 << 30, rangeSize: 65536, slots: 3)
+        let a = try allocator.allocate(owner: "a")
+        let b = try allocator.allocate(owner: "b")
+        let c = try allocator.allocate(owner: "c")
+        #expect(Set([a.base, b.base, c.base]).count == 3)
+        #expect(a.base == 1 << 30 && b.base == (1 << 30) + 65536)
+        #expect(throws: AtollError.self) { try allocator.allocate(owner: "d") }
+        #expect(throws: AtollError.self) { try allocator.release(b, owner: "a") }
+        try allocator.release(b, owner: "b")
+        #expect(try allocator.allocate(owner: "e") == b, "a released range is reused")
+        // A second allocator on the same directory sees the same claims (persistence).
+        #expect(Set(IDRangeAllocator(directory: dir, start: 1 << 30, slots: 3).owners()) == ["a", "c", "e"])
+        #expect(c.host(1000) == c.base + 1000 && c.contains(hostID: c.base + 65535) && !c.contains(hostID: c.base + 65536))
+    }
+
+    @Test("the embedded init is a small static executable")
+    func initBinary() {
+        let bytes = InitBinary.bytes
+        #expect(bytes.count > 1000 && bytes.count < 64 << 10)
+        #expect(Array(bytes.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "ELF magic")
+        #expect(bytes[16] == 2, "ET_EXEC: not position-independent, not a shared object")
+        // No PT_INTERP program header: it needs no dynamic loader inside the sandbox.
+        let phoff = bytes[32..<40].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let phnum = Int(bytes[56]) | Int(bytes[57]) << 8
+        for i in 0..<phnum {
+            let type = bytes[(phoff + i * 56)..<(phoff + i * 56 + 4)].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+            #expect(type != 3, "PT_INTERP found")
+        }
+    }
+
+    @Test("between clone and execve the shim calls only async-signal-safe functions (no allocation)")
+    func shimChildCallsNoAllocator() throws {
+        // The object holding every child code path, next to this test binary in the build folder.
+        let binary = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let buildDirectory = (binary as NSString).deletingLastPathComponent
+        var dir = buildDirectory
+        var object = ""
+        for _ in 0..<4 where object.isEmpty {
+            let candidate = "\(dir)/CRuntime.build/src/shim_spawn.c.o"
+            if FileManager.default.fileExists(atPath: candidate) { object = candidate }
+            dir = (dir as NSString).deletingLastPathComponent
+        }
+        try #require(!object.isEmpty, "shim_spawn.c.o not found near \(binary)")
+        let nm = try HostCommand.locate("nm", package: "binutils")
+        let symbols = try HostCommand.run(nm, ["-u", object]).split(separator: "\n").compactMap { $0.split(separator: " ").last.map(String.init) }
+        // POSIX async-signal-safe functions (plus memcpy/memset, which are pure) and pthread_sigmask /
+        // sigfillset, used only in the parent before clone.
+        let allowed: Set<String> = [
+            "__errno_location", "_exit", "chdir", "close", "dup2", "execve", "fcntl", "fstat", "lstat", "memcpy", "memset",
+            "mkdir", "mount", "open", "pipe2", "pthread_sigmask", "read", "sethostname", "setns", "setsid", "sigfillset",
+            "symlink", "syscall", "umount2", "unshare", "waitid", "write",
+        ]
+        #expect(!symbols.isEmpty)
+        for symbol in symbols {
+            #expect(allowed.contains(symbol), "shim_spawn.c calls \(symbol), which is not known to be async-signal-safe")
+        }
+    }
+}
