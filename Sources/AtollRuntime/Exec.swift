@@ -1,0 +1,113 @@
+import AtollCore
+import AtollLinux
+
+/// A process to run inside a started sandbox.
+public struct ExecRequest: Sendable {
+    public enum Command: Sendable {
+        /// An argv; the program is an absolute path or looked up in PATH.
+        case argv([String])
+        /// A shell command, fed to `/bin/sh` on its standard input (as Daytona's toolbox does).
+        case shell(String)
+    }
+
+    public var command: Command
+    /// Variables added to (and overriding) the sandbox's environment.
+    public var env: [String: String]
+    /// Working directory; defaults to the user's home.
+    public var cwd: String?
+    /// User name, uid or uid:gid; defaults to the sandbox's user (`sandbox`).
+    public var user: String?
+    /// Seconds before the whole process group is killed.
+    public var timeout: Double?
+    /// Standard input (not available with `.shell`, whose stdin carries the command).
+    public var stdin: StdinSource
+    /// Send stderr into the stdout stream (like `2>&1`).
+    public var mergeOutput: Bool
+
+    public init(command: Command, env: [String: String] = [:], cwd: String? = nil, user: String? = nil,
+                timeout: Double? = nil, stdin: StdinSource = .none, mergeOutput: Bool = false) {
+        self.command = command
+        self.env = env
+        self.cwd = cwd
+        self.user = user
+        self.timeout = timeout
+        self.stdin = stdin
+        self.mergeOutput = mergeOutput
+    }
+
+    /// Checks what can be checked before touching the sandbox.
+    func validate() throws {
+        switch command {
+        case .argv(let argv):
+            guard let first = argv.first, !first.isEmpty else { throw AtollError(.invalidArgument, "command: argv must not be empty") }
+            guard !argv.contains(where: { $0.utf8.contains(0) }) else {
+                throw AtollError(.invalidArgument, "command: an argument contains a NUL byte")
+            }
+        case .shell(let script):
+            guard !script.isEmpty else { throw AtollError(.invalidArgument, "command: the shell command is empty") }
+            if case .none = stdin {} else {
+                throw AtollError(.invalidArgument, "stdin: a shell command is read from stdin, so it cannot take other input")
+            }
+        }
+        try EnvironmentValidation.validate(env, field: "env")
+        if let timeout, !(timeout > 0 && timeout <= 86400) {
+            throw AtollError(.invalidArgument, "timeout must be between 0 and 86400 seconds, got \(timeout)")
+        }
+        if let cwd, cwd.utf8.contains(0) || cwd.isEmpty {
+            throw AtollError(.invalidArgument, "cwd must be a non-empty path")
+        }
+    }
+}
+
+/// The outcome of an exec.
+public struct ExecResult: Sendable {
+    public var termination: Termination
+    /// The timeout passed and the process group was killed.
+    public var timedOut: Bool
+    /// The OOM killer killed a process of the sandbox while this ran (the sandbox hit its memory limit).
+    public var oomKilled: Bool
+    public var stdout: [UInt8]
+    public var stderr: [UInt8]
+    public var truncated: Bool
+    public var seconds: Double
+
+    /// Exit code, or 128 + signal as a shell reports it.
+    public var exitCode: Int32 { termination.shellStatus }
+
+    public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+    public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
+}
+
+/// How each language's code runs inside the default snapshot: always a resolved interpreter path,
+/// never a shim found on PATH.
+public struct LanguageRuntime: Sendable {
+    public var python: String
+    public var node: String
+    public var esbuild: String
+
+    public init(snapshot: Snapshot) {
+        python = snapshot.runtimes["python"] ?? "/usr/bin/python3"
+        node = snapshot.runtimes["javascript"] ?? "/usr/bin/node"
+        esbuild = snapshot.runtimes["typescript"] ?? "/usr/bin/esbuild"
+    }
+
+    /// The argv that runs the program stored at `file` with `arguments`.
+    public func command(_ language: Language, file: String, arguments: [String]) -> [String] {
+        switch language {
+        case .python:
+            // -u: unbuffered, so output streams as it is produced.
+            return [python, "-u", file] + arguments
+        case .javascript:
+            return [node, file] + arguments
+        case .typescript:
+            // Transpile (no type check, like ts-node --transpile-only), then run with node.
+            let script = "\(esbuild) --log-level=warning --format=cjs --platform=node --loader=ts < \"$0\" > \"$0.js\" && exec \(node) \"$0.js\" \"$@\""
+            return ["/bin/sh", "-c", script, file] + arguments
+        }
+    }
+
+    /// Files the command leaves behind, removed after the run.
+    public func scratchFiles(_ language: Language, file: String) -> [String] {
+        language == .typescript ? [file, file + ".js"] : [file]
+    }
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+
+/// `atoll`: the command-line entry point.
+@main
+struct Atoll: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "atoll",
+        abstract: "Local Daytona-style sandboxes: isolated Linux environments that run code.",
+        version: AtollVersion.current,
+        subcommands: [Run.self, GC.self]
+    )
+}
+
+enum AtollVersion {
+    static let current = "0.1.0-dev"
+}

@@ -1,0 +1,210 @@
+import ArgumentParser
+import AtollCore
+import AtollLinux
+import AtollRuntime
+import CRuntime
+import Foundation
+import Glibc
+import Synchronization
+
+/// `atoll run`: runs a program in a fresh ephemeral sandbox and removes the sandbox afterwards.
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a Python, TypeScript or JavaScript program in a new ephemeral sandbox.",
+        discussion: """
+            The sandbox gets the default resources (1 vCPU, 1 GiB memory, 3 GiB disk) unless told
+            otherwise, runs the program as the user `sandbox`, streams its output, and is deleted
+            when the program ends or atoll is interrupted. The exit status is the program's.
+
+              atoll run hello.py
+              atoll run -c 'console.log(process.version)' --language javascript
+              atoll run script.ts -- --some-flag value
+            """
+    )
+
+    @Option(name: .shortAndLong, help: "python, typescript or javascript (default: from the file extension, else python).")
+    var language: String?
+
+    @Option(name: .customShort("c"), help: "Program text to run instead of a file.")
+    var code: String?
+
+    @Argument(help: "Program file to run ('-' reads the program from standard input).")
+    var file: String?
+
+    @Argument(parsing: .postTerminator, help: "Arguments passed to the program (after --).")
+    var arguments: [String] = []
+
+    @Option(help: "vCPUs for the sandbox.")
+    var cpu: Int = Resources.defaults.cpu
+
+    @Option(help: "Memory for the sandbox, in GiB.")
+    var memory: Int = Resources.defaults.memoryGiB
+
+    @Option(help: "Disk for the sandbox, in GiB.")
+    var disk: Int = Resources.defaults.diskGiB
+
+    @Option(help: "Kill the program after this many seconds.")
+    var timeout: Double?
+
+    @Option(help: "Environment variable KEY=VALUE for the program (repeatable).")
+    var env: [String] = []
+
+    @Option(help: "Snapshot to create the sandbox from.")
+    var snapshot: String = "default"
+
+    @Option(help: "Atoll's data directory.")
+    var dataDir: String = RuntimeConfiguration.defaultDataDirectory
+
+    @Flag(help: "Print the sandbox id and timings to standard error.")
+    var verbose = false
+
+    func validate() throws {
+        if (code == nil) == (file == nil) {
+            throw ValidationError("give either a program file or -c CODE")
+        }
+    }
+
+    func run() async throws {
+        let exitCode: Int32
+        do {
+            exitCode = try await runProgram()
+        } catch let error as AtollError {
+            FileHandle.standardError.write(Data("atoll: \(error)\n".utf8))
+            throw ExitCode(125)
+        }
+        throw ExitCode(exitCode)
+    }
+
+    func runProgram() async throws -> Int32 {
+        let language = try resolveLanguage()
+        let program = try readProgram()
+        var environment: [String: String] = [:]
+        for entry in env {
+            guard let eq = entry.firstIndex(of: "="), eq != entry.startIndex else {
+                throw AtollError(.invalidArgument, "--env expects KEY=VALUE, got \"\(entry)\"")
+            }
+            environment[String(entry[..<eq])] = String(entry[entry.index(after: eq)...])
+        }
+        let started = Monotonic.now()
+        let runtime = try SandboxRuntime(configuration: .fromEnvironment(dataDirectory: dataDir))
+        let reclaimed = await runtime.reclaimAbandoned()
+        if verbose && !reclaimed.isEmpty {
+            log("removed \(reclaimed.count) sandbox(es) left by earlier interrupted runs")
+        }
+        let id = SandboxID.random()
+        let cleanup = InterruptCleanup(runtime: runtime, id: id)
+        try cleanup.install()
+
+        let info = try await runtime.create(SandboxSpec(
+            id: id, snapshot: snapshot, resources: Resources(cpu: cpu, memoryGiB: memory, diskGiB: disk),
+            ownedByCurrentProcess: true
+        ))
+        if verbose { log("sandbox \(info.id) started in \(ms(since: started)) ms") }
+        let ran = Monotonic.now()
+        let result: ExecResult
+        do {
+            result = try await runtime.runCode(
+                id, language: language, code: program, arguments: arguments, env: environment, timeout: timeout,
+                stdin: file == "-" ? .none : .forward(STDIN_FILENO),
+                onOutput: { channel, bytes in
+                    OutputWriter.write(bytes, to: channel == .stdout ? STDOUT_FILENO : STDERR_FILENO)
+                }
+            )
+        } catch {
+            if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
+            try? await runtime.delete(id)
+            throw error
+        }
+        // Interrupted: the signal thread removes the sandbox and exits with the signal's status.
+        if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
+        if verbose { log("program finished in \(ms(since: ran)) ms") }
+        let removing = Monotonic.now()
+        try await runtime.delete(id)
+        if verbose { log("sandbox removed in \(ms(since: removing)) ms") }
+        if result.timedOut {
+            log("killed after the \(timeout ?? 0) s timeout")
+            return 124
+        }
+        if result.oomKilled { log("the program ran out of memory (\(memory) GiB) and was killed") }
+        return result.exitCode
+    }
+
+    func resolveLanguage() throws -> Language {
+        if let language { return try Language(parsing: language) }
+        if let file, let byExtension = Language.forFileName(file) { return byExtension }
+        return .default
+    }
+
+    func readProgram() throws -> String {
+        if let code { return code }
+        guard let file else { return "" }
+        if file == "-" { return String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw AtollError(.notFound, "cannot read \(file)")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func log(_ message: String) {
+        FileHandle.standardError.write(Data("atoll: \(message)\n".utf8))
+    }
+
+    func ms(since start: Double) -> Int { Int(((Monotonic.now() - start) * 1000).rounded()) }
+}
+
+/// Deletes the run's sandbox when atoll is interrupted (Ctrl-C, SIGTERM, SIGHUP), then exits
+/// with 128 + the signal number. The signals arrive through the shim's signal pipe on a thread
+/// of their own, so no Swift code runs in a signal handler.
+final class InterruptCleanup: Sendable {
+    let runtime: SandboxRuntime
+    let id: SandboxID
+    private let state = Mutex(false)
+
+    /// Whether a signal arrived; the cleanup thread then owns the rest of the process's life.
+    var interrupted: Bool { state.withLock { $0 } }
+
+    init(runtime: SandboxRuntime, id: SandboxID) {
+        self.runtime = runtime
+        self.id = id
+    }
+
+    func install() throws {
+        var failure = atoll_error()
+        let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+        let fd = atoll_signal_pipe(signals, Int32(signals.count), &failure)
+        guard fd >= 0 else { throw SystemError.error(failure) }
+        let thread = Thread { [self, runtime, id] in
+            var byte: UInt8 = 0
+            while Glibc.read(fd, &byte, 1) != 1 {}
+            self.state.withLock { $0 = true }
+            let done = DispatchSemaphore(value: 0)
+            Task {
+                // The actor runs this after a create in progress finishes, so nothing escapes.
+                do {
+                    try await runtime.delete(id)
+                } catch let error as AtollError where error.code == .notFound {
+                } catch {
+                    FileHandle.standardError.write(Data("atoll: could not remove sandbox \(id): \(error) (atoll gc retries)\n".utf8))
+                }
+                done.signal()
+            }
+            done.wait()
+            exit(128 + Int32(byte))
+        }
+        thread.name = "atoll-signals"
+        thread.start()
+    }
+}
+
+/// Writes output chunks straight to a file descriptor, retrying short writes.
+enum OutputWriter {
+    static func write(_ bytes: [UInt8], to fd: Int32) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+}
