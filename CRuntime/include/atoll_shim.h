@@ -87,6 +87,7 @@ typedef struct atoll_spawn_config {
     uint32_t nops;
     int idmap_userns_fd;       /* user namespace for ATOLL_OP_IDMAP_BIND steps */
     const char *hostname;
+    int loopback_up;           /* non-zero: bring "lo" up in the new network namespace */
     atoll_cgroup_target cgroup;
     int exec_fd;               /* executable to run as PID 1 (a sealed memfd holding atoll-init) */
     char *const *argv;

@@ -12,12 +12,15 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -265,6 +268,24 @@ static int run_plan(const atoll_op *ops, uint32_t nops, int userns_fd, atoll_err
     return 0;
 }
 
+/* A new network namespace starts with "lo" down; programs expect 127.0.0.1 to work. */
+static int loopback_up(atoll_error *e) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return atoll_fail(e, errno, "socket(AF_INET)", "lo");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    atoll_strlcpy(ifr.ifr_name, "lo", sizeof ifr.ifr_name);
+    int rc = 0;
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+        rc = atoll_fail(e, errno, "ioctl(SIOCGIFFLAGS)", "lo");
+    } else {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) rc = atoll_fail(e, errno, "ioctl(SIOCSIFFLAGS)", "lo");
+    }
+    close(s);
+    return rc;
+}
+
 /* -------------------------------------------------------------------------------------------
  * Shared tail of spawn and exec: join the user namespace, drop privileges, exec.
  * ----------------------------------------------------------------------------------------- */
@@ -425,6 +446,7 @@ static __attribute__((noreturn)) void spawn_child(const atoll_spawn_config *cfg,
         atoll_fail(e, errno, "sethostname", cfg->hostname);
         child_die(msgfd, &m);
     }
+    if (cfg->loopback_up && loopback_up(e) < 0) child_die(msgfd, &m);
     if (setup_stdio(-1, -1, -1, e) < 0) child_die(msgfd, &m);
     if (apply_identity(&cfg->identity, -1, "/", e) < 0) child_die(msgfd, &m);
     syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);

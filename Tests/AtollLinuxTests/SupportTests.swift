@@ -106,7 +106,7 @@ struct SupportTests {
         // sigfillset, used only in the parent before clone.
         let allowed: Set<String> = [
             "__errno_location", "_exit", "chdir", "close", "dup2", "execve", "fcntl", "fstat", "lstat", "memcpy", "memset",
-            "mkdir", "mount", "open", "pipe2", "pthread_sigmask", "read", "sethostname", "setns", "setsid", "sigfillset",
+            "ioctl", "mkdir", "mount", "open", "pipe2", "pthread_sigmask", "read", "sethostname", "setns", "setsid", "sigfillset", "socket",
             "symlink", "syscall", "umount2", "unshare", "waitid", "write",
         ]
         #expect(!symbols.isEmpty)

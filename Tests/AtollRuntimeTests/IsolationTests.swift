@@ -128,6 +128,26 @@ extension SandboxTests {
             }
         }
 
+        @Test("loopback works: low ports and ICMP sockets for unprivileged users, as with Docker")
+        func loopback() async throws {
+            try await withSandbox { runtime, sandbox in
+                let code = """
+                    import socket
+                    server = socket.socket()
+                    server.bind(("127.0.0.1", 80))
+                    server.listen()
+                    client = socket.create_connection(("127.0.0.1", 80))
+                    peer, _ = server.accept()
+                    client.sendall(b"ping")
+                    print(peer.recv(4).decode())
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+                    print("icmp")
+                    """
+                let result = try await runtime.runCode(sandbox.id, language: .python, code: code)
+                #expect(result.stdoutText == "ping\nicmp\n", "\(result.stderrText)")
+            }
+        }
+
         @Test("hostname is the sandbox id and the network namespace has only loopback")
         func utsAndNetwork() async throws {
             try await withSandbox { runtime, sandbox in

@@ -205,6 +205,7 @@ public final class LinuxSpawner: Spawning {
         config.nops = UInt32(ops.count)
         config.idmap_userns_fd = spec.userNamespace.raw
         config.hostname = arena.string(spec.hostname)
+        config.loopback_up = 1
         config.cgroup = cCgroup(spec.cgroup, arena: arena)
         config.exec_fd = initBinary.raw
         config.argv = arena.stringArray(["atoll-init"])
