@@ -324,6 +324,8 @@ static int apply_identity(const atoll_identity *id, int ns_pidfd, const char *cw
     if (syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         return atoll_fail(e, errno, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)", "");
     if (cwd && cwd[0] && chdir(cwd) < 0) return atoll_fail(e, errno, "chdir", cwd);
+    /* Whatever the daemon's umask is, sandbox processes start with the usual one. */
+    umask(022);
     struct rlimit core = {.rlim_cur = id->rlimit_core, .rlim_max = id->rlimit_core};
     if (syscall(SYS_setrlimit, RLIMIT_CORE, &core) < 0) return atoll_fail(e, errno, "setrlimit(RLIMIT_CORE)", "");
     if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return atoll_fail(e, errno, "prctl(PR_SET_NO_NEW_PRIVS)", "");

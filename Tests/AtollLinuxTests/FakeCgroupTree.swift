@@ -74,13 +74,14 @@ final class FakeCgroupTree: CgroupFileSystem, @unchecked Sendable {
                 "cgroup.subtree_control": "", "cgroup.events": "populated 0\nfrozen 0\n", "cgroup.freeze": "0", "cgroup.kill": "",
                 "cpu.max": "max 100000\n", "cpu.stat": "usage_usec 0\n", "memory.max": "max\n", "memory.swap.max": "max\n",
                 "memory.current": "0\n", "memory.peak": "0\n", "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n",
-                "pids.max": "max\n", "pids.current": "0\n",
+                "pids.max": "max\n", "pids.current": "0\n", "pids.events": "max 0\n",
             ]
             let v1 = [
                 "cpu.cfs_period_us": "100000\n", "cpu.cfs_quota_us": "-1\n", "cpuacct.usage": "0\n",
                 "memory.limit_in_bytes": "9223372036854771712\n", "memory.memsw.limit_in_bytes": "9223372036854771712\n",
                 "memory.usage_in_bytes": "0\n", "memory.max_usage_in_bytes": "0\n", "memory.swappiness": "60\n",
                 "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n", "pids.max": "max\n", "pids.current": "0\n",
+                "pids.events": "max 0\n",
                 "freezer.state": "THAWED\n",
             ]
             for (name, value) in common.merging(version == .v2 ? v2 : v1, uniquingKeysWith: { $1 }) {

@@ -96,6 +96,24 @@ struct SecurityProfileTests {
         }
     }
 
+    @Test("identities cross the shim boundary with the compiled filter and the capability masks")
+    func shimIdentity() throws {
+        let spawner = try LinuxSpawner()
+        let arena = CArena()
+        let caps = try CapabilitySet.sandboxRoot()
+        let user = ProcessIdentity.user(uid: 1000, gid: 1000, groups: [1000, 27], rootCapabilities: caps)
+        let id = spawner.cIdentity(user, userNamespace: 9, arena: arena)
+        #expect(id.userns_fd == 9 && id.uid == 1000 && id.gid == 1000 && id.ngroups == 2)
+        #expect(id.groups![0] == 1000 && id.groups![1] == 27)
+        #expect(id.capabilities == 0, "a non-root user keeps no capabilities")
+        #expect(id.bounding == caps.mask)
+        #expect(id.seccomp_len == spawner.seccomp.instructionCount && id.seccomp != nil)
+        #expect(id.rlimit_core == 0)
+        #expect(id.last_cap == CapabilitySet.lastCapability())
+        let root = spawner.cIdentity(.root(capabilities: caps), userNamespace: -1, arena: arena)
+        #expect(root.capabilities == caps.mask && root.uid == 0 && root.userns_fd == -1)
+    }
+
     @Test("plan steps cross the shim boundary as the C ops the child executes")
     func shimOperations() throws {
         let arena = CArena()

@@ -107,7 +107,7 @@ struct SupportTests {
         let allowed: Set<String> = [
             "__errno_location", "_exit", "chdir", "close", "dup2", "execve", "fcntl", "fstat", "lstat", "memcpy", "memset",
             "ioctl", "mkdir", "mount", "open", "pipe2", "pthread_sigmask", "read", "sethostname", "setns", "setsid", "sigfillset", "socket",
-            "symlink", "syscall", "umount2", "unshare", "waitid", "write",
+            "symlink", "syscall", "umask", "umount2", "unshare", "waitid", "write",
         ]
         #expect(!symbols.isEmpty)
         for symbol in symbols {

@@ -42,8 +42,8 @@ extension SandboxTests {
         @Test("environment, working directory and user")
         func environmentCwdUser() async throws {
             try await withSandbox(SandboxSpec(env: ["SANDBOX_WIDE": "yes", "OVERRIDE": "sandbox"])) { runtime, sandbox in
-                let defaults = try await runtime.sh(sandbox.id, "pwd; id -un; echo $HOME $USER $SANDBOX_WIDE $OVERRIDE $PATH")
-                #expect(defaults.stdoutText == "/home/sandbox\nsandbox\n/home/sandbox sandbox yes sandbox \(ExecDefaults.path)\n")
+                let defaults = try await runtime.sh(sandbox.id, "pwd; id -un; umask; echo $HOME $USER $SANDBOX_WIDE $OVERRIDE $PATH")
+                #expect(defaults.stdoutText == "/home/sandbox\nsandbox\n0022\n/home/sandbox sandbox yes sandbox \(ExecDefaults.path)\n")
                 let custom = try await runtime.exec(sandbox.id, ExecRequest(
                     command: .argv(["sh", "-c", "pwd; id -u; echo $OVERRIDE $EXTRA"]), env: ["OVERRIDE": "request", "EXTRA": "a b"],
                     cwd: "/tmp", user: "root"

@@ -64,7 +64,8 @@ extension SandboxTests {
         @Test("a fork bomb stops at the task limit and the host is fine")
         func forkBomb() async throws {
             try await withSandbox(pidsMax: 64) { runtime, sandbox in
-                async let bomb = runtime.sh(sandbox.id, "bomb() { bomb | bomb & }; bomb; sleep 5", timeout: 4)
+                // bash retries a failed fork, so the bomb keeps pushing against the limit.
+                async let bomb = runtime.sh(sandbox.id, "bash -c 'bomb() { bomb | bomb & }; bomb; sleep 5'", timeout: 4)
                 var peak = 0
                 for _ in 0..<20 {
                     try await Task.sleep(for: .milliseconds(100))
@@ -78,7 +79,8 @@ extension SandboxTests {
                 #expect(host.terminationStatus == 0)
                 _ = try await bomb
                 #expect(peak <= 64, "tasks in the sandbox: \(peak)")
-                #expect(peak >= 48, "the bomb should have reached the limit, peak \(peak)")
+                #expect(peak >= 32, "the bomb should have pushed against the limit, peak \(peak)")
+                #expect(try await runtime.usage(sandbox.id).pidsLimitHits > 0, "forks were refused at the limit")
                 try await runtime.stop(sandbox.id)
                 #expect(try runtime.cgroups.processes(sandbox.id.rawValue).isEmpty)
             }

@@ -50,13 +50,17 @@ public struct CgroupUsage: Sendable, Hashable, Codable {
     public var oomKills: UInt64
     /// Tasks now in the group.
     public var pids: Int
+    /// Times a fork failed because the group was at its task limit (`pids.events` "max").
+    public var pidsLimitHits: UInt64
 
-    public init(cpuNanoseconds: UInt64 = 0, memoryBytes: UInt64 = 0, memoryPeakBytes: UInt64 = 0, oomKills: UInt64 = 0, pids: Int = 0) {
+    public init(cpuNanoseconds: UInt64 = 0, memoryBytes: UInt64 = 0, memoryPeakBytes: UInt64 = 0, oomKills: UInt64 = 0, pids: Int = 0,
+                pidsLimitHits: UInt64 = 0) {
         self.cpuNanoseconds = cpuNanoseconds
         self.memoryBytes = memoryBytes
         self.memoryPeakBytes = memoryPeakBytes
         self.oomKills = oomKills
         self.pids = pids
+        self.pidsLimitHits = pidsLimitHits
     }
 }
 

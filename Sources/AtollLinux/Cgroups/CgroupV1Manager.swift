@@ -93,7 +93,9 @@ public struct CgroupV1Manager: CgroupManaging {
             memoryPeakBytes: max(current, CgroupParse.number(try fs.read("\(mem)/memory.max_usage_in_bytes"))),
             // "oom_kill" is in memory.oom_control from Linux 4.13.
             oomKills: oom["oom_kill"] ?? 0,
-            pids: Int(CgroupParse.number(try fs.read("\(path("pids", name))/pids.current")))
+            pids: Int(CgroupParse.number(try fs.read("\(path("pids", name))/pids.current"))),
+            pidsLimitHits: fs.exists("\(path("pids", name))/pids.events")
+                ? CgroupParse.keyValues(try fs.read("\(path("pids", name))/pids.events"))["max"] ?? 0 : 0
         )
     }
 

@@ -84,7 +84,8 @@ public struct CgroupV2Manager: CgroupManaging {
             memoryBytes: current,
             memoryPeakBytes: max(peak, current),
             oomKills: events["oom_kill"] ?? 0,
-            pids: Int(CgroupParse.number(try fs.read("\(dir)/pids.current")))
+            pids: Int(CgroupParse.number(try fs.read("\(dir)/pids.current"))),
+            pidsLimitHits: fs.exists("\(dir)/pids.events") ? CgroupParse.keyValues(try fs.read("\(dir)/pids.events"))["max"] ?? 0 : 0
         )
     }
 
@@ -106,11 +107,16 @@ public struct CgroupV2Manager: CgroupManaging {
 
     public func killAll(_ name: String) throws {
         guard exists(name) else { return }
-        // cgroup.kill (Linux 5.14) kills every task atomically, frozen or not.
+        // Freeze first so nothing forks while the kill lands (best effort: a task stuck in the
+        // kernel can delay freezing, and cgroup.kill works on frozen and thawed tasks alike).
+        try? freeze(name)
+        // cgroup.kill (Linux 5.14) kills every task of the group in one go.
         try fs.write("\(path(name))/cgroup.kill", "1")
         let empty = try Poll.until(timeout: 10) {
             CgroupParse.keyValues(try fs.read("\(path(name))/cgroup.events"))["populated"] == 0
         }
+        // Thawed again: a restarted sandbox reuses the group.
+        try thaw(name)
         guard empty else { throw AtollError(.timeout, "cgroup \(path(name)) still has processes 10 s after cgroup.kill") }
     }
 
