@@ -429,11 +429,52 @@ static int read_msgs(int fd, pid_t *pid, atoll_error *err) {
     return failed;
 }
 
+/// The body of a child: never returns; reports failures on `msgfd`.
+typedef void (*child_body)(const void *cfg, int msgfd);
+
+/*
+ * clone3 with `flags` (plus CLONE_INTO_CGROUP when `cgroup` has a directory), every signal
+ * blocked in the calling thread for the window, and a CLOEXEC message pipe. The child closes the
+ * read end and runs `body`; the parent gets the pid and the read end in `*msg_read`.
+ */
+static long clone_child(uint64_t flags, const atoll_cgroup_target *cgroup, int *pidfd, child_body body, const void *cfg,
+                        int *msg_read, const char *what, atoll_error *err) {
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0) return atoll_fail(err, errno, "pipe2", "");
+    struct atoll_clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = flags;
+    args.exit_signal = SIGCHLD;
+    if (pidfd) args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    if (cgroup->dir_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup->dir_fd;
+    }
+    sigset_t old;
+    block_all(&old);
+    long pid = atoll_clone3(&args);
+    if (pid == 0) {
+        close(pipefd[0]);
+        body(cfg, pipefd[1]);
+        _exit(127);
+    }
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(pipefd[1]);
+    if (pid < 0) {
+        close(pipefd[0]);
+        return atoll_fail(err, clone_errno, what, "");
+    }
+    *msg_read = pipefd[0];
+    return pid;
+}
+
 /* -------------------------------------------------------------------------------------------
  * Spawn: the sandbox's PID 1.
  * ----------------------------------------------------------------------------------------- */
 
-static __attribute__((noreturn)) void spawn_child(const atoll_spawn_config *cfg, int msgfd) {
+static __attribute__((noreturn)) void spawn_child(const void *config, int msgfd) {
+    const atoll_spawn_config *cfg = config;
     struct child_msg m;
     memset(&m, 0, sizeof m);
     atoll_error *e = &m.error;
@@ -459,34 +500,12 @@ static __attribute__((noreturn)) void spawn_child(const atoll_spawn_config *cfg,
 }
 
 int atoll_spawn_sandbox(const atoll_spawn_config *cfg, pid_t *pid_out, int *pidfd_out, atoll_error *err) {
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0) return atoll_fail(err, errno, "pipe2", "");
-    int pidfd = -1;
-    struct atoll_clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_PIDFD;
-    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-    args.exit_signal = SIGCHLD;
-    if (cfg->cgroup.dir_fd >= 0) {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)cfg->cgroup.dir_fd;
-    }
-    sigset_t old;
-    block_all(&old);
-    long pid = atoll_clone3(&args);
-    if (pid == 0) {
-        close(pipefd[0]);
-        spawn_child(cfg, pipefd[1]);
-    }
-    int clone_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(pipefd[1]);
-    if (pid < 0) {
-        close(pipefd[0]);
-        return atoll_fail(err, clone_errno, "clone3(sandbox namespaces)", "");
-    }
-    int failed = read_msgs(pipefd[0], NULL, err);
-    close(pipefd[0]);
+    int pidfd = -1, msgs = -1;
+    long pid = clone_child(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_PIDFD, &cfg->cgroup,
+                           &pidfd, spawn_child, cfg, &msgs, "clone3(sandbox namespaces)", err);
+    if (pid < 0) return (int)pid;
+    int failed = read_msgs(msgs, NULL, err);
+    close(msgs);
     if (failed) {
         siginfo_t info;
         waitid(P_PID, (id_t)pid, &info, WEXITED);
@@ -516,7 +535,8 @@ static __attribute__((noreturn)) void exec_final(const atoll_exec_config *cfg, i
     child_die(msgfd, &m);
 }
 
-static __attribute__((noreturn)) void exec_intermediate(const atoll_exec_config *cfg, int msgfd) {
+static __attribute__((noreturn)) void exec_intermediate(const void *config, int msgfd) {
+    const atoll_exec_config *cfg = config;
     struct child_msg m;
     memset(&m, 0, sizeof m);
     atoll_error *e = &m.error;
@@ -545,34 +565,14 @@ static __attribute__((noreturn)) void exec_intermediate(const atoll_exec_config 
 }
 
 int atoll_exec_in_sandbox(const atoll_exec_config *cfg, pid_t *pid_out, atoll_error *err) {
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0) return atoll_fail(err, errno, "pipe2", "");
-    struct atoll_clone_args args;
-    memset(&args, 0, sizeof args);
-    args.exit_signal = SIGCHLD;
-    if (cfg->cgroup.dir_fd >= 0) {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)cfg->cgroup.dir_fd;
-    }
-    sigset_t old;
-    block_all(&old);
-    long mid = atoll_clone3(&args);
-    if (mid == 0) {
-        close(pipefd[0]);
-        exec_intermediate(cfg, pipefd[1]);
-    }
-    int clone_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(pipefd[1]);
-    if (mid < 0) {
-        close(pipefd[0]);
-        return atoll_fail(err, clone_errno, "clone3(exec helper)", "");
-    }
+    int msgs = -1;
+    long mid = clone_child(0, &cfg->cgroup, NULL, exec_intermediate, cfg, &msgs, "clone3(exec helper)", err);
+    if (mid < 0) return (int)mid;
     siginfo_t info;
     while (waitid(P_PID, (id_t)mid, &info, WEXITED) < 0 && errno == EINTR) {}
     pid_t pid = 0;
-    int failed = read_msgs(pipefd[0], &pid, err);
-    close(pipefd[0]);
+    int failed = read_msgs(msgs, &pid, err);
+    close(msgs);
     if (failed) {
         if (pid > 0) while (waitid(P_PID, (id_t)pid, &info, WEXITED) < 0 && errno == EINTR) {}
         return -err->err;
