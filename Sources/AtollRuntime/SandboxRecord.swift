@@ -21,7 +21,6 @@ struct SandboxRecord: Codable, Sendable {
     /// Present while the sandbox runs.
     struct Running: Codable, Sendable {
         var initProcess: ProcessRef
-        var loopIndex: Int32
         var startedAt: Date
     }
 

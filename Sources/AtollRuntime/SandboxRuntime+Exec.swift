@@ -28,7 +28,7 @@ extension SandboxRuntime {
         if !cwd.hasPrefix("/") { cwd = account.home + "/" + cwd }
 
         let pipes = try StdioPipes.make(mergeStderr: request.mergeOutput)
-        let oomBefore = (try? cgroups.usage(id.rawValue))?.oomKills ?? 0
+        let oomBefore = (try? cgroups.oomKills(id.rawValue)) ?? 0
         let spec = ExecSpec(
             initPidfd: handles.initProcess.pidfd.raw, cgroup: handles.placement, executable: argv[0], arguments: argv,
             environment: Self.environment(record: record, account: account, extra: request.env), workingDirectory: cwd,
@@ -54,7 +54,7 @@ extension SandboxRuntime {
             stdin: stdin, timeout: request.timeout, captureLimit: configuration.captureLimitBytes, onOutput: onOutput
         )
         let outcome = await io.run()
-        let oomAfter = (try? cgroups.usage(id.rawValue))?.oomKills ?? oomBefore
+        let oomAfter = (try? cgroups.oomKills(id.rawValue)) ?? oomBefore
         return ExecResult(
             termination: outcome.termination, timedOut: outcome.timedOut,
             oomKilled: oomAfter > oomBefore && outcome.termination == .signaled(SIGKILL) && !outcome.timedOut,

@@ -174,7 +174,7 @@ public actor SandboxRuntime {
             live[id] = Live(initProcess: initProcess, placement: placement)
             record.running = .init(
                 initProcess: .init(pid: initProcess.pid, startTime: ProcFS.startTime(initProcess.pid) ?? 0),
-                loopIndex: loop.index, startedAt: Date()
+                startedAt: Date()
             )
             try store.save(record)
             return info(record)

@@ -59,6 +59,7 @@ struct CgroupBackendTests {
         let usage = try manager.usage("sb1")
         #expect(usage == CgroupUsage(cpuNanoseconds: 2_500_000_000, memoryBytes: 1 << 20, memoryPeakBytes: 4 << 20, oomKills: 2, pids: 7, pidsLimitHits: 12))
         #expect(try manager.processes("sb1") == [101, 102])
+        #expect(try manager.oomKills("sb1") == 2)
 
         try manager.freeze("sb1")
         #expect(tree.writes(to: "sb1/cgroup.freeze") == ["1"])
@@ -135,6 +136,7 @@ struct CgroupBackendTests {
         tree.set("/cg/pids/atoll/sb1/pids.current", "3\n")
         tree.set("/cg/pids/atoll/sb1/pids.events", "max 5\n")
         #expect(try manager.usage("sb1") == CgroupUsage(cpuNanoseconds: 1_500_000_000, memoryBytes: 2 << 20, memoryPeakBytes: 8 << 20, oomKills: 1, pids: 3, pidsLimitHits: 5))
+        #expect(try manager.oomKills("sb1") == 1)
         try manager.freeze("sb1")
         try manager.thaw("sb1")
         #expect(tree.writes(to: "freezer.state") == ["FROZEN", "THAWED"])

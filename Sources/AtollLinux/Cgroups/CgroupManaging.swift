@@ -90,6 +90,8 @@ public protocol CgroupManaging: Sendable {
     /// Handles to place a new process into the group.
     func placement(_ name: String) throws -> CgroupPlacement
     func usage(_ name: String) throws -> CgroupUsage
+    /// Just the OOM kill counter (one file read: execs check it before and after).
+    func oomKills(_ name: String) throws -> UInt64
     /// Host pids of the processes in the group.
     func processes(_ name: String) throws -> [Int32]
     /// Freezes every task; returns once the kernel reports the group frozen.

@@ -99,6 +99,10 @@ public struct CgroupV1Manager: CgroupManaging {
         )
     }
 
+    public func oomKills(_ name: String) throws -> UInt64 {
+        CgroupParse.keyValues(try fs.read("\(path("memory", name))/memory.oom_control"))["oom_kill"] ?? 0
+    }
+
     public func processes(_ name: String) throws -> [Int32] {
         var all = Set<Int32>()
         for dir in directories(name) where fs.exists(dir) {

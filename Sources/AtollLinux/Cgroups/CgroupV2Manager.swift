@@ -89,6 +89,10 @@ public struct CgroupV2Manager: CgroupManaging {
         )
     }
 
+    public func oomKills(_ name: String) throws -> UInt64 {
+        CgroupParse.keyValues(try fs.read("\(path(name))/memory.events"))["oom_kill"] ?? 0
+    }
+
     public func processes(_ name: String) throws -> [Int32] {
         CgroupParse.pids(try fs.read("\(path(name))/cgroup.procs"))
     }
