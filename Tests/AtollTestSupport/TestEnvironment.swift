@@ -17,20 +17,21 @@ public enum TestEnvironment {
 
     public static var hasSnapshot: Bool { KernelFile.isDirectory("\(snapshotsDirectory)/default/rootfs") }
 
-    /// Whether privileged tests run: always in CI, otherwise only as root.
-    public static var runPrivileged: Bool {
+    /// Whether privileged tests run: always in CI, otherwise only as root. Decided (and the
+    /// reason printed) once per test run.
+    public static let runPrivileged: Bool = {
         if isCI { return true }
         if !isRoot { print("note: skipping privileged tests: they need root (run scripts/test as root)") }
         return isRoot
-    }
+    }()
 
     /// Whether tests that need the default snapshot run: always in CI, otherwise only if it exists.
-    public static var runWithSnapshot: Bool {
+    public static let runWithSnapshot: Bool = {
         guard runPrivileged else { return false }
         if isCI { return true }
         if !hasSnapshot { print("note: skipping sandbox tests: no snapshot at \(snapshotsDirectory)/default (run scripts/setup)") }
         return hasSnapshot
-    }
+    }()
 }
 
 extension Trait where Self == ConditionTrait {
