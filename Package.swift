@@ -14,7 +14,8 @@ let package = Package(
         .library(name: "AtollRuntime", targets: ["AtollRuntime"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // C shim: everything between clone and execve, plus libseccomp / libcap / loop / openat2.
@@ -39,25 +40,34 @@ let package = Package(
             swiftSettings: swiftSettings,
             plugins: ["EmbedInit"]
         ),
-        // The sandbox runtime: create / start / stop / delete / exec on top of AtollLinux.
-        .target(name: "AtollRuntime", dependencies: ["AtollCore", "AtollLinux"], swiftSettings: swiftSettings),
+        // The sandbox driver: the mechanisms of a sandbox's life (disk, start, stop, exec, archive),
+        // without state of its own.
+        .target(name: "AtollSandbox", dependencies: ["AtollCore", "AtollLinux"], swiftSettings: swiftSettings),
+        // Persistence of the runner: SQLite through GRDB.
+        .target(
+            name: "AtollStore",
+            dependencies: ["AtollCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        // The runner: Daytona's lifecycle state machine, persistence, sweeps, restart safety.
+        .target(name: "AtollRuntime", dependencies: ["AtollCore", "AtollLinux", "AtollSandbox", "AtollStore"], swiftSettings: swiftSettings),
         // The `atoll` command.
         .executableTarget(
             name: "atoll",
-            dependencies: ["AtollRuntime", "AtollLinux", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["AtollRuntime", "AtollSandbox", "AtollLinux", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 
         // Shared helpers of the test targets: privileged-test rules, throwaway runtimes.
         .target(
             name: "AtollTestSupport",
-            dependencies: ["AtollRuntime", "AtollLinux", "AtollCore"],
+            dependencies: ["AtollRuntime", "AtollSandbox", "AtollLinux", "AtollCore"],
             path: "Tests/AtollTestSupport",
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "AtollCoreTests", dependencies: ["AtollCore"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollLinuxTests", dependencies: ["AtollLinux", "AtollCore", "CRuntime", "AtollTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollCLITests", dependencies: ["atoll", "AtollTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "AtollRuntimeTests", dependencies: ["AtollRuntime", "AtollLinux", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "AtollRuntimeTests", dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
     ]
 )

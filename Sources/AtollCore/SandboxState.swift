@@ -28,13 +28,13 @@ public enum SandboxState: String, Sendable, Codable, CaseIterable {
         switch self {
         case .pendingBuild: return [.creating, .buildFailed, .destroying, .error]
         case .creating: return [.starting, .started, .stopped, .error, .destroying]
-        case .starting: return [.started, .error, .stopping]
+        case .starting: return [.started, .stopped, .error, .stopping]
         case .started: return [.stopping, .resizing, .error, .destroying]
         case .stopping: return [.stopped, .error, .destroying]
         case .stopped: return [.starting, .archiving, .resizing, .destroying, .error]
         case .archiving: return [.archived, .stopped, .error, .starting]
         case .archived: return [.restoring, .destroying, .error]
-        case .restoring: return [.starting, .stopped, .error]
+        case .restoring: return [.starting, .started, .archived, .stopped, .error]
         case .resizing: return [.started, .stopped, .error]
         case .error: return [.starting, .stopped, .destroying]
         case .buildFailed: return [.destroying]
@@ -43,6 +43,9 @@ public enum SandboxState: String, Sendable, Codable, CaseIterable {
         }
     }
 
-    /// Whether moving from this state to `next` is allowed.
-    public func canTransition(to next: SandboxState) -> Bool { successors.contains(next) }
+    /// Whether moving from this state to `next` is allowed. Taking over a transitional state
+    /// abandoned by a dead process (the same state again) is allowed too.
+    public func canTransition(to next: SandboxState) -> Bool {
+        successors.contains(next) || (isTransitional && next == self)
+    }
 }

@@ -1,48 +1,79 @@
 import AtollCore
 import AtollLinux
+import AtollSandbox
 import Foundation
 
-/// Settings of a sandbox runtime. The defaults are those of a production host; tests point
-/// every location at their own temporary directory and their own cgroup name and id region.
+/// How long each transitional state may last before the runner declares it stuck and moves the
+/// sandbox to `error`.
+public struct TransitionDeadlines: Sendable, Hashable {
+    public var creating: Double = 300
+    public var starting: Double = 120
+    public var stopping: Double = 120
+    public var archiving: Double = 3600
+    public var restoring: Double = 3600
+    public var resizing: Double = 600
+    public var destroying: Double = 300
+
+    public init() {}
+
+    public static let defaults = TransitionDeadlines()
+
+    public func seconds(for state: SandboxState) -> Double {
+        switch state {
+        case .creating, .pendingBuild: return creating
+        case .starting: return starting
+        case .stopping: return stopping
+        case .archiving: return archiving
+        case .restoring: return restoring
+        case .resizing: return resizing
+        case .destroying: return destroying
+        default: return 0
+        }
+    }
+}
+
+/// Settings of the runner. The defaults are a production host's; test harnesses point every
+/// location at their own directory, cgroup name and id region, and pass a manual clock.
 public struct RuntimeConfiguration: Sendable {
-    /// Root of Atoll's state: sandbox records and disks, id-range claims.
-    public var dataDirectory: String
-    /// Where snapshots live (`<name>/rootfs`, `<name>/snapshot.json`).
-    public var snapshotsDirectory: String
-    /// Top-level cgroup name under each hierarchy root.
-    public var cgroupName: String
-    /// First host uid/gid handed to sandboxes, and how many 65536-id slots follow it.
+    public var driver: DriverConfiguration
+    /// The SQLite database (`<data>/atoll.db`).
+    public var databasePath: String
+    /// Organization new sandboxes belong to when the caller names none.
+    public var organizationId: String
+    /// First host uid/gid handed to sandboxes and how many 65536-id slots follow it.
     public var idRangeStart: UInt32
     public var idRangeSlots: Int
     /// Per-sandbox maximum resources.
     public var limits: ResourceLimits
     /// Task limit per sandbox.
     public var pidsMax: Int
-    /// Output kept per stream of an exec; the rest is dropped and the result marked truncated.
-    public var captureLimitBytes: Int
+    public var deadlines: TransitionDeadlines
+    /// How often the sweeper applies auto-stop, auto-archive, auto-delete and deadlines.
+    public var sweepInterval: Double
+    /// How often a sandbox's in-memory activity time is written to the database (a crash loses
+    /// at most this much activity, never a state).
+    public var activityFlushInterval: Double
 
     /// `/var/lib/atoll`, the host default.
     public static let defaultDataDirectory = "/var/lib/atoll"
 
-    public init(
-        dataDirectory: String = RuntimeConfiguration.defaultDataDirectory,
-        snapshotsDirectory: String? = nil,
-        cgroupName: String = "atoll",
-        idRangeStart: UInt32 = 1 << 28,
-        idRangeSlots: Int = 4096,
-        limits: ResourceLimits = .defaults,
-        pidsMax: Int = CgroupLimits.defaultPidsMax,
-        captureLimitBytes: Int = 16 << 20
-    ) {
-        self.dataDirectory = dataDirectory
-        self.snapshotsDirectory = snapshotsDirectory ?? "\(dataDirectory)/snapshots"
-        self.cgroupName = cgroupName
+    public init(dataDirectory: String = RuntimeConfiguration.defaultDataDirectory, snapshotsDirectory: String? = nil,
+                cgroupName: String = "atoll", organizationId: String = "default", idRangeStart: UInt32 = 1 << 28,
+                idRangeSlots: Int = 4096, limits: ResourceLimits = .defaults, pidsMax: Int = CgroupLimits.defaultPidsMax,
+                deadlines: TransitionDeadlines = .defaults, sweepInterval: Double = 10, activityFlushInterval: Double = 30) {
+        self.driver = DriverConfiguration(dataDirectory: dataDirectory, snapshotsDirectory: snapshotsDirectory, cgroupName: cgroupName)
+        self.databasePath = "\(dataDirectory)/atoll.db"
+        self.organizationId = organizationId
         self.idRangeStart = idRangeStart
         self.idRangeSlots = idRangeSlots
         self.limits = limits
         self.pidsMax = pidsMax
-        self.captureLimitBytes = captureLimitBytes
+        self.deadlines = deadlines
+        self.sweepInterval = sweepInterval
+        self.activityFlushInterval = activityFlushInterval
     }
+
+    public var dataDirectory: String { driver.dataDirectory }
 
     /// The defaults, with overrides from the environment (for operators and test harnesses):
     /// `ATOLL_SNAPSHOTS_DIR`, `ATOLL_CGROUP_NAME`, `ATOLL_ID_RANGE_START`, `ATOLL_PIDS_MAX`,
@@ -56,7 +87,7 @@ public struct RuntimeConfiguration: Sendable {
         var config = RuntimeConfiguration(dataDirectory: dataDirectory, snapshotsDirectory: environment["ATOLL_SNAPSHOTS_DIR"])
         if let name = environment["ATOLL_CGROUP_NAME"] {
             guard SandboxID.isValid(name) else { throw AtollError(.invalidArgument, "ATOLL_CGROUP_NAME=\(name) is not a valid name") }
-            config.cgroupName = name
+            config.driver.cgroupName = name
         }
         config.idRangeStart = try number("ATOLL_ID_RANGE_START", config.idRangeStart)
         config.pidsMax = try number("ATOLL_PIDS_MAX", config.pidsMax)
@@ -67,7 +98,4 @@ public struct RuntimeConfiguration: Sendable {
         )
         return config
     }
-
-    var sandboxesDirectory: String { "\(dataDirectory)/sandboxes" }
-    var idRangesDirectory: String { "\(dataDirectory)/idranges" }
 }

@@ -7,7 +7,10 @@ struct Atoll: AsyncParsableCommand {
         commandName: "atoll",
         abstract: "Local Daytona-style sandboxes: isolated Linux environments that run code.",
         version: AtollVersion.current,
-        subcommands: [Run.self, GC.self]
+        subcommands: [
+            Run.self, Create.self, List.self, Info.self, Start.self, Stop.self, Archive.self, Recover.self, Resize.self,
+            Delete.self, Labels.self, Exec.self, GC.self,
+        ]
     )
 }
 

@@ -1,19 +1,20 @@
 import ArgumentParser
 import AtollRuntime
 
-/// `atoll gc`: removes sandboxes left behind by `atoll run` processes that were killed.
+/// `atoll gc`: reconciles the data directory and removes what nothing owns.
 struct GC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
-        abstract: "Remove sandboxes whose `atoll run` process is gone (e.g. after kill -9)."
+        abstract: "Finish or undo half-done transitions, delete sandboxes of killed `atoll run`s, remove orphans."
     )
 
-    @Option(help: "Atoll's data directory.")
-    var dataDir: String = RuntimeConfiguration.defaultDataDirectory
+    @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
-        let runtime = try SandboxRuntime(configuration: .fromEnvironment(dataDirectory: dataDir))
-        let removed = await runtime.reclaimAbandoned()
-        print(removed.isEmpty ? "nothing to remove" : "removed \(removed.map(\.rawValue).joined(separator: " "))")
+        try await withRunner(runtime, reconcile: false) { manager in
+            let report = await manager.reconcile()
+            let lines = report.reconciled + report.deleted.map { "deleted \($0)" } + report.orphansRemoved.map { "removed \($0)" }
+            print(lines.isEmpty ? "nothing to do" : lines.joined(separator: "\n"))
+        }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import AtollCore
 import AtollLinux
 import AtollRuntime
+import AtollSandbox
 import CRuntime
 import Foundation
 import Glibc
@@ -52,8 +53,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Snapshot to create the sandbox from.")
     var snapshot: String = "default"
 
-    @Option(help: "Atoll's data directory.")
-    var dataDir: String = RuntimeConfiguration.defaultDataDirectory
+    @OptionGroup var runtime: RuntimeOptions
 
     @Flag(help: "Print the sandbox id and timings to standard error.")
     var verbose = false
@@ -78,55 +78,46 @@ struct Run: AsyncParsableCommand {
     func runProgram() async throws -> Int32 {
         let language = try resolveLanguage()
         let program = try readProgram()
-        var environment: [String: String] = [:]
-        for entry in env {
-            guard let eq = entry.firstIndex(of: "="), eq != entry.startIndex else {
-                throw AtollError(.invalidArgument, "--env expects KEY=VALUE, got \"\(entry)\"")
-            }
-            environment[String(entry[..<eq])] = String(entry[entry.index(after: eq)...])
-        }
+        let environment = try parsePairs(env, option: "--env")
         let started = Monotonic.now()
-        let runtime = try SandboxRuntime(configuration: .fromEnvironment(dataDirectory: dataDir))
-        let reclaimed = await runtime.reclaimAbandoned()
-        if verbose && !reclaimed.isEmpty {
-            log("removed \(reclaimed.count) sandbox(es) left by earlier interrupted runs")
-        }
-        let id = SandboxID.random()
-        let cleanup = InterruptCleanup(runtime: runtime, id: id)
-        try cleanup.install()
-
-        let info = try await runtime.create(SandboxSpec(
-            id: id, snapshot: snapshot, resources: Resources(cpu: cpu, memoryGiB: memory, diskGiB: disk),
-            ownedByCurrentProcess: true
-        ))
-        if verbose { log("sandbox \(info.id) started in \(ms(since: started)) ms") }
-        let ran = Monotonic.now()
-        let result: ExecResult
-        do {
-            result = try await runtime.runCode(
-                id, language: language, code: program, arguments: arguments, env: environment, timeout: timeout,
-                stdin: file == "-" ? .none : .forward(STDIN_FILENO),
-                onOutput: { channel, bytes in
-                    OutputWriter.write(bytes, to: channel == .stdout ? STDOUT_FILENO : STDERR_FILENO)
-                }
-            )
-        } catch {
+        return try await withRunner(runtime, errorStatus: 125) { manager in
+            let id = SandboxID.random()
+            let cleanup = InterruptCleanup(manager: manager, id: id)
+            try cleanup.install()
+            let sandbox = try await manager.create(CreateParameters(
+                labels: ["atoll-run": "true"], language: language, resources: Resources(cpu: cpu, memoryGiB: memory, diskGiB: disk),
+                snapshot: snapshot, ephemeral: true, ownedByCurrentProcess: true, id: id
+            ))
+            if verbose { log("sandbox \(sandbox.id) started in \(ms(since: started)) ms") }
+            let ran = Monotonic.now()
+            let result: ExecResult
+            do {
+                result = try await manager.runCode(
+                    id.rawValue,
+                    CodeRequest(language: language, code: program, arguments: arguments, env: environment, timeout: timeout,
+                                stdin: file == "-" ? .none : .forward(STDIN_FILENO)),
+                    onOutput: { channel, bytes in
+                        OutputWriter.write(bytes, to: channel == .stdout ? STDOUT_FILENO : STDERR_FILENO)
+                    }
+                )
+            } catch {
+                if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
+                _ = try? await manager.delete(id.rawValue)
+                throw error
+            }
+            // Interrupted: the signal thread removes the sandbox and exits with the signal's status.
             if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
-            try? await runtime.delete(id)
-            throw error
+            if verbose { log("program finished in \(ms(since: ran)) ms") }
+            let removing = Monotonic.now()
+            try await manager.delete(id.rawValue)
+            if verbose { log("sandbox removed in \(ms(since: removing)) ms") }
+            if result.timedOut {
+                log("killed after the \(timeout ?? 0) s timeout")
+                return 124
+            }
+            if result.oomKilled { log("the program ran out of memory (\(memory) GiB) and was killed") }
+            return result.exitCode
         }
-        // Interrupted: the signal thread removes the sandbox and exits with the signal's status.
-        if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
-        if verbose { log("program finished in \(ms(since: ran)) ms") }
-        let removing = Monotonic.now()
-        try await runtime.delete(id)
-        if verbose { log("sandbox removed in \(ms(since: removing)) ms") }
-        if result.timedOut {
-            log("killed after the \(timeout ?? 0) s timeout")
-            return 124
-        }
-        if result.oomKilled { log("the program ran out of memory (\(memory) GiB) and was killed") }
-        return result.exitCode
     }
 
     func resolveLanguage() throws -> Language {
@@ -156,15 +147,15 @@ struct Run: AsyncParsableCommand {
 /// with 128 + the signal number. The signals arrive through the shim's signal pipe on a thread
 /// of their own, so no Swift code runs in a signal handler.
 final class InterruptCleanup: Sendable {
-    let runtime: SandboxRuntime
+    let manager: SandboxManager
     let id: SandboxID
     private let state = Mutex(false)
 
     /// Whether a signal arrived; the cleanup thread then owns the rest of the process's life.
     var interrupted: Bool { state.withLock { $0 } }
 
-    init(runtime: SandboxRuntime, id: SandboxID) {
-        self.runtime = runtime
+    init(manager: SandboxManager, id: SandboxID) {
+        self.manager = manager
         self.id = id
     }
 
@@ -173,7 +164,7 @@ final class InterruptCleanup: Sendable {
         let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
         let fd = atoll_signal_pipe(signals, Int32(signals.count), &failure)
         guard fd >= 0 else { throw SystemError.error(failure) }
-        let thread = Thread { [self, runtime, id] in
+        let thread = Thread { [self, manager, id] in
             var byte: UInt8 = 0
             while Glibc.read(fd, &byte, 1) != 1 {}
             self.state.withLock { $0 = true }
@@ -181,7 +172,7 @@ final class InterruptCleanup: Sendable {
             Task {
                 // The actor runs this after a create in progress finishes, so nothing escapes.
                 do {
-                    try await runtime.delete(id)
+                    try await manager.delete(id.rawValue)
                 } catch let error as AtollError where error.code == .notFound {
                 } catch {
                     FileHandle.standardError.write(Data("atoll: could not remove sandbox \(id): \(error) (atoll gc retries)\n".utf8))

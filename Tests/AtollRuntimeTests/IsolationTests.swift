@@ -1,6 +1,7 @@
 import AtollCore
 import AtollLinux
 import AtollRuntime
+import AtollSandbox
 import AtollTestSupport
 import Foundation
 import Glibc
@@ -12,30 +13,30 @@ extension SandboxTests {
     struct IsolationTests {
         @Test("PID 1 is atoll-init and no host process is visible")
         func pidNamespace() async throws {
-            try await withSandbox { runtime, sandbox in
-                let ps = try await runtime.sh(sandbox.id, "ps -e -o pid=,comm=")
+            try await withSandbox { manager, sandbox in
+                let ps = try await manager.sh(sandbox.id, "ps -e -o pid=,comm=")
                 #expect(ps.exitCode == 0)
                 let rows = ps.stdoutText.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
                 #expect(rows.first?.map(String.init) == ["1", "atoll-init"])
                 // Only init, the shell and ps itself exist in the sandbox.
                 #expect(rows.count <= 3, "unexpected processes: \(ps.stdoutText)")
-                let pids = try await runtime.sh(sandbox.id, "ls /proc | grep -E '^[0-9]+$' | sort -n | tail -1")
+                let pids = try await manager.sh(sandbox.id, "ls /proc | grep -E '^[0-9]+$' | sort -n | tail -1")
                 #expect(Int(pids.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 999 < 10)
                 // The test process itself (on the host) does not exist in there.
-                let host = try await runtime.sh(sandbox.id, "test -e /proc/\(getpid())/cmdline && cat /proc/\(getpid())/cmdline; echo end")
+                let host = try await manager.sh(sandbox.id, "test -e /proc/\(getpid())/cmdline && cat /proc/\(getpid())/cmdline; echo end")
                 #expect(!host.stdoutText.contains("Test"))
             }
         }
 
         @Test("root inside maps to the sandbox's own unprivileged host ids")
         func userNamespace() async throws {
-            try await withSandbox { runtime, sandbox in
-                let made = try await runtime.sh(sandbox.id, "touch /root-owned && mkdir -p /tmp/dir && id -u && cat /proc/self/uid_map", user: "root")
+            try await withSandbox { manager, sandbox in
+                let made = try await manager.sh(sandbox.id, "touch /root-owned && mkdir -p /tmp/dir && id -u && cat /proc/self/uid_map", user: "root")
                 #expect(made.exitCode == 0, "\(made.stderrText)")
                 let lines = made.stdoutText.split(separator: "\n")
                 #expect(lines.first == "0")
                 #expect(lines.dropFirst().first?.split(separator: " ").map(String.init) == ["0", "\(sandbox.ids.base)", "65536"])
-                let user = try await runtime.sh(sandbox.id, "touch /tmp/user-owned")
+                let user = try await manager.sh(sandbox.id, "touch /tmp/user-owned")
                 #expect(user.exitCode == 0)
 
                 // Seen from the host, the files belong to the sandbox's range, not to root.
@@ -51,9 +52,9 @@ extension SandboxTests {
 
         @Test("mount, ptrace, module loading, keyrings, namespaces and /proc/sys writes are refused")
         func denials() async throws {
-            try await withSandbox { runtime, sandbox in
+            try await withSandbox { manager, sandbox in
                 for user in ["root", "sandbox"] {
-                    let result = try await runtime.runCode(sandbox.id, language: .python, code: Probes.denials, arguments: [sandbox.id.rawValue], user: user, timeout: 60)
+                    let result = try await manager.code(sandbox.id, .python, Probes.denials, arguments: [sandbox.id.rawValue], user: user, timeout: 60)
                     #expect(result.exitCode == 0, "probe failed as \(user): \(result.stderrText)")
                     let decoded = try JSONSerialization.jsonObject(with: Data(result.stdout)) as? [String: [Int]]
                     let outcomes = try #require(decoded, "probe output: \(result.stdoutText)")
@@ -69,15 +70,15 @@ extension SandboxTests {
                     #expect(outcomes["write /proc/sys/kernel/hostname"]?[1] == Int(EROFS))
                 }
                 // Nothing changed: the hostname is still the sandbox id.
-                let name = try await runtime.sh(sandbox.id, "hostname")
+                let name = try await manager.sh(sandbox.id, "hostname")
                 #expect(name.stdoutText == "\(sandbox.id)\n")
             }
         }
 
         @Test("a denial probe refuses to run anywhere but in the sandbox it was meant for")
         func probeGuard() async throws {
-            try await withSandbox { runtime, sandbox in
-                let result = try await runtime.runCode(sandbox.id, language: .python, code: Probes.denials, arguments: ["some-other-host"], user: "root")
+            try await withSandbox { manager, sandbox in
+                let result = try await manager.code(sandbox.id, .python, Probes.denials, arguments: ["some-other-host"], user: "root")
                 #expect(result.exitCode == 99)
                 #expect(result.stdoutText.hasPrefix("REFUSE"))
             }
@@ -85,8 +86,8 @@ extension SandboxTests {
 
         @Test("masked and read-only paths")
         func maskedPaths() async throws {
-            try await withSandbox { runtime, sandbox in
-                let result = try await runtime.sh(sandbox.id, """
+            try await withSandbox { manager, sandbox in
+                let result = try await manager.sh(sandbox.id, """
                     wc -c < /proc/keys; wc -c < /proc/timer_list; ls -A /sys/firmware | wc -l; ls -A /proc/acpi 2>/dev/null | wc -l
                     grep -E ' /proc/sys | /sys ' /proc/mounts | cut -d' ' -f2,4 | cut -d, -f1
                     """, user: "root")
@@ -100,9 +101,9 @@ extension SandboxTests {
 
         @Test("capabilities, no_new_privs and seccomp in every process")
         func credentials() async throws {
-            try await withSandbox { runtime, sandbox in
+            try await withSandbox { manager, sandbox in
                 let expected = try CapabilitySet.sandboxRoot().mask
-                let root = try await runtime.sh(sandbox.id, "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status", user: "root")
+                let root = try await manager.sh(sandbox.id, "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status", user: "root")
                 let fields = Dictionary(uniqueKeysWithValues: root.stdoutText.split(separator: "\n").map { line -> (String, String) in
                     let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
                     return (parts[0], parts[1])
@@ -111,17 +112,17 @@ extension SandboxTests {
                 #expect(UInt64(fields["CapBnd"] ?? "", radix: 16) == expected)
                 #expect(fields["NoNewPrivs"] == "1")
                 #expect(fields["Seccomp"] == "2")
-                let user = try await runtime.sh(sandbox.id, "grep -E '^(CapEff|CapPrm):' /proc/self/status | cut -f2")
+                let user = try await manager.sh(sandbox.id, "grep -E '^(CapEff|CapPrm):' /proc/self/status | cut -f2")
                 #expect(user.stdoutText == "0000000000000000\n0000000000000000\n")
-                let initStatus = try await runtime.sh(sandbox.id, "grep -E '^(Seccomp|NoNewPrivs):' /proc/1/status | cut -f2", user: "root")
+                let initStatus = try await manager.sh(sandbox.id, "grep -E '^(Seccomp|NoNewPrivs):' /proc/1/status | cut -f2", user: "root")
                 #expect(initStatus.stdoutText == "1\n2\n", "init runs under the same profile")
             }
         }
 
         @Test("system calls through a foreign ABI kill the process", arguments: ["i386", "x32"])
         func foreignABI(abi: String) async throws {
-            try await withSandbox { runtime, sandbox in
-                let result = try await runtime.runCode(sandbox.id, language: .python, code: Probes.foreignABI, arguments: [sandbox.id.rawValue, abi])
+            try await withSandbox { manager, sandbox in
+                let result = try await manager.code(sandbox.id, .python, Probes.foreignABI, arguments: [sandbox.id.rawValue, abi])
                 #expect(result.stdoutText.contains("about to call"), "\(result.stdoutText) \(result.stderrText)")
                 #expect(!result.stdoutText.contains("SURVIVED"))
                 #expect(result.termination == .signaled(SIGSYS))
@@ -130,7 +131,7 @@ extension SandboxTests {
 
         @Test("loopback works: low ports and ICMP sockets for unprivileged users, as with Docker")
         func loopback() async throws {
-            try await withSandbox { runtime, sandbox in
+            try await withSandbox { manager, sandbox in
                 let code = """
                     import socket
                     server = socket.socket()
@@ -143,15 +144,15 @@ extension SandboxTests {
                     socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
                     print("icmp")
                     """
-                let result = try await runtime.runCode(sandbox.id, language: .python, code: code)
+                let result = try await manager.code(sandbox.id, .python, code)
                 #expect(result.stdoutText == "ping\nicmp\n", "\(result.stderrText)")
             }
         }
 
         @Test("hostname is the sandbox id and the network namespace has only loopback")
         func utsAndNetwork() async throws {
-            try await withSandbox { runtime, sandbox in
-                let result = try await runtime.sh(sandbox.id, "hostname; cat /etc/hostname; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '")
+            try await withSandbox { manager, sandbox in
+                let result = try await manager.sh(sandbox.id, "hostname; cat /etc/hostname; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '")
                 #expect(result.stdoutText == "\(sandbox.id)\n\(sandbox.id)\nlo\n")
             }
         }

@@ -1,6 +1,7 @@
 import AtollCore
 import AtollLinux
 import AtollRuntime
+import AtollSandbox
 import Foundation
 import Glibc
 import Testing
@@ -46,19 +47,19 @@ extension Trait where Self == ConditionTrait {
     }
 }
 
-/// A runtime of the tests' own: a temporary data directory, a cgroup top-level name and an id
-/// region no one else uses. `withTestRuntime` removes every sandbox, the cgroups and the
+/// A runner of the tests' own: a temporary data directory, a cgroup top-level name and an id
+/// region no one else uses. `withTestRuntime` deletes every sandbox, the cgroups and the
 /// directory afterwards, also when the test fails.
 public struct TestRuntime: Sendable {
-    public let runtime: SandboxRuntime
-    public let dataDirectory: String
-    public let cgroupName: String
+    public let manager: SandboxManager
+    public let configuration: RuntimeConfiguration
 
     /// Every test runtime of this process gets its own id block: 16 slots in a region per process.
     nonisolated(unsafe) static var counter: UInt32 = 0
     static let lock = NSLock()
 
-    public static func make(pidsMax: Int = CgroupLimits.defaultPidsMax) throws -> TestRuntime {
+    /// A configuration of the tests' own (directory, cgroup name, id region).
+    public static func configuration(pidsMax: Int = CgroupLimits.defaultPidsMax) throws -> RuntimeConfiguration {
         let n: UInt32 = lock.withLock {
             counter += 1
             return counter
@@ -69,33 +70,49 @@ public struct TestRuntime: Sendable {
         // 2^30 upwards: far from production (2^28 upwards) and from host users. The region holds
         // 1024 blocks of 16 slots; a block per runtime, chosen by pid and a counter.
         let block = UInt32(getpid() % 16) * 64 + (n % 64)
-        let start = UInt32(1 << 30) + block * 16 * 65536
-        let config = RuntimeConfiguration(
+        return RuntimeConfiguration(
             dataDirectory: data, snapshotsDirectory: TestEnvironment.snapshotsDirectory, cgroupName: "atoll-test-\(token)",
-            idRangeStart: start, idRangeSlots: 16, pidsMax: pidsMax
+            idRangeStart: UInt32(1 << 30) + block * 16 * 65536, idRangeSlots: 16, pidsMax: pidsMax
         )
-        return TestRuntime(runtime: try SandboxRuntime(configuration: config), dataDirectory: data, cgroupName: config.cgroupName)
+    }
+
+    public static func make(pidsMax: Int = CgroupLimits.defaultPidsMax, clock: any Clock = SystemClock()) async throws -> TestRuntime {
+        let configuration = try configuration(pidsMax: pidsMax)
+        return TestRuntime(manager: try await SandboxManager.open(configuration: configuration, clock: clock), configuration: configuration)
     }
 
     /// Deletes every sandbox, the cgroup top level and the data directory.
     public func cleanUp() async {
-        for info in await runtime.list() {
-            do {
-                try await runtime.delete(info.id)
-            } catch {
-                Issue.record("cleanup: could not delete sandbox \(info.id): \(error)")
+        await Self.cleanUp(configuration, manager: manager)
+    }
+
+    /// Cleans up whatever a runner on `configuration` left (also after a simulated crash).
+    public static func cleanUp(_ configuration: RuntimeConfiguration, manager: SandboxManager? = nil) async {
+        let manager = await { () async -> SandboxManager? in
+            if let manager { return manager }
+            return try? await SandboxManager.open(configuration: configuration)
+        }()
+        if let manager {
+            await manager.close()
+            for sandbox in (try? await manager.list()) ?? [] {
+                do {
+                    try await manager.delete(sandbox.id.rawValue)
+                } catch {
+                    Issue.record("cleanup: could not delete sandbox \(sandbox.id): \(error)")
+                }
             }
+            if let driver = manager.driver as? SandboxDriver { driver.cgroups.removeTopLevelIfEmpty() }
         }
-        runtime.cgroups.removeTopLevelIfEmpty()
-        try? FileManager.default.removeItem(atPath: dataDirectory)
+        try? FileManager.default.removeItem(atPath: configuration.dataDirectory)
     }
 }
 
-/// Runs `body` with a fresh test runtime and always cleans up.
-public func withTestRuntime<T>(pidsMax: Int = CgroupLimits.defaultPidsMax, _ body: (SandboxRuntime) async throws -> T) async throws -> T {
-    let test = try TestRuntime.make(pidsMax: pidsMax)
+/// Runs `body` with a fresh test runner and always cleans up.
+public func withTestRuntime<T>(pidsMax: Int = CgroupLimits.defaultPidsMax, clock: any Clock = SystemClock(),
+                               _ body: (SandboxManager) async throws -> T) async throws -> T {
+    let test = try await TestRuntime.make(pidsMax: pidsMax, clock: clock)
     do {
-        let value = try await body(test.runtime)
+        let value = try await body(test.manager)
         await test.cleanUp()
         return value
     } catch {
@@ -104,18 +121,29 @@ public func withTestRuntime<T>(pidsMax: Int = CgroupLimits.defaultPidsMax, _ bod
     }
 }
 
-/// Runs `body` with a started sandbox of a fresh test runtime.
-public func withSandbox<T>(_ spec: SandboxSpec = SandboxSpec(), pidsMax: Int = CgroupLimits.defaultPidsMax,
-                           _ body: (SandboxRuntime, SandboxInfo) async throws -> T) async throws -> T {
-    try await withTestRuntime(pidsMax: pidsMax) { runtime in
-        let info = try await runtime.create(spec)
-        return try await body(runtime, info)
+/// Runs `body` with a started sandbox of a fresh test runner.
+public func withSandbox<T>(_ parameters: CreateParameters = CreateParameters(), pidsMax: Int = CgroupLimits.defaultPidsMax,
+                           _ body: (SandboxManager, Sandbox) async throws -> T) async throws -> T {
+    try await withTestRuntime(pidsMax: pidsMax) { manager in
+        let sandbox = try await manager.create(parameters)
+        return try await body(manager, sandbox)
     }
 }
 
-extension SandboxRuntime {
+extension SandboxManager {
     /// Runs a shell command and returns the result (test convenience).
     public func sh(_ id: SandboxID, _ script: String, user: String? = nil, timeout: Double? = 60, env: [String: String] = [:]) async throws -> ExecResult {
-        try await exec(id, ExecRequest(command: .shell(script), env: env, user: user, timeout: timeout))
+        try await exec(id.rawValue, ExecRequest(command: .shell(script), env: env, user: user, timeout: timeout))
     }
+
+    /// Runs code (test convenience).
+    public func code(_ id: SandboxID, _ language: Language, _ code: String, arguments: [String] = [], user: String? = nil,
+                     timeout: Double? = 60) async throws -> ExecResult {
+        try await runCode(id.rawValue, CodeRequest(language: language, code: code, arguments: arguments, user: user, timeout: timeout))
+    }
+
+    /// The real driver (privileged tests look at its cgroups and disks).
+    public nonisolated var hostDriver: SandboxDriver { driver as! SandboxDriver }
+
+    public nonisolated func diskPath(_ sandbox: Sandbox) -> String { configuration.driver.diskPath(sandbox.id) }
 }

@@ -104,6 +104,8 @@ public protocol CgroupManaging: Sendable {
     /// Removes the top-level group if it holds no groups any more.
     func removeTopLevelIfEmpty()
     func exists(_ name: String) -> Bool
+    /// Names of the groups under the top-level group (to find ones no sandbox owns).
+    func childGroups() -> [String]
     /// Every directory the group occupies (for leftover checks).
     func directories(_ name: String) -> [String]
 }

@@ -34,6 +34,8 @@ public struct CgroupV1Manager: CgroupManaging {
 
     public func exists(_ name: String) -> Bool { directories(name).contains { fs.exists($0) } }
 
+    public func childGroups() -> [String] { Set(roots.flatMap { fs.children("\($0)/\(groupName)") }).sorted() }
+
     public func create(_ name: String, limits: CgroupLimits) throws {
         try CgroupName.check(name)
         for root in roots {

@@ -27,6 +27,8 @@ public struct CgroupV2Manager: CgroupManaging {
 
     public func exists(_ name: String) -> Bool { fs.exists(path(name)) }
 
+    public func childGroups() -> [String] { fs.children(topLevel).sorted() }
+
     /// Makes sure the top-level group exists and delegates cpu, memory and pids to its children.
     func prepareTopLevel() throws {
         let available = Set(try fs.read("\(root)/cgroup.controllers").split(whereSeparator: \.isWhitespace).map(String.init))

@@ -101,10 +101,13 @@ public struct DiskImage: Sendable {
         guard newSizeBytes >= current else {
             throw AtollError(.invalidArgument, "disk can only grow: it has \(current >> 30) GiB, asked for \(newSizeBytes >> 30) GiB")
         }
-        guard newSizeBytes > current else { return }
+        // Also when the file already has the size: a grow interrupted after the truncate left the
+        // filesystem smaller than its image.
         let e2fsck = try HostCommand.locate("e2fsck", package: "e2fsprogs")
         let resize2fs = try HostCommand.locate("resize2fs", package: "e2fsprogs")
-        guard truncate(path, off_t(newSizeBytes)) == 0 else { throw SystemError.last("truncate", path) }
+        if newSizeBytes > current {
+            guard truncate(path, off_t(newSizeBytes)) == 0 else { throw SystemError.last("truncate", path) }
+        }
         // resize2fs insists on a freshly checked filesystem.
         try HostCommand.run(e2fsck, ["-f", "-p", path])
         try HostCommand.run(resize2fs, ["-f", path])

@@ -59,6 +59,29 @@ public struct ExecRequest: Sendable {
     }
 }
 
+/// Code to run with a language's interpreter.
+public struct CodeRequest: Sendable {
+    public var language: Language
+    public var code: String
+    /// Arguments for the program (`sys.argv[1:]`, `process.argv.slice(2)`).
+    public var arguments: [String]
+    public var env: [String: String]
+    public var user: String?
+    public var timeout: Double?
+    public var stdin: StdinSource
+
+    public init(language: Language, code: String, arguments: [String] = [], env: [String: String] = [:], user: String? = nil,
+                timeout: Double? = nil, stdin: StdinSource = .none) {
+        self.language = language
+        self.code = code
+        self.arguments = arguments
+        self.env = env
+        self.user = user
+        self.timeout = timeout
+        self.stdin = stdin
+    }
+}
+
 /// The outcome of an exec.
 public struct ExecResult: Sendable {
     public var termination: Termination

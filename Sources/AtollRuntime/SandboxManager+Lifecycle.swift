@@ -1,0 +1,456 @@
+import AtollCore
+import AtollLinux
+import AtollSandbox
+import AtollStore
+import Foundation
+
+extension SandboxManager {
+    // MARK: - Create
+
+    /// Creates a sandbox and starts it; returns it `started`. A value out of range is rejected
+    /// before anything is made, with a message naming the field and the limit. If the machinery
+    /// fails, the sandbox stays in `error` (recoverable) with the reason, and the error is thrown.
+    public func create(_ parameters: CreateParameters) async throws -> Sandbox {
+        let resources = parameters.resources ?? .defaults
+        try configuration.limits.validate(resources)
+        try EnvironmentValidation.validate(parameters.env)
+        var labels = parameters.labels
+        if let language = parameters.language {
+            labels[Language.labelKey] = language.rawValue
+        } else if let given = labels[Language.labelKey] {
+            _ = try Language(parsing: given)
+        } else {
+            labels[Language.labelKey] = Language.default.rawValue
+        }
+        try Naming.validateLabels(labels)
+        var intervals = parameters.intervals
+        if parameters.ephemeral { intervals.autoDelete = 0 }
+        try intervals.validate()
+        if let allow = parameters.network.allowList { _ = try NetworkPolicy.parseAllowList(allow.joined(separator: ",")) }
+        let user = parameters.user ?? "sandbox"
+        guard !user.isEmpty, user.utf8.count <= 64, !user.contains(where: { $0.isWhitespace || $0 == "/" }) else {
+            throw AtollError(.invalidArgument, "user \"\(user.prefix(64))\" is not a valid user name")
+        }
+        let pidsMax = parameters.pidsMax ?? configuration.pidsMax
+        guard pidsMax >= 16 && pidsMax <= 1 << 22 else {
+            throw AtollError(.invalidArgument, "pidsMax must be between 16 and \(1 << 22), got \(pidsMax)")
+        }
+        let snapshot = parameters.snapshot ?? "default"
+        try driver.checkSnapshot(snapshot)
+        let id = parameters.id ?? SandboxID.random()
+        let name = parameters.name ?? id.rawValue
+        try Naming.validateName(name)
+
+        let at = now
+        let token = UUID().uuidString
+        let owner = parameters.ownedByCurrentProcess ? me : nil
+        var row = SandboxRow(
+            id: id.rawValue, organizationId: parameters.organizationId ?? configuration.organizationId, name: name,
+            state: SandboxState.creating.rawValue, errorReason: nil, recoverable: false, snapshot: snapshot, user: user,
+            env: StringMapColumn.encode(parameters.env), labels: StringMapColumn.encode(labels),
+            cpu: resources.cpu, memoryGiB: resources.memoryGiB, diskGiB: resources.diskGiB, pidsMax: pidsMax,
+            autoStop: intervals.autoStop, autoArchive: intervals.autoArchive, autoDelete: intervals.autoDelete,
+            networkBlockAll: parameters.network.blockAll, networkAllowList: parameters.network.allowListText,
+            uidBase: 0, uidCount: 0, address: nil, initPid: nil, initStartTime: nil,
+            archivePath: nil, archiveBytes: nil, archiveSHA256: nil,
+            ownerPid: owner?.pid, ownerStartTime: owner.map { Int64($0.startTime) },
+            opPid: me.pid, opStartTime: Int64(me.startTime), opToken: token,
+            deadline: at + configuration.deadlines.creating, createdAt: at, updatedAt: at, lastActivityAt: at
+        )
+        // The row exists before anything on disk does, so no other process takes the disk,
+        // cgroup or directory for an orphan.
+        row = try database.insert(row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
+                                  idRangeSlots: configuration.idRangeSlots, reason: "create")
+        Failpoint.hit("create.after-insert")
+        let machine = try Self.machine(row)
+        do {
+            try await driver.provision(machine)
+            Failpoint.hit("create.after-provision")
+            let started = try await driver.start(machine)
+            Failpoint.hit("create.after-start")
+            row = try finish(row.id, token: token, to: .started, reason: "created") { row in
+                row.initPid = started.pid
+                row.initStartTime = Int64(started.startTime)
+            }
+            return Sandbox(row)
+        } catch {
+            try? await driver.stop(machine, initProcess: nil)
+            fail(row.id, token: token, error, recoverable: true)
+            throw error
+        }
+    }
+
+    // MARK: - Start
+
+    /// Starts a stopped or archived sandbox (an archived one is restored first). A start while an
+    /// archive is running cancels the archive, so "stop, archive, start" always works. Starting a
+    /// started (or starting) sandbox returns it as it is.
+    public func start(_ idOrName: String, organizationId: String? = nil) async throws -> Sandbox {
+        var row = try row(idOrName, organizationId: organizationId)
+        switch row.sandboxState {
+        case .started:
+            if let process = Self.initProcess(row), process.isRunning { return Sandbox(row) }
+            // PID 1 died underneath: clean up and start afresh.
+            row = try await settleDeadInit(row)
+            return try await startStopped(row)
+        case .starting, .restoring:
+            return Sandbox(row)
+        case .archiving:
+            if let job = background[row.id] {
+                job.cancellation.cancel()
+                await job.task.value
+            } else {
+                throw Self.conflict(row, operation: "started")
+            }
+            return try await start(row.id, organizationId: row.organizationId)
+        case .archived:
+            return try await startArchived(row)
+        case .stopped:
+            return try await startStopped(row)
+        default:
+            throw Self.conflict(row, operation: "started")
+        }
+    }
+
+    func startStopped(_ row: SandboxRow) async throws -> Sandbox {
+        let (row, token) = try begin(row.id, from: [.stopped], to: .starting, operation: "started", reason: "start")
+        let machine = try Self.machine(row)
+        do {
+            let started = try await driver.start(machine)
+            Failpoint.hit("start.after-start")
+            return Sandbox(try finish(row.id, token: token, to: .started, reason: "started") { row in
+                row.initPid = started.pid
+                row.initStartTime = Int64(started.startTime)
+            })
+        } catch {
+            try? await driver.stop(machine, initProcess: nil)
+            // Nothing was lost: the disk is as it was, so the sandbox is simply stopped again.
+            _ = try? finish(row.id, token: token, to: .stopped, reason: "start failed: \(error)")
+            throw error
+        }
+    }
+
+    func startArchived(_ row: SandboxRow) async throws -> Sandbox {
+        var (row, token) = try begin(row.id, from: [.archived], to: .restoring, operation: "started", reason: "start from archive")
+        let machine = try Self.machine(row)
+        guard let path = row.archivePath, let bytes = row.archiveBytes, let sha = row.archiveSHA256 else {
+            let error = AtollError(.internal, "sandbox \(row.id) is archived but its archive is not recorded")
+            fail(row.id, token: token, error, recoverable: false)
+            throw error
+        }
+        let archive = ArchiveInfo(path: path, bytes: UInt64(bytes), sha256: sha)
+        do {
+            try await driver.restore(machine, from: archive)
+            Failpoint.hit("restore.after-restore")
+            // Still `restoring` in the database until the sandbox runs: a crash now finds the
+            // archive intact and goes back to `archived`.
+            let started = try await driver.start(machine)
+            row = try finish(row.id, token: token, to: .started, reason: "restored and started") { row in
+                row.initPid = started.pid
+                row.initStartTime = Int64(started.startTime)
+                row.archivePath = nil
+                row.archiveBytes = nil
+                row.archiveSHA256 = nil
+            }
+            try? driver.removeArchive(path: path)
+            return Sandbox(row)
+        } catch {
+            try? await driver.stop(machine, initProcess: nil)
+            try? await driver.removeDisk(machine)
+            _ = try? finish(row.id, token: token, to: .archived, reason: "restore failed: \(error)")
+            throw error
+        }
+    }
+
+    /// A `started` row whose PID 1 is gone: its processes and mounts are cleaned up, and the
+    /// sandbox is `stopped`.
+    func settleDeadInit(_ row: SandboxRow) async throws -> SandboxRow {
+        let (row, token) = try begin(row.id, from: [.started], to: .stopping, operation: "stopped", reason: "PID 1 is gone")
+        try await driver.stop(try Self.machine(row), initProcess: Self.initProcess(row))
+        return try finish(row.id, token: token, to: .stopped, reason: "PID 1 was gone") { row in
+            row.initPid = nil
+            row.initStartTime = nil
+        }
+    }
+
+    // MARK: - Stop
+
+    /// Stops a started sandbox: every process is killed (memory cleared), the filesystem kept.
+    /// An ephemeral sandbox is deleted instead and comes back `destroyed`.
+    public func stop(_ idOrName: String, force: Bool = false, organizationId: String? = nil) async throws -> Sandbox {
+        let current = try row(idOrName, organizationId: organizationId)
+        switch current.sandboxState {
+        case .stopped, .stopping: return Sandbox(current)
+        case .started: break
+        default: throw Self.conflict(current, operation: "stopped")
+        }
+        var (row, token) = try begin(current.id, from: [.started], to: .stopping, operation: "stopped", reason: force ? "force stop" : "stop")
+        let machine = try Self.machine(row)
+        do {
+            try await driver.stop(machine, initProcess: Self.initProcess(row))
+            Failpoint.hit("stop.after-kill")
+        } catch {
+            fail(row.id, token: token, error, recoverable: true)
+            throw error
+        }
+        row = try finish(row.id, token: token, to: .stopped, reason: "stopped") { row in
+            row.initPid = nil
+            row.initStartTime = nil
+        }
+        if row.autoDelete == 0 {
+            return try await destroy(row, reason: "ephemeral: deleted on stop")
+        }
+        return Sandbox(row)
+    }
+
+    // MARK: - Archive
+
+    /// Moves a stopped sandbox's filesystem to the object store and frees its disk. Returns at
+    /// once in `archiving` (as Daytona's archive does); the work runs in the background.
+    public func archive(_ idOrName: String, organizationId: String? = nil) throws -> Sandbox {
+        let current = try row(idOrName, organizationId: organizationId)
+        switch current.sandboxState {
+        case .archived, .archiving: return Sandbox(current)
+        case .stopped:
+            if current.autoDelete == 0 {
+                throw AtollError(.invalidArgument, "sandbox \(current.id) is ephemeral: ephemeral sandboxes cannot be archived")
+            }
+        default: throw Self.conflict(current, operation: "archived")
+        }
+        let (row, token) = try begin(current.id, from: [.stopped], to: .archiving, operation: "archived", reason: "archive")
+        let machine = try Self.machine(row)
+        let cancellation = Cancellation()
+        let task = Task { await self.runArchive(row.id, token: token, machine: machine, cancellation: cancellation) }
+        background[row.id] = (task, cancellation)
+        return Sandbox(row)
+    }
+
+    func runArchive(_ id: String, token: String, machine: SandboxMachine, cancellation: Cancellation) async {
+        defer { background[id] = nil }
+        do {
+            let archive = try await driver.archive(machine, cancellation: cancellation)
+            Failpoint.hit("archive.after-write")
+            if cancellation.isCancelled { throw AtollError(.conflict, "archive cancelled") }
+            try finish(id, token: token, to: .archived, reason: "archived (\(archive.bytes) bytes)") { row in
+                row.archivePath = archive.path
+                row.archiveBytes = Int64(archive.bytes)
+                row.archiveSHA256 = archive.sha256
+            }
+            Failpoint.hit("archive.after-state")
+            // The archive is durable and recorded; only now does the disk go.
+            try? await driver.removeDisk(machine)
+        } catch {
+            if cancellation.isCancelled {
+                // A start (or delete) took over: the disk is untouched, so back to stopped.
+                _ = try? finish(id, token: token, to: .stopped, reason: "archive cancelled")
+            } else {
+                fail(id, token: token, error, recoverable: true)
+            }
+        }
+    }
+
+    /// Waits until no archive of this process is running for the sandbox (tests, shutdown).
+    public func waitForBackgroundWork(_ idOrName: String) async throws {
+        await awaitBackground(try row(idOrName).id)
+    }
+
+    // MARK: - Recover
+
+    /// Brings a sandbox in a recoverable `error` back to `started`: leftovers are cleaned up, a
+    /// missing disk is restored from the archive or made anew, and the sandbox starts.
+    public func recover(_ idOrName: String, organizationId: String? = nil) async throws -> Sandbox {
+        let current = try row(idOrName, organizationId: organizationId)
+        guard current.sandboxState == .error else {
+            if current.sandboxState == .started { return Sandbox(current) }
+            throw AtollError(.conflict, "sandbox \(current.id) is \(current.state), not in error: nothing to recover")
+        }
+        guard current.recoverable else {
+            throw AtollError(.conflict, "sandbox \(current.id) is not recoverable: \(current.errorReason ?? "no reason recorded"); delete it")
+        }
+        let (row, token) = try begin(current.id, from: [.error], to: .starting, operation: "recovered", reason: "recover")
+        let machine = try Self.machine(row)
+        do {
+            try await driver.stop(machine, initProcess: Self.initProcess(row))
+            if !driver.hasDisk(machine) {
+                if let path = row.archivePath, let bytes = row.archiveBytes, let sha = row.archiveSHA256 {
+                    try await driver.restore(machine, from: ArchiveInfo(path: path, bytes: UInt64(bytes), sha256: sha))
+                } else {
+                    try await driver.provision(machine)
+                }
+            }
+            let started = try await driver.start(machine)
+            if let path = row.archivePath { try? driver.removeArchive(path: path) }
+            return Sandbox(try finish(row.id, token: token, to: .started, reason: "recovered") { row in
+                row.initPid = started.pid
+                row.initStartTime = Int64(started.startTime)
+                row.archivePath = nil
+                row.archiveBytes = nil
+                row.archiveSHA256 = nil
+            })
+        } catch {
+            try? await driver.stop(machine, initProcess: nil)
+            fail(row.id, token: token, error, recoverable: true)
+            throw error
+        }
+    }
+
+    // MARK: - Resize
+
+    /// Changes resources. CPU and memory may go up while started (applied live); the disk, or any
+    /// decrease, only while stopped. The disk never shrinks.
+    public func resize(_ idOrName: String, cpu: Int? = nil, memoryGiB: Int? = nil, diskGiB: Int? = nil,
+                       organizationId: String? = nil) async throws -> Sandbox {
+        let current = try row(idOrName, organizationId: organizationId)
+        let old = Resources(cpu: current.cpu, memoryGiB: current.memoryGiB, diskGiB: current.diskGiB)
+        let new = Resources(cpu: cpu ?? old.cpu, memoryGiB: memoryGiB ?? old.memoryGiB, diskGiB: diskGiB ?? old.diskGiB)
+        try configuration.limits.validate(new)
+        guard new.diskGiB >= old.diskGiB else {
+            throw AtollError(.invalidArgument, "disk can only grow: sandbox \(current.id) has \(old.diskGiB) GiB, asked for \(new.diskGiB) GiB")
+        }
+        if new == old { return Sandbox(current) }
+        switch current.sandboxState {
+        case .started:
+            if new.diskGiB != old.diskGiB {
+                throw AtollError(.conflict, "sandbox \(current.id) is started: the disk can only be resized while stopped; stop it first")
+            }
+            if new.cpu < old.cpu || new.memoryGiB < old.memoryGiB {
+                throw AtollError(.conflict, "sandbox \(current.id) is started: CPU and memory can only grow while it runs; stop it to lower them")
+            }
+        case .stopped: break
+        default: throw Self.conflict(current, operation: "resized")
+        }
+        let wasStarted = current.sandboxState == .started
+        let (row, token) = try begin(current.id, from: [wasStarted ? .started : .stopped], to: .resizing, operation: "resized", reason: "resize")
+        var machine = try Self.machine(row)
+        machine.resources = new
+        do {
+            if wasStarted {
+                try await driver.updateLimits(machine)
+            } else if new.diskGiB > old.diskGiB {
+                try await driver.growDisk(machine)
+            }
+            Failpoint.hit("resize.after-apply")
+        } catch {
+            // Put the old limits back where they may have been partly applied.
+            if wasStarted { try? await driver.updateLimits(try Self.machine(row)) }
+            _ = try? finish(row.id, token: token, to: wasStarted ? .started : .stopped, reason: "resize failed: \(error)")
+            throw error
+        }
+        return Sandbox(try finish(row.id, token: token, to: wasStarted ? .started : .stopped, reason: "resized to \(new.cpu) vCPU, \(new.memoryGiB) GiB, \(new.diskGiB) GiB disk") { row in
+            row.cpu = new.cpu
+            row.memoryGiB = new.memoryGiB
+            row.diskGiB = new.diskGiB
+        })
+    }
+
+    // MARK: - Delete
+
+    /// Deletes a sandbox and everything of it: processes, cgroups, disk, archive, record. A delete
+    /// during an archive cancels the archive. Returns the sandbox as `destroyed`.
+    @discardableResult
+    public func delete(_ idOrName: String, organizationId: String? = nil) async throws -> Sandbox {
+        var current = try row(idOrName, organizationId: organizationId)
+        if current.sandboxState == .archiving, let job = background[current.id] {
+            job.cancellation.cancel()
+            await job.task.value
+            current = try row(current.id, organizationId: current.organizationId)
+        }
+        return try await destroy(current, reason: "delete")
+    }
+
+    func destroy(_ current: SandboxRow, reason: String) async throws -> Sandbox {
+        if current.sandboxState == .destroying, !ProcessRef.isRunning(pid: current.opPid, startTime: current.opStartTime) || current.opPid == me.pid {
+            // A delete that died half-way (or is ours): finish it.
+        } else if current.sandboxState.isTransitional {
+            throw Self.conflict(current, operation: "deleted")
+        }
+        let allowed: Set<SandboxState> = [.started, .stopped, .archived, .error, .buildFailed, .destroying]
+        let (row, token) = try begin(current.id, from: allowed, to: .destroying, operation: "deleted", reason: reason)
+        let machine = try Self.machine(row)
+        do {
+            try await driver.destroy(machine)
+            Failpoint.hit("delete.after-destroy")
+            if let path = row.archivePath { try driver.removeArchive(path: path) }
+            try database.delete(id: row.id)
+        } catch {
+            fail(row.id, token: token, error, recoverable: false)
+            throw error
+        }
+        activity[row.id] = nil
+        lastActivityFlush[row.id] = nil
+        var gone = Sandbox(row)
+        gone.state = .destroyed
+        gone.initPid = nil
+        _ = token
+        return gone
+    }
+
+    // MARK: - Labels, intervals, activity
+
+    /// Replaces the labels (stored exactly as given). The language label stays unless replaced.
+    public func setLabels(_ idOrName: String, _ labels: [String: String], organizationId: String? = nil) throws -> Sandbox {
+        try Naming.validateLabels(labels)
+        if let language = labels[Language.labelKey] { _ = try Language(parsing: language) }
+        return try change(idOrName, organizationId: organizationId) { $0.labels = StringMapColumn.encode(labels) }
+    }
+
+    public func setAutoStop(_ idOrName: String, minutes: Int, organizationId: String? = nil) throws -> Sandbox {
+        try LifecycleIntervals.checkAutoStop(minutes)
+        return try change(idOrName, organizationId: organizationId) { $0.autoStop = minutes }
+    }
+
+    public func setAutoArchive(_ idOrName: String, minutes: Int, organizationId: String? = nil) throws -> Sandbox {
+        try LifecycleIntervals.checkAutoArchive(minutes)
+        return try change(idOrName, organizationId: organizationId) { $0.autoArchive = minutes }
+    }
+
+    public func setAutoDelete(_ idOrName: String, minutes: Int, organizationId: String? = nil) throws -> Sandbox {
+        try LifecycleIntervals.checkAutoDelete(minutes)
+        return try change(idOrName, organizationId: organizationId) { $0.autoDelete = minutes }
+    }
+
+    /// Records activity (Daytona's last-activity ping): postpones auto-stop.
+    public func touch(_ idOrName: String, organizationId: String? = nil) throws {
+        let current = try row(idOrName, organizationId: organizationId)
+        noteActivity(current.id)
+    }
+
+    func change(_ idOrName: String, organizationId: String?, _ body: @escaping (inout SandboxRow) -> Void) throws -> Sandbox {
+        let current = try row(idOrName, organizationId: organizationId)
+        guard current.sandboxState != .destroying else { throw Self.conflict(current, operation: "changed") }
+        return Sandbox(try database.update(id: current.id, at: now) { body(&$0) }).withActivity(activity)
+    }
+
+    // MARK: - Toolbox
+
+    /// Runs a process in a started sandbox (see `ExecRequest`). Counts as activity.
+    public func exec(_ idOrName: String, _ request: ExecRequest, organizationId: String? = nil,
+                     onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)? = nil) async throws -> ExecResult {
+        let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
+        noteActivity(machine.id.rawValue)
+        defer { noteActivity(machine.id.rawValue) }
+        return try await driver.exec(machine, initProcess: process, request, onOutput: onOutput)
+    }
+
+    /// Runs code with the sandbox's interpreter for `request.language`. Counts as activity.
+    public func runCode(_ idOrName: String, _ request: CodeRequest, organizationId: String? = nil,
+                        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)? = nil) async throws -> ExecResult {
+        let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
+        noteActivity(machine.id.rawValue)
+        defer { noteActivity(machine.id.rawValue) }
+        return try await driver.runCode(machine, initProcess: process, request, onOutput: onOutput)
+    }
+
+    /// CPU, memory and task usage of a sandbox's cgroup (zero when it has none).
+    public func usage(_ idOrName: String, organizationId: String? = nil) async throws -> CgroupUsage {
+        try await driver.usage(try Self.machine(try row(idOrName, organizationId: organizationId)))
+    }
+
+    func runningMachine(_ idOrName: String, organizationId: String?) throws -> (SandboxMachine, InitProcess) {
+        let current = try row(idOrName, organizationId: organizationId)
+        guard current.sandboxState == .started, let process = Self.initProcess(current) else {
+            throw AtollError(.conflict, "sandbox \(current.id) is \(current.state): it must be started to run processes")
+        }
+        return (try Self.machine(current), process)
+    }
+}

@@ -1,0 +1,31 @@
+import AtollCore
+import AtollLinux
+import Foundation
+
+/// Where the sandbox driver keeps things and how it names them on the host.
+public struct DriverConfiguration: Sendable {
+    /// Root of Atoll's state.
+    public var dataDirectory: String
+    /// Where snapshots live (`<name>/rootfs`, `<name>/snapshot.json`).
+    public var snapshotsDirectory: String
+    /// Top-level cgroup name under each hierarchy root.
+    public var cgroupName: String
+    /// Output kept per stream of an exec; the rest is dropped and the result marked truncated.
+    public var captureLimitBytes: Int
+
+    public init(dataDirectory: String, snapshotsDirectory: String? = nil, cgroupName: String = "atoll", captureLimitBytes: Int = 16 << 20) {
+        self.dataDirectory = dataDirectory
+        self.snapshotsDirectory = snapshotsDirectory ?? "\(dataDirectory)/snapshots"
+        self.cgroupName = cgroupName
+        self.captureLimitBytes = captureLimitBytes
+    }
+
+    public var sandboxesDirectory: String { "\(dataDirectory)/sandboxes" }
+    /// The local object store for archives.
+    public var archiveDirectory: String { "\(dataDirectory)/archive" }
+
+    public func sandboxDirectory(_ id: SandboxID) -> String { "\(sandboxesDirectory)/\(id)" }
+    public func diskPath(_ id: SandboxID) -> String { "\(sandboxDirectory(id))/disk.img" }
+    public func mountPoint(_ id: SandboxID) -> String { "\(sandboxDirectory(id))/mnt" }
+    public func archivePath(_ id: SandboxID) -> String { "\(archiveDirectory)/\(id).tar.zst" }
+}

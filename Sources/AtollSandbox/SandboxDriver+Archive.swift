@@ -1,0 +1,159 @@
+import AtollCore
+import AtollLinux
+import Foundation
+import Glibc
+
+/// Archives: the sandbox's own filesystem (the overlay's upper directory and `/tmp`) as a
+/// zstd-compressed tar in the local object store, with every owner, mode, xattr (the overlay's
+/// own markers included), whiteout and sparse file kept. The disk is mounted only inside a
+/// private mount namespace of the archiving process (`unshare --mount`), so the host's mount
+/// table never sees it, and the mount and its loop device vanish with that process.
+extension SandboxDriver {
+    /// tar options shared by both directions: numeric ids (the sandbox's host range), every
+    /// xattr namespace (trusted.overlay.* marks opaque directories and redirects), ACLs.
+    static let tarOptions = "--numeric-owner --xattrs --xattrs-include='*' --acls"
+
+    public func archive(_ machine: SandboxMachine, cancellation: Cancellation) async throws -> ArchiveInfo {
+        let config = configuration
+        let id = machine.id
+        let final = config.archivePath(id)
+        let temporary = final + ".tmp"
+        let tools = try ArchiveTools.locate()
+        return try await Blocking.run("atoll-archive") {
+            try LoopAttachment.waitDetached(image: config.diskPath(id))
+            unlink(temporary)
+            let script = """
+                set -euo pipefail
+                mount -o ro,loop "$1" "$2"
+                \(tools.tar) \(Self.tarOptions) --sparse -C "$2" -cf - \(DiskLayout.upper) \(DiskLayout.tmp) | \(tools.zstd) -q -T0 -3 -o "$3"
+                """
+            do {
+                try ArchiveTools.runIsolated(script, [config.diskPath(id), config.mountPoint(id), temporary], tools: tools, cancellation: cancellation)
+                guard !cancellation.isCancelled else { throw AtollError(.conflict, "archiving sandbox \(id) was cancelled") }
+                try DurableFile.sync(temporary)
+                let sha = try ArchiveTools.sha256(temporary, tools: tools)
+                let bytes = UInt64((try FileManager.default.attributesOfItem(atPath: temporary)[.size] as? NSNumber)?.uint64Value ?? 0)
+                guard rename(temporary, final) == 0 else { throw SystemError.last("rename", final) }
+                DurableFile.syncDirectory(config.archiveDirectory)
+                return ArchiveInfo(path: final, bytes: bytes, sha256: sha)
+            } catch {
+                unlink(temporary)
+                throw error
+            }
+        }
+    }
+
+    public func restore(_ machine: SandboxMachine, from archive: ArchiveInfo) async throws {
+        let config = configuration
+        let id = machine.id
+        let tools = try ArchiveTools.locate()
+        try await Blocking.run("atoll-restore") {
+            guard KernelFile.exists(archive.path) else {
+                throw AtollError(.notFound, "the archive of sandbox \(id) is missing: \(archive.path)")
+            }
+            let sha = try ArchiveTools.sha256(archive.path, tools: tools)
+            guard sha == archive.sha256 else {
+                throw AtollError(.internal, "the archive \(archive.path) is corrupt: its SHA-256 is \(sha), expected \(archive.sha256)")
+            }
+            let dir = config.sandboxDirectory(id)
+            for path in [dir, config.mountPoint(id)] where mkdir(path, 0o700) != 0 && errno != EEXIST {
+                throw SystemError.last("mkdir", path)
+            }
+            // A disk left by an interrupted restore is incomplete: start over.
+            let disk = config.diskPath(id)
+            if KernelFile.exists(disk) {
+                try LoopAttachment.waitDetached(image: disk)
+                unlink(disk)
+            }
+            _ = try DiskImage.create(at: disk, sizeBytes: UInt64(machine.resources.diskGiB) << 30,
+                                     entries: Self.diskEntries(id: id, ids: machine.ids), scratch: dir)
+            let script = """
+                set -euo pipefail
+                mount -o loop "$1" "$2"
+                \(tools.zstd) -q -dc "$3" | \(tools.tar) \(Self.tarOptions) -xpf - -C "$2"
+                """
+            do {
+                try ArchiveTools.runIsolated(script, [disk, config.mountPoint(id), archive.path], tools: tools, cancellation: nil)
+                try LoopAttachment.waitDetached(image: disk)
+            } catch {
+                unlink(disk)
+                throw error
+            }
+        }
+    }
+
+    public func removeArchive(path: String) throws {
+        guard unlink(path) == 0 || errno == ENOENT else { throw SystemError.last("unlink", path) }
+    }
+}
+
+/// The host tools archives use, found once per operation.
+struct ArchiveTools {
+    var setsid: String
+    var unshare: String
+    var bash: String
+    var tar: String
+    var zstd: String
+    var sha256sum: String
+
+    static func locate() throws -> ArchiveTools {
+        ArchiveTools(
+            setsid: try HostCommand.locate("setsid", package: "util-linux"),
+            unshare: try HostCommand.locate("unshare", package: "util-linux"),
+            bash: try HostCommand.locate("bash", package: "bash"),
+            tar: try HostCommand.locate("tar", package: "tar"),
+            zstd: try HostCommand.locate("zstd", package: "zstd"),
+            sha256sum: try HostCommand.locate("sha256sum", package: "coreutils")
+        )
+    }
+
+    /// Runs `script` with bash in a private mount namespace, as the leader of its own process
+    /// group so that a cancellation kills every process of the pipeline.
+    static func runIsolated(_ script: String, _ arguments: [String], tools: ArchiveTools, cancellation: Cancellation?) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tools.setsid)
+        process.arguments = [tools.unshare, "--mount", "--propagation", "private", tools.bash, "-c", script, "atoll-archive"] + arguments
+        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let pid = process.processIdentifier
+        cancellation?.onCancel { _ = kill(-pid, SIGKILL) }
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        cancellation?.clear()
+        guard process.terminationStatus == 0 && process.terminationReason == .exit else {
+            if cancellation?.isCancelled == true { throw AtollError(.conflict, "the archive operation was cancelled") }
+            let message = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw AtollError(.system, "archive helper failed with status \(process.terminationStatus): \(message.suffix(400))")
+        }
+    }
+
+    static func sha256(_ path: String, tools: ArchiveTools) throws -> String {
+        let out = try HostCommand.run(tools.sha256sum, [path])
+        guard let hash = out.split(separator: " ").first, hash.count == 64 else {
+            throw AtollError(.system, "sha256sum \(path) printed \(out.prefix(100))")
+        }
+        return String(hash)
+    }
+}
+
+/// fsync helpers for files written outside Swift.
+enum DurableFile {
+    static func sync(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError.last("open", path) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw SystemError.last("fsync", path) }
+    }
+
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import AtollCore
+import Foundation
+import GRDB
+
+/// One sandbox as persisted: everything the runner needs to rebuild its view after a restart.
+/// Times are seconds since 1970 (the runner's clock), so intervals compare with plain numbers.
+public struct SandboxRow: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "sandbox"
+
+    public var id: String
+    public var organizationId: String
+    public var name: String
+    /// `SandboxState` wire name.
+    public var state: String
+    public var errorReason: String?
+    public var recoverable: Bool
+    public var snapshot: String
+    public var user: String
+    /// JSON object of strings.
+    public var env: String
+    /// JSON object of strings, exactly as given.
+    public var labels: String
+    public var cpu: Int
+    public var memoryGiB: Int
+    public var diskGiB: Int
+    public var pidsMax: Int
+    public var autoStop: Int
+    public var autoArchive: Int
+    public var autoDelete: Int
+    public var networkBlockAll: Bool
+    public var networkAllowList: String?
+    /// Host id range the sandbox's ids map to (exclusive: UNIQUE).
+    public var uidBase: Int64
+    public var uidCount: Int64
+    /// IPv4 address on the sandbox network (set by the network layer).
+    public var address: String?
+    /// PID 1 while started: pid and start time (clock ticks since boot) identify it across pid reuse.
+    public var initPid: Int32?
+    public var initStartTime: Int64?
+    /// The archive while archived.
+    public var archivePath: String?
+    public var archiveBytes: Int64?
+    public var archiveSHA256: String?
+    /// The process a sandbox belongs to (`atoll run`); when it is gone, the sandbox is deleted.
+    public var ownerPid: Int32?
+    public var ownerStartTime: Int64?
+    /// The process carrying out the current transition and a token for it: a restarted runner
+    /// reconciles a transition only if that process is gone, and a late finisher whose token no
+    /// longer matches (the transition timed out meanwhile) does not overwrite the outcome.
+    public var opPid: Int32?
+    public var opStartTime: Int64?
+    public var opToken: String?
+    /// When the current transitional state times out.
+    public var deadline: Double?
+    public var createdAt: Double
+    public var updatedAt: Double
+    public var lastActivityAt: Double
+
+    public init(id: String, organizationId: String, name: String, state: String, errorReason: String?, recoverable: Bool, snapshot: String, user: String, env: String, labels: String, cpu: Int, memoryGiB: Int, diskGiB: Int, pidsMax: Int, autoStop: Int, autoArchive: Int, autoDelete: Int, networkBlockAll: Bool, networkAllowList: String?, uidBase: Int64, uidCount: Int64, address: String?, initPid: Int32?, initStartTime: Int64?, archivePath: String?, archiveBytes: Int64?, archiveSHA256: String?, ownerPid: Int32?, ownerStartTime: Int64?, opPid: Int32?, opStartTime: Int64?, opToken: String?, deadline: Double?, createdAt: Double, updatedAt: Double, lastActivityAt: Double) {
+        self.id = id
+        self.organizationId = organizationId
+        self.name = name
+        self.state = state
+        self.errorReason = errorReason
+        self.recoverable = recoverable
+        self.snapshot = snapshot
+        self.user = user
+        self.env = env
+        self.labels = labels
+        self.cpu = cpu
+        self.memoryGiB = memoryGiB
+        self.diskGiB = diskGiB
+        self.pidsMax = pidsMax
+        self.autoStop = autoStop
+        self.autoArchive = autoArchive
+        self.autoDelete = autoDelete
+        self.networkBlockAll = networkBlockAll
+        self.networkAllowList = networkAllowList
+        self.uidBase = uidBase
+        self.uidCount = uidCount
+        self.address = address
+        self.initPid = initPid
+        self.initStartTime = initStartTime
+        self.archivePath = archivePath
+        self.archiveBytes = archiveBytes
+        self.archiveSHA256 = archiveSHA256
+        self.ownerPid = ownerPid
+        self.ownerStartTime = ownerStartTime
+        self.opPid = opPid
+        self.opStartTime = opStartTime
+        self.opToken = opToken
+        self.deadline = deadline
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.lastActivityAt = lastActivityAt
+    }
+
+    public var sandboxState: SandboxState { SandboxState(rawValue: state) ?? .error }
+}
+
+/// One entry of a sandbox's state history.
+public struct TransitionRow: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "transition"
+    public var id: Int64?
+    public var sandboxId: String
+    public var at: Double
+    public var fromState: String?
+    public var toState: String
+    public var reason: String?
+
+    public init(sandboxId: String, at: Double, fromState: String?, toState: String, reason: String?) {
+        self.sandboxId = sandboxId
+        self.at = at
+        self.fromState = fromState
+        self.toState = toState
+        self.reason = reason
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) {
+        id = inserted.rowID
+    }
+}
+
+/// JSON for the string maps stored in a column (keys sorted, so equal maps store equal text).
+public enum StringMapColumn {
+    public static func encode(_ map: [String: String]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? encoder.encode(map)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    public static func decode(_ text: String) -> [String: String] {
+        (try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))) ?? [:]
+    }
+}
