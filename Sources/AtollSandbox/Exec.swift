@@ -94,6 +94,16 @@ public struct ExecResult: Sendable {
     public var truncated: Bool
     public var seconds: Double
 
+    public init(termination: Termination, timedOut: Bool, oomKilled: Bool, stdout: [UInt8], stderr: [UInt8], truncated: Bool, seconds: Double) {
+        self.termination = termination
+        self.timedOut = timedOut
+        self.oomKilled = oomKilled
+        self.stdout = stdout
+        self.stderr = stderr
+        self.truncated = truncated
+        self.seconds = seconds
+    }
+
     /// Exit code, or 128 + signal as a shell reports it.
     public var exitCode: Int32 { termination.shellStatus }
 

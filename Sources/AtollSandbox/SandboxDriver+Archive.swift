@@ -89,7 +89,6 @@ extension SandboxDriver {
 
 /// The host tools archives use, found once per operation.
 struct ArchiveTools {
-    var setsid: String
     var unshare: String
     var bash: String
     var tar: String
@@ -98,7 +97,6 @@ struct ArchiveTools {
 
     static func locate() throws -> ArchiveTools {
         ArchiveTools(
-            setsid: try HostCommand.locate("setsid", package: "util-linux"),
             unshare: try HostCommand.locate("unshare", package: "util-linux"),
             bash: try HostCommand.locate("bash", package: "bash"),
             tar: try HostCommand.locate("tar", package: "tar"),
@@ -107,12 +105,13 @@ struct ArchiveTools {
         )
     }
 
-    /// Runs `script` with bash in a private mount namespace, as the leader of its own process
-    /// group so that a cancellation kills every process of the pipeline.
+    /// Runs `script` with bash in a private mount namespace and a pid namespace of its own, with
+    /// bash as its PID 1: killing `unshare` kills bash (`--kill-child`), and the kernel then kills
+    /// every other process of the pipeline, which also releases the disk's mount at once.
     static func runIsolated(_ script: String, _ arguments: [String], tools: ArchiveTools, cancellation: Cancellation?) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: tools.setsid)
-        process.arguments = [tools.unshare, "--mount", "--propagation", "private", tools.bash, "-c", script, "atoll-archive"] + arguments
+        process.executableURL = URL(fileURLWithPath: tools.unshare)
+        process.arguments = ["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", tools.bash, "-c", script, "atoll-archive"] + arguments
         process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"]
         let err = Pipe()
         process.standardError = err
@@ -120,7 +119,7 @@ struct ArchiveTools {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         let pid = process.processIdentifier
-        cancellation?.onCancel { _ = kill(-pid, SIGKILL) }
+        cancellation?.onCancel { _ = kill(pid, SIGKILL) }
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         cancellation?.clear()

@@ -94,7 +94,7 @@ public final class SandboxDatabase: Sendable {
     }
 
     public func all() throws -> [SandboxRow] {
-        try read { db in try SandboxRow.order(Column("createdAt"), Column("id")).fetchAll(db) }
+        try read { db in try SandboxRow.order(Column("createdAt"), Column.rowID).fetchAll(db) }
     }
 
     public func history(id: String) throws -> [TransitionRow] {

@@ -1,0 +1,116 @@
+import AtollCore
+import AtollLinux
+import AtollSandbox
+import Foundation
+import Glibc
+
+/// A sandbox driver that records what the runner asks of it and does nothing on the host.
+/// Operations can be made to fail once or to wait at a gate, to stage races and timeouts.
+final class FakeDriver: SandboxDriving, @unchecked Sendable {
+    // @unchecked: all state is behind `lock`.
+    private let lock = NSLock()
+    private var log: [String] = []
+    private var disks: Set<SandboxID> = []
+    private var archives: [String: SandboxID] = [:]
+    private var failures: [String: AtollError] = [:]
+    private var gates: [String: Bool] = [:]
+    var snapshots: Set<String> = ["default"]
+
+    /// PID 1 of a fake sandbox: this test process, which is certainly running.
+    static let liveInit = InitProcess(pid: getpid(), startTime: ProcFS.startTime(getpid()) ?? 0)
+
+    var calls: [String] { lock.withLock { log } }
+    func calls(_ prefix: String) -> [String] { calls.filter { $0.hasPrefix(prefix) } }
+    func hasArchive(_ id: SandboxID) -> Bool { lock.withLock { archives.values.contains(id) } }
+    func diskExists(_ id: SandboxID) -> Bool { lock.withLock { disks.contains(id) } }
+
+    /// The next call of `operation` throws `error`.
+    func failNext(_ operation: String, _ error: AtollError) { lock.withLock { failures[operation] = error } }
+    /// Calls of `operation` wait until `open(operation)` (or their cancellation).
+    func close(_ operation: String) { lock.withLock { gates[operation] = false } }
+    func open(_ operation: String) { lock.withLock { gates[operation] = true } }
+
+    private func enter(_ operation: String, _ detail: String, cancellation: Cancellation? = nil) async throws {
+        lock.withLock { log.append("\(operation) \(detail)") }
+        while lock.withLock({ gates[operation] == false }) {
+            if cancellation?.isCancelled == true { throw AtollError(.conflict, "cancelled") }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        if let error = lock.withLock({ failures.removeValue(forKey: operation) }) { throw error }
+    }
+
+    func checkSnapshot(_ name: String) throws {
+        guard snapshots.contains(name) else { throw AtollError(.notFound, "snapshot \"\(name)\" not found") }
+    }
+
+    func provision(_ machine: SandboxMachine) async throws {
+        try await enter("provision", machine.id.rawValue)
+        _ = lock.withLock { disks.insert(machine.id) }
+    }
+
+    func start(_ machine: SandboxMachine) async throws -> InitProcess {
+        try await enter("start", machine.id.rawValue)
+        return Self.liveInit
+    }
+
+    func stop(_ machine: SandboxMachine, initProcess: InitProcess?) async throws {
+        try await enter("stop", machine.id.rawValue)
+    }
+
+    func destroy(_ machine: SandboxMachine) async throws {
+        try await enter("destroy", machine.id.rawValue)
+        _ = lock.withLock { disks.remove(machine.id) }
+    }
+
+    func hasDisk(_ machine: SandboxMachine) -> Bool { diskExists(machine.id) }
+
+    func exec(_ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest,
+              onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult {
+        try await enter("exec", machine.id.rawValue)
+        return ExecResult(termination: .exited(0), timedOut: false, oomKilled: false, stdout: Array("ok\n".utf8), stderr: [], truncated: false, seconds: 0)
+    }
+
+    func runCode(_ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
+                 onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult {
+        try await enter("code", "\(machine.id) \(request.language.rawValue)")
+        return ExecResult(termination: .exited(0), timedOut: false, oomKilled: false, stdout: [], stderr: [], truncated: false, seconds: 0)
+    }
+
+    func updateLimits(_ machine: SandboxMachine) async throws {
+        try await enter("limits", "\(machine.id) \(machine.resources.cpu) \(machine.resources.memoryGiB)")
+    }
+
+    func growDisk(_ machine: SandboxMachine) async throws {
+        try await enter("grow", "\(machine.id) \(machine.resources.diskGiB)")
+    }
+
+    func archive(_ machine: SandboxMachine, cancellation: Cancellation) async throws -> ArchiveInfo {
+        try await enter("archive", machine.id.rawValue, cancellation: cancellation)
+        let path = "/fake/archive/\(machine.id).tar.zst"
+        lock.withLock { archives[path] = machine.id }
+        return ArchiveInfo(path: path, bytes: 1234, sha256: String(repeating: "a", count: 64))
+    }
+
+    func restore(_ machine: SandboxMachine, from archive: ArchiveInfo) async throws {
+        try await enter("restore", machine.id.rawValue)
+        _ = lock.withLock { disks.insert(machine.id) }
+    }
+
+    func removeDisk(_ machine: SandboxMachine) async throws {
+        lock.withLock {
+            log.append("removeDisk \(machine.id)")
+            disks.remove(machine.id)
+        }
+    }
+
+    func removeArchive(path: String) throws {
+        lock.withLock {
+            log.append("removeArchive \(path)")
+            archives[path] = nil
+        }
+    }
+
+    func usage(_ machine: SandboxMachine) async throws -> CgroupUsage { CgroupUsage() }
+
+    func removeOrphans(isKnown: @escaping @Sendable (SandboxID) -> Bool) async -> [String] { [] }
+}

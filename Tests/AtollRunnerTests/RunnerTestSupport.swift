@@ -1,0 +1,56 @@
+import AtollCore
+import AtollRuntime
+import AtollSandbox
+import Foundation
+import Glibc
+import Testing
+
+/// A runner on a fake driver, a manual clock and a throwaway database: no root needed.
+struct RunnerFixture {
+    let manager: SandboxManager
+    let driver: FakeDriver
+    let clock: ManualClock
+    let configuration: RuntimeConfiguration
+
+    /// Opens another runner on the same database (a restart).
+    func reopen() async throws -> SandboxManager {
+        try await SandboxManager.open(configuration: configuration, driver: driver, clock: clock)
+    }
+}
+
+func withRunner<T>(deadlines: TransitionDeadlines = .defaults, _ body: (RunnerFixture) async throws -> T) async throws -> T {
+    let dir = "/tmp/atoll-runner-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    var configuration = RuntimeConfiguration(dataDirectory: dir, cgroupName: "unused", idRangeSlots: 64)
+    configuration.deadlines = deadlines
+    let driver = FakeDriver()
+    let clock = ManualClock()
+    let manager = try await SandboxManager.open(configuration: configuration, driver: driver, clock: clock)
+    let fixture = RunnerFixture(manager: manager, driver: driver, clock: clock, configuration: configuration)
+    let value = try await body(fixture)
+    await manager.close()
+    return value
+}
+
+/// Expects `body` to throw an `AtollError` with `code` whose message contains `text`.
+func expectError<T>(_ code: AtollError.Code, _ text: String, sourceLocation: SourceLocation = #_sourceLocation,
+                    _ body: () async throws -> T) async {
+    do {
+        _ = try await body()
+        Issue.record("expected a \(code) error mentioning \"\(text)\", got success", sourceLocation: sourceLocation)
+    } catch let error as AtollError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+        #expect(error.message.contains(text), "\(error.message)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+/// Polls until `condition` holds (for background work), failing after a few seconds.
+func eventually(_ what: String, sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool) async throws {
+    for _ in 0..<500 {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
+}
