@@ -358,6 +358,24 @@ extension SandboxManager {
         return try await destroy(current, reason: "delete")
     }
 
+    /// Deletes every sandbox of the organization (test harnesses: deterministic cleanup).
+    /// Returns how many were deleted; the first failure is thrown after trying all.
+    @discardableResult
+    public func deleteAll(organizationId: String? = nil) async throws -> Int {
+        var deleted = 0
+        var firstError: (any Error)?
+        for sandbox in try list(organizationId: organizationId) {
+            do {
+                try await delete(sandbox.id.rawValue, organizationId: sandbox.organizationId)
+                deleted += 1
+            } catch {
+                firstError = firstError ?? error
+            }
+        }
+        if let firstError { throw firstError }
+        return deleted
+    }
+
     func destroy(_ current: SandboxRow, reason: String) async throws -> Sandbox {
         if current.sandboxState == .destroying, !ProcessRef.isRunning(pid: current.opPid, startTime: current.opStartTime) || current.opPid == me.pid {
             // A delete that died half-way (or is ours): finish it.

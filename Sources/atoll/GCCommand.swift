@@ -5,7 +5,8 @@ import AtollRuntime
 struct GC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
-        abstract: "Finish or undo half-done transitions, delete sandboxes of killed `atoll run`s, remove orphans."
+        abstract: "Reconcile half-done transitions, remove orphans, and apply auto-stop, auto-archive and auto-delete once.",
+        discussion: "Without a daemon, run it from cron to get the automated lifecycle."
     )
 
     @OptionGroup var runtime: RuntimeOptions
@@ -13,7 +14,12 @@ struct GC: AsyncParsableCommand {
     func run() async throws {
         try await withRunner(runtime, reconcile: false) { manager in
             let report = await manager.reconcile()
-            let lines = report.reconciled + report.deleted.map { "deleted \($0)" } + report.orphansRemoved.map { "removed \($0)" }
+            let sweep = await manager.sweep()
+            for id in sweep.archived { try await manager.waitForBackgroundWork(id) }
+            let lines = report.reconciled + (report.deleted + sweep.deleted).map { "deleted \($0)" }
+                + report.orphansRemoved.map { "removed \($0)" } + sweep.stopped.map { "stopped \($0) (auto-stop)" }
+                + sweep.archived.map { "archived \($0) (auto-archive)" } + sweep.timedOut.map { "\($0): transition timed out" }
+                + (report.failures + sweep.failures).map { "failed: \($0)" }
             print(lines.isEmpty ? "nothing to do" : lines.joined(separator: "\n"))
         }
     }

@@ -115,6 +115,21 @@ extension SandboxTests {
             }
         }
 
+        @Test("deleting an archived sandbox removes its archive")
+        func deleteArchived() async throws {
+            try await withSandbox { manager, sandbox in
+                let id = sandbox.id.rawValue
+                _ = try await manager.stop(id)
+                _ = try await manager.archive(id)
+                try await manager.waitForBackgroundWork(id)
+                let archive = manager.configuration.driver.archivePath(sandbox.id)
+                #expect(KernelFile.exists(archive))
+                #expect(try await manager.delete(id).state == .destroyed)
+                #expect(!KernelFile.exists(archive))
+                #expect(!KernelFile.exists(manager.configuration.driver.sandboxDirectory(sandbox.id)))
+            }
+        }
+
         @Test("an ephemeral sandbox is gone, with everything of it, once it stops")
         func ephemeral() async throws {
             try await withTestRuntime { manager in

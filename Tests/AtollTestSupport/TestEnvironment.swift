@@ -94,12 +94,10 @@ public struct TestRuntime: Sendable {
         }()
         if let manager {
             await manager.close()
-            for sandbox in (try? await manager.list()) ?? [] {
-                do {
-                    try await manager.delete(sandbox.id.rawValue)
-                } catch {
-                    Issue.record("cleanup: could not delete sandbox \(sandbox.id): \(error)")
-                }
+            do {
+                try await manager.deleteAll()
+            } catch {
+                Issue.record("cleanup: could not delete every sandbox: \(error)")
             }
             if let driver = manager.driver as? SandboxDriver { driver.cgroups.removeTopLevelIfEmpty() }
         }
