@@ -11,11 +11,14 @@ let package = Package(
     name: "Atoll",
     products: [
         .executable(name: "atoll", targets: ["atoll"]),
+        .executable(name: "atolld", targets: ["atolld"]),
         .library(name: "AtollRuntime", targets: ["AtollRuntime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C shim: everything between clone and execve, plus libseccomp / libcap / loop / openat2.
@@ -51,10 +54,26 @@ let package = Package(
         ),
         // The runner: Daytona's lifecycle state machine, persistence, sweeps, restart safety.
         .target(name: "AtollRuntime", dependencies: ["AtollCore", "AtollLinux", "AtollSandbox", "AtollStore"], swiftSettings: swiftSettings),
+        // The HTTP API: Daytona-compatible /api and /toolbox routes over the runner.
+        .target(
+            name: "AtollAPI",
+            dependencies: [
+                "AtollRuntime", "AtollSandbox", "AtollStore", "AtollCore", "AtollLinux",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The daemon.
+        .executableTarget(
+            name: "atolld",
+            dependencies: ["AtollAPI", "AtollRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
         // The `atoll` command.
         .executableTarget(
             name: "atoll",
-            dependencies: ["AtollRuntime", "AtollSandbox", "AtollLinux", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 

@@ -24,6 +24,10 @@ public struct AtollError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let notFound = Code("not_found", 404)
         /// The operation conflicts with the current state, e.g. exec in a stopped sandbox (HTTP 409).
         public static let conflict = Code("conflict", 409)
+        /// No valid credentials were presented (HTTP 401).
+        public static let unauthenticated = Code("unauthenticated", 401)
+        /// The request body is larger than allowed (HTTP 413).
+        public static let tooLarge = Code("payload_too_large", 413)
         /// The operation is not permitted, e.g. a path outside the sandbox (HTTP 403).
         public static let forbidden = Code("forbidden", 403)
         /// A deadline passed (HTTP 408).
@@ -39,7 +43,8 @@ public struct AtollError: Error, Sendable, CustomStringConvertible, Equatable {
 
         /// Every code, for documentation and tests.
         public static let all: [Code] = [
-            .invalidArgument, .notFound, .conflict, .forbidden, .timeout, .resourceExhausted, .unavailable, .system, .internal,
+            .invalidArgument, .unauthenticated, .notFound, .conflict, .forbidden, .timeout, .tooLarge, .resourceExhausted,
+            .unavailable, .system, .internal,
         ]
     }
 

@@ -396,6 +396,7 @@ extension SandboxManager {
         }
         activity[row.id] = nil
         lastActivityFlush[row.id] = nil
+        sessions[row.id] = nil
         var gone = Sandbox(row)
         gone.state = .destroyed
         gone.initPid = nil
@@ -470,5 +471,49 @@ extension SandboxManager {
             throw AtollError(.conflict, "sandbox \(current.id) is \(current.state): it must be started to run processes")
         }
         return (try Self.machine(current), process)
+    }
+}
+
+extension SandboxManager {
+    /// File access inside a started sandbox (as its user, unless `user` says otherwise). Counts as
+    /// activity. Release the result soon: it holds the sandbox's root open.
+    public func files(_ idOrName: String, user: String? = nil, organizationId: String? = nil) throws -> SandboxFiles {
+        let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
+        noteActivity(machine.id.rawValue)
+        return try driver.files(machine, initProcess: process, user: user)
+    }
+
+    /// Records a sandbox that cannot be built (an image Atoll does not have): it is kept in
+    /// `build_failed` with the reason, as Daytona does, so the caller sees the reason and can
+    /// delete it.
+    public func createFailedBuild(_ parameters: CreateParameters, reason: String) throws -> Sandbox {
+        let id = parameters.id ?? SandboxID.random()
+        let name = parameters.name ?? id.rawValue
+        try Naming.validateName(name)
+        try Naming.validateLabels(parameters.labels)
+        let resources = parameters.resources ?? .defaults
+        try configuration.limits.validate(resources)
+        let at = now
+        var labels = parameters.labels
+        if labels[Language.labelKey] == nil { labels[Language.labelKey] = (parameters.language ?? .default).rawValue }
+        let row = SandboxRow(
+            id: id.rawValue, organizationId: parameters.organizationId ?? configuration.organizationId, name: name,
+            state: SandboxState.pendingBuild.rawValue, errorReason: nil, recoverable: false, snapshot: parameters.snapshot ?? "",
+            user: parameters.user ?? "sandbox", env: StringMapColumn.encode(parameters.env), labels: StringMapColumn.encode(labels),
+            cpu: resources.cpu, memoryGiB: resources.memoryGiB, diskGiB: resources.diskGiB, pidsMax: configuration.pidsMax,
+            autoStop: parameters.intervals.autoStop, autoArchive: parameters.intervals.autoArchive,
+            autoDelete: parameters.ephemeral ? 0 : parameters.intervals.autoDelete,
+            networkBlockAll: parameters.network.blockAll, networkAllowList: parameters.network.allowListText,
+            uidBase: 0, uidCount: 0, address: nil, initPid: nil, initStartTime: nil, archivePath: nil, archiveBytes: nil, archiveSHA256: nil,
+            ownerPid: nil, ownerStartTime: nil, opPid: nil, opStartTime: nil, opToken: nil, deadline: nil,
+            createdAt: at, updatedAt: at, lastActivityAt: at
+        )
+        _ = try database.insert(row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
+                                idRangeSlots: configuration.idRangeSlots, reason: "create from an image")
+        return Sandbox(try database.update(id: row.id, reason: reason, at: at) { row in
+            try Self.checkTable(from: row.sandboxState, to: .buildFailed, id: row.id)
+            row.state = SandboxState.buildFailed.rawValue
+            row.errorReason = reason
+        })
     }
 }

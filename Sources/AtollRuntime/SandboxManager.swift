@@ -25,6 +25,8 @@ public actor SandboxManager {
     var activity: [String: Double] = [:]
     var lastActivityFlush: [String: Double] = [:]
     var sweeper: Task<Void, Never>?
+    /// Process sessions by sandbox id, then session id (see `SandboxManager+Sessions`).
+    var sessions: [String: [String: SessionState]] = [:]
 
     /// This process, as recorded on the transitions it performs.
     nonisolated let me = ProcessRef.current()
@@ -162,6 +164,9 @@ public actor SandboxManager {
                 row.recoverable = false
             }
             change(&row)
+        }.also { row in
+            // Sessions are shells inside the sandbox: they end with its processes.
+            if row.sandboxState != .started { sessions[id] = nil }
         }
     }
 
@@ -201,6 +206,13 @@ public actor SandboxManager {
         sweeper = nil
         for (id, at) in activity { _ = try? database.update(id: id, at: now) { $0.lastActivityAt = max($0.lastActivityAt, at) } }
         for job in background.values { await job.task.value }
+    }
+}
+
+extension SandboxRow {
+    func also(_ body: (SandboxRow) -> Void) -> SandboxRow {
+        body(self)
+        return self
     }
 }
 

@@ -69,9 +69,11 @@ public struct CodeRequest: Sendable {
     public var user: String?
     public var timeout: Double?
     public var stdin: StdinSource
+    /// Send stderr into the stdout stream (Daytona's `result` is both).
+    public var mergeOutput: Bool
 
     public init(language: Language, code: String, arguments: [String] = [], env: [String: String] = [:], user: String? = nil,
-                timeout: Double? = nil, stdin: StdinSource = .none) {
+                timeout: Double? = nil, stdin: StdinSource = .none, mergeOutput: Bool = false) {
         self.language = language
         self.code = code
         self.arguments = arguments
@@ -79,6 +81,7 @@ public struct CodeRequest: Sendable {
         self.user = user
         self.timeout = timeout
         self.stdin = stdin
+        self.mergeOutput = mergeOutput
     }
 }
 

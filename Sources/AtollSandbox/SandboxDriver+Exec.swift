@@ -91,7 +91,8 @@ extension SandboxDriver {
                             hostGID: machine.ids.host(account.gid), mode: 0o600)
         }
         let exec = ExecRequest(command: .argv(runtime.command(request.language, file: file, arguments: request.arguments)),
-                               env: request.env, user: request.user, timeout: request.timeout, stdin: request.stdin)
+                               env: request.env, user: request.user, timeout: request.timeout, stdin: request.stdin,
+                               mergeOutput: request.mergeOutput)
         let result: Result<ExecResult, any Error>
         do {
             result = .success(try await self.exec(machine, initProcess: initProcess, exec, onOutput: onOutput))
@@ -111,9 +112,29 @@ extension SandboxDriver {
     static func account(of handles: Live, user: String) throws -> SandboxAccount {
         let root = try SandboxRoot(initPid: handles.initProcess.pid, pidfd: handles.handle.pidfd.raw)
         defer { root.close() }
+        return try accounts(in: root).resolve(user)
+    }
+
+    static func accounts(in root: SandboxRoot) -> PasswdDatabase {
         let passwd = (try? root.read("/etc/passwd", limit: 1 << 20)) ?? []
         let group = (try? root.read("/etc/group", limit: 1 << 20)) ?? []
-        return try PasswdDatabase(passwd: String(decoding: passwd, as: UTF8.self), group: String(decoding: group, as: UTF8.self)).resolve(user)
+        return PasswdDatabase(passwd: String(decoding: passwd, as: UTF8.self), group: String(decoding: group, as: UTF8.self))
+    }
+
+    /// The files of a started sandbox, acting for `user` (default the sandbox's user). Close it
+    /// (release it) soon: an open root pins the sandbox's mounts.
+    public func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String? = nil) throws -> SandboxFiles {
+        let handles = try self.handles(machine, initProcess: initProcess)
+        let root = try SandboxRoot(initPid: initProcess.pid, pidfd: handles.handle.pidfd.raw)
+        let accounts = Self.accounts(in: root)
+        let owner: SandboxAccount
+        do {
+            owner = try accounts.resolve(user ?? machine.user)
+        } catch {
+            root.close()
+            throw error
+        }
+        return SandboxFiles(root: root, ids: machine.ids, accounts: accounts, owner: owner)
     }
 
     /// The environment of an exec: login-like defaults, then the sandbox's, then the request's.

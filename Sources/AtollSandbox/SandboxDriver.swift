@@ -104,6 +104,8 @@ public protocol SandboxDriving: Sendable {
               onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult
     func runCode(_ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
                  onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult
+    /// File access inside a started sandbox (see `SandboxFiles`).
+    func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String?) throws -> SandboxFiles
     /// Applies the machine's CPU, memory and task limits to its cgroup, live.
     func updateLimits(_ machine: SandboxMachine) async throws
     /// Grows the (stopped) sandbox's disk to the machine's disk size.

@@ -76,6 +76,7 @@ public final class SandboxDatabase: Sendable {
                 t.column("reason", .text)
             }
         }
+        registerKeyMigrations(&migrator)
         return migrator
     }
 

@@ -9,7 +9,7 @@ struct Atoll: AsyncParsableCommand {
         version: AtollVersion.current,
         subcommands: [
             Run.self, Create.self, List.self, Info.self, Start.self, Stop.self, Archive.self, Recover.self, Resize.self,
-            Delete.self, Labels.self, Exec.self, GC.self,
+            Delete.self, Labels.self, Exec.self, Keys.self, GC.self,
         ]
     )
 }

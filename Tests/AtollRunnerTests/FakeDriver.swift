@@ -76,6 +76,10 @@ final class FakeDriver: SandboxDriving, @unchecked Sendable {
         return ExecResult(termination: .exited(0), timedOut: false, oomKilled: false, stdout: [], stderr: [], truncated: false, seconds: 0)
     }
 
+    func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String?) throws -> SandboxFiles {
+        throw AtollError(.unavailable, "the fake driver has no files")
+    }
+
     func updateLimits(_ machine: SandboxMachine) async throws {
         try await enter("limits", "\(machine.id) \(machine.resources.cpu) \(machine.resources.memoryGiB)")
     }

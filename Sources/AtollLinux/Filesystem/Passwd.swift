@@ -14,17 +14,22 @@ public struct SandboxAccount: Sendable, Hashable {
 /// A parsed passwd/group pair.
 public struct PasswdDatabase: Sendable {
     public var accounts: [SandboxAccount]
+    /// Groups of /etc/group: name and gid.
+    public var groups: [(name: String, gid: UInt32)]
     var groupMembers: [String: [UInt32]]
 
     /// Parses the contents of `/etc/passwd` and `/etc/group`; malformed lines are skipped.
     public init(passwd: String, group: String) {
         var members: [String: [UInt32]] = [:]
+        var groups: [(name: String, gid: UInt32)] = []
         for line in group.split(separator: "\n") where !line.hasPrefix("#") {
             let f = line.split(separator: ":", omittingEmptySubsequences: false)
             guard f.count >= 4, let gid = UInt32(f[2]) else { continue }
+            groups.append((String(f[0]), gid))
             for user in f[3].split(separator: ",") { members[String(user), default: []].append(gid) }
         }
         groupMembers = members
+        self.groups = groups
         accounts = passwd.split(separator: "\n").compactMap { line in
             let f = line.split(separator: ":", omittingEmptySubsequences: false)
             guard f.count >= 7, !line.hasPrefix("#"), let uid = UInt32(f[2]), let gid = UInt32(f[3]) else { return nil }

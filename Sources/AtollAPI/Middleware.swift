@@ -1,0 +1,119 @@
+import AtollCore
+import AtollStore
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The JSON body of every error: `{statusCode, message, code, timestamp, path, method}` —
+/// Daytona's toolbox shape; the SDK reads `message` and `code` and picks its exception class
+/// from the status.
+struct ErrorBody: Encodable {
+    var statusCode: Int
+    var message: String
+    var code: String
+    /// `DAYTONA_DAEMON` on toolbox routes (so the SDK maps daemon codes to its exceptions),
+    /// `DAYTONA_API` elsewhere.
+    var source: String
+    var error: String
+    var timestamp: String
+    var path: String
+    var method: String
+}
+
+/// Turns every error into that JSON body with the status its code maps to, and logs it.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = AtollContext
+
+    func handle(_ request: Request, context: AtollContext, next: (Request, AtollContext) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        do {
+            let response = try await next(request, context)
+            log(request, context, status: response.status.code, start: start)
+            return response
+        } catch {
+            let atoll = Self.atollError((error as? ToolboxError)?.error ?? error)
+            let status = atoll.code.httpStatus
+            log(request, context, status: status, start: start, message: atoll.description)
+            let body = ErrorBody(
+                statusCode: status, message: atoll.description, code: (error as? ToolboxError)?.daemonCode ?? atoll.code.rawValue,
+                source: request.uri.path.hasPrefix("/toolbox") ? "DAYTONA_DAEMON" : "DAYTONA_API",
+                error: Self.reason(status), timestamp: ISO8601DateFormatter().string(from: Date()),
+                path: request.uri.path, method: request.method.rawValue)
+            return try JSON.response(body, status: HTTPResponse.Status(code: status))
+        }
+    }
+
+    /// The reason phrase of a status (Daytona's `error` field).
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 400: return "Bad Request"
+        case 401: return "Unauthorized"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 408: return "Request Timeout"
+        case 409: return "Conflict"
+        case 413: return "Payload Too Large"
+        case 503: return "Service Unavailable"
+        default: return status >= 500 ? "Internal Server Error" : "Error"
+        }
+    }
+
+    static func atollError(_ error: any Error) -> AtollError {
+        switch error {
+        case let error as AtollError: return error
+        case let error as HTTPError:
+            let code: AtollError.Code
+            switch error.status.code {
+            case 400: code = .invalidArgument
+            case 401: code = .unauthenticated
+            case 403: code = .forbidden
+            case 404: code = .notFound
+            case 408: code = .timeout
+            case 409: code = .conflict
+            case 413: code = .tooLarge
+            default: code = error.status.code < 500 ? .invalidArgument : .internal
+            }
+            return AtollError(code, error.body ?? error.status.reasonPhrase)
+        case let error as DecodingError:
+            return AtollError(.invalidArgument, "invalid request: \(JSON.describe(error))")
+        default:
+            return AtollError(.internal, "internal error", cause: "\(error)")
+        }
+    }
+
+    func log(_ request: Request, _ context: AtollContext, status: Int, start: ContinuousClock.Instant, message: String? = nil) {
+        let elapsed = ContinuousClock.now - start
+        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        var metadata: Logger.Metadata = [
+            "method": .string(request.method.rawValue), "path": .string(request.uri.path), "status": .stringConvertible(status),
+            "ms": .string(String(format: "%.1f", ms)),
+        ]
+        if let org = context.organizationId { metadata["org"] = .string(org) }
+        if let message { metadata["error"] = .string(message) }
+        context.logger.log(level: status >= 500 ? .error : status >= 400 ? .notice : .info, "request", metadata: metadata)
+    }
+}
+
+/// Every API and toolbox request needs `Authorization: Bearer <key>` with a key of the
+/// database; the key's organization is the caller's. Unknown and revoked keys are a 401.
+struct AuthMiddleware: RouterMiddleware {
+    typealias Context = AtollContext
+    let database: SandboxDatabase
+
+    func handle(_ request: Request, context: AtollContext, next: (Request, AtollContext) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else {
+            throw AtollError(.unauthenticated, "missing Authorization header: send \"Authorization: Bearer <API key>\"")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
+            throw AtollError(.unauthenticated, "the Authorization header must be \"Bearer <API key>\"")
+        }
+        guard let organization = try database.organization(forKey: String(parts[1])) else {
+            throw AtollError(.unauthenticated, "invalid or revoked API key")
+        }
+        var context = context
+        context.organizationId = organization
+        return try await next(request, context)
+    }
+}

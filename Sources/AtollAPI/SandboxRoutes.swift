@@ -1,0 +1,188 @@
+import AtollCore
+import AtollRuntime
+import Foundation
+import Hummingbird
+
+/// Daytona's sandbox API under `/api/sandbox`: status codes, required fields and camelCase as
+/// the official SDK needs them. Fast transitions (create, start, stop) answer with their final
+/// state, so the SDK does not need to poll.
+struct SandboxRoutes {
+    let manager: SandboxManager
+    let server: ServerSettings
+
+    func register(_ api: RouterGroup<AtollContext>) {
+        api.post("sandbox", use: create)
+        api.get("sandbox", use: list)
+        api.get("sandbox/paginated", use: paginated)
+        api.get("sandbox/:idOrName", use: get)
+        api.delete("sandbox/:idOrName", use: delete)
+        api.post("sandbox/:idOrName/start") { request, context in
+            try await respond(request, context) { try await manager.start($0, organizationId: $1) }
+        }
+        api.post("sandbox/:idOrName/stop") { request, context in
+            _ = try request.boolQuery("force")
+            return try await respond(request, context) { try await manager.stop($0, force: false, organizationId: $1) }
+        }
+        api.post("sandbox/:idOrName/archive") { request, context in
+            try await respond(request, context) { try await manager.archive($0, organizationId: $1) }
+        }
+        api.post("sandbox/:idOrName/recover") { request, context in
+            try await respond(request, context) { try await manager.recover($0, organizationId: $1) }
+        }
+        api.post("sandbox/:idOrName/resize", use: resize)
+        api.put("sandbox/:idOrName/labels", use: setLabels)
+        api.post("sandbox/:idOrName/autostop/:minutes") { request, context in
+            let minutes = try context.parameters.integer("minutes")
+            return try await respond(request, context) { try await manager.setAutoStop($0, minutes: minutes, organizationId: $1) }
+        }
+        api.post("sandbox/:idOrName/autoarchive/:minutes") { request, context in
+            let minutes = try context.parameters.integer("minutes")
+            return try await respond(request, context) { try await manager.setAutoArchive($0, minutes: minutes, organizationId: $1) }
+        }
+        api.post("sandbox/:idOrName/autodelete/:minutes") { request, context in
+            let minutes = try context.parameters.integer("minutes")
+            return try await respond(request, context) { try await manager.setAutoDelete($0, minutes: minutes, organizationId: $1) }
+        }
+        api.post("sandbox/:idOrName/last-activity") { _, context in
+            try await manager.touch(try context.parameters.require("idOrName"), organizationId: try context.organization())
+            return JSON.empty(.created)
+        }
+        api.get("sandbox/:idOrName/toolbox-proxy-url") { request, context in
+            _ = try await manager.get(try context.parameters.require("idOrName"), organizationId: try context.organization())
+            return try JSON.response(URLBody(url: server.toolboxURL(for: request)))
+        }
+    }
+
+    /// Runs `body` for the path's sandbox and the caller's organization; answers with the sandbox.
+    func respond(_ request: Request, _ context: AtollContext, _ body: (String, String) async throws -> Sandbox) async throws -> Response {
+        let sandbox = try await body(try context.parameters.require("idOrName"), try context.organization())
+        return try JSON.response(SandboxDTO(sandbox, toolboxURL: server.toolboxURL(for: request)))
+    }
+
+    @Sendable func create(_ request: Request, context: AtollContext) async throws -> Response {
+        let body = try await JSON.decode(CreateSandboxRequest.self, from: request, context: context, allowEmpty: true)
+        let organization = try context.organization()
+        if let gpu = body.gpu, gpu > 0 { throw AtollError(.invalidArgument, "gpu: this host has no GPUs to give (got \(gpu))") }
+        if let volumes = body.volumes, !volumes.isEmpty {
+            throw AtollError(.invalidArgument, "volumes are not supported by Atoll (\(volumes.count) given)")
+        }
+        var resources = Resources.defaults
+        if let cpu = body.cpu { resources.cpu = cpu }
+        if let memory = body.memory { resources.memoryGiB = memory }
+        if let disk = body.disk { resources.diskGiB = disk }
+        var intervals = LifecycleIntervals.defaults
+        if let v = body.autoStopInterval { intervals.autoStop = v }
+        if let v = body.autoArchiveInterval { intervals.autoArchive = v }
+        if let v = body.autoDeleteInterval { intervals.autoDelete = v }
+        let network = NetworkPolicy(
+            blockAll: body.networkBlockAll ?? false,
+            allowList: try body.networkAllowList.flatMap { $0.isEmpty ? nil : try NetworkPolicy.parseAllowList($0) })
+        var parameters = CreateParameters(
+            name: body.name, labels: body.labels ?? [:], env: body.env ?? [:], user: body.user, resources: resources,
+            snapshot: body.snapshot, intervals: intervals, network: network, organizationId: organization)
+        let sandbox: Sandbox
+        if let dockerfile = body.buildInfo?.dockerfileContent {
+            // Atoll builds sandboxes from its snapshots only: an image build fails with the reason,
+            // as a Daytona build that cannot pull its base image does.
+            let image = Self.baseImage(dockerfile) ?? "(no FROM line)"
+            parameters.snapshot = nil
+            sandbox = try await manager.createFailedBuild(parameters, reason:
+                "cannot build from image \(image): Atoll has no image builder or registry; create sandboxes from a snapshot (default) instead")
+        } else {
+            sandbox = try await manager.create(parameters)
+        }
+        return try JSON.response(SandboxDTO(sandbox, toolboxURL: server.toolboxURL(for: request)))
+    }
+
+    /// The image of the first `FROM` line of a Dockerfile.
+    static func baseImage(_ dockerfile: String) -> String? {
+        for line in dockerfile.split(separator: "\n") {
+            let words = line.split(separator: " ", omittingEmptySubsequences: true)
+            if words.first?.uppercased() == "FROM", words.count >= 2 {
+                return words.dropFirst().first { !$0.hasPrefix("--") }.map(String.init)
+            }
+        }
+        return nil
+    }
+
+    @Sendable func get(_ request: Request, context: AtollContext) async throws -> Response {
+        try await respond(request, context) { try await manager.get($0, organizationId: $1) }
+    }
+
+    @Sendable func delete(_ request: Request, context: AtollContext) async throws -> Response {
+        try await respond(request, context) { try await manager.delete($0, organizationId: $1) }
+    }
+
+    /// The `labels` query parameter: URL-encoded JSON of string values, matched as a subset.
+    static func labelFilter(_ request: Request) throws -> [String: String] {
+        guard let text = request.query("labels"), !text.isEmpty else { return [:] }
+        guard let labels = try? JSONDecoder().decode([String: String].self, from: Data(text.utf8)) else {
+            throw AtollError(.invalidArgument, "labels must be a JSON object of strings, e.g. {\"suite\":\"e2e\"}")
+        }
+        return labels
+    }
+
+    /// Sandboxes matching the query's filters: labels, states, and id / name prefixes.
+    func filtered(_ request: Request, _ context: AtollContext) async throws -> [Sandbox] {
+        var sandboxes = try await manager.list(labels: try Self.labelFilter(request), organizationId: try context.organization())
+        let states = request.uri.queryParameters.getAll("states").flatMap { $0.split(separator: ",").map(String.init) }
+        if !states.isEmpty {
+            for state in states where SandboxState(rawValue: state) == nil {
+                throw AtollError(.invalidArgument, "states: unknown state \"\(state.prefix(32))\"")
+            }
+            sandboxes = sandboxes.filter { states.contains($0.state.rawValue) }
+        }
+        if let prefix = request.query("name") { sandboxes = sandboxes.filter { $0.name.hasPrefix(prefix) } }
+        if let prefix = request.query("id") { sandboxes = sandboxes.filter { $0.id.rawValue.hasPrefix(prefix) } }
+        return sandboxes
+    }
+
+    @Sendable func list(_ request: Request, context: AtollContext) async throws -> Response {
+        let sandboxes = try await filtered(request, context)
+        let limit = try Self.integerQuery(request, "limit", default: 100, range: 1...200)
+        var offset = 0
+        if let cursor = request.query("cursor"), !cursor.isEmpty {
+            guard let data = Data(base64Encoded: cursor), let value = Int(String(decoding: data, as: UTF8.self)), value >= 0 else {
+                throw AtollError(.invalidArgument, "cursor \"\(cursor.prefix(32))\" is not one this server handed out")
+            }
+            offset = value
+        }
+        let page = Array(sandboxes.dropFirst(offset).prefix(limit))
+        let next = offset + page.count < sandboxes.count ? Data("\(offset + page.count)".utf8).base64EncodedString() : nil
+        let url = server.toolboxURL(for: request)
+        return try JSON.response(ListSandboxesResponse(items: page.map { SandboxDTO($0, toolboxURL: url) }, nextCursor: next))
+    }
+
+    @Sendable func paginated(_ request: Request, context: AtollContext) async throws -> Response {
+        let sandboxes = try await filtered(request, context)
+        let limit = try Self.integerQuery(request, "limit", default: 10, range: 1...200)
+        let page = try Self.integerQuery(request, "page", default: 1, range: 1...Int(Int32.max))
+        let items = Array(sandboxes.dropFirst((page - 1) * limit).prefix(limit))
+        let url = server.toolboxURL(for: request)
+        return try JSON.response(PaginatedSandboxes(
+            items: items.map { SandboxDTO($0, toolboxURL: url) }, total: sandboxes.count, page: page,
+            totalPages: max(1, (sandboxes.count + limit - 1) / limit)))
+    }
+
+    static func integerQuery(_ request: Request, _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let text = request.query(name), !text.isEmpty else { return value }
+        guard let number = Int(text), range.contains(number) else {
+            throw AtollError(.invalidArgument, "\(name) must be an integer between \(range.lowerBound) and \(range.upperBound), got \"\(text.prefix(32))\"")
+        }
+        return number
+    }
+
+    @Sendable func resize(_ request: Request, context: AtollContext) async throws -> Response {
+        let body = try await JSON.decode(ResizeBody.self, from: request, context: context)
+        if let gpu = body.gpu, gpu > 0 { throw AtollError(.invalidArgument, "gpu: this host has no GPUs to give") }
+        return try await respond(request, context) {
+            try await manager.resize($0, cpu: body.cpu, memoryGiB: body.memory, diskGiB: body.disk, organizationId: $1)
+        }
+    }
+
+    @Sendable func setLabels(_ request: Request, context: AtollContext) async throws -> Response {
+        let body = try await JSON.decode(LabelsBody.self, from: request, context: context)
+        let sandbox = try await manager.setLabels(try context.parameters.require("idOrName"), body.labels, organizationId: try context.organization())
+        return try JSON.response(LabelsBody(labels: sandbox.labels))
+    }
+}

@@ -1,0 +1,51 @@
+import AtollCore
+import AtollRuntime
+import AtollStore
+import Foundation
+import Hummingbird
+import Logging
+
+/// How the server describes itself to clients.
+public struct ServerSettings: Sendable {
+    /// The base URL clients reach the server at, e.g. `http://127.0.0.1:3986`; used for the
+    /// toolbox URL when a request carries no Host header.
+    public var publicURL: String
+
+    public init(publicURL: String) {
+        self.publicURL = publicURL
+    }
+
+    /// `toolboxProxyUrl`: the toolbox under the same host the client used.
+    func toolboxURL(for request: Request) -> String {
+        if let host = request.head.authority, !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || ".-:[]_".contains($0) }) {
+            return "http://\(host)/toolbox"
+        }
+        return "\(publicURL)/toolbox"
+    }
+}
+
+/// Builds the HTTP application: `/api` (Daytona's sandbox API), `/toolbox/{id}/…`, `/health`.
+public enum AtollServer {
+    public static func router(manager: SandboxManager, settings: ServerSettings) -> Router<AtollContext> {
+        let router = Router(context: AtollContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.get("health") { _, _ in try JSON.response(["status": "ok", "version": AtollAPIVersion.current]) }
+        let api = router.group("api").add(middleware: AuthMiddleware(database: manager.database))
+        SandboxRoutes(manager: manager, server: settings).register(api)
+        let toolbox = router.group("toolbox").add(middleware: AuthMiddleware(database: manager.database))
+        ToolboxRoutes(manager: manager).register(toolbox)
+        return router
+    }
+
+    /// The application listening on `host:port` (port 0 picks a free one; `onRunning` learns it).
+    public static func application(manager: SandboxManager, host: String, port: Int, logger: Logger,
+                                   onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        let settings = ServerSettings(publicURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+        return Application(
+            router: router(manager: manager, settings: settings),
+            configuration: .init(address: .hostname(host, port: port), serverName: "atolld"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
+    }
+}

@@ -1,0 +1,131 @@
+import ArgumentParser
+import AtollAPI
+import AtollCore
+import AtollRuntime
+import AtollStore
+import Foundation
+import Glibc
+import Logging
+
+/// `atolld`: the sandbox daemon. Serves the Daytona-compatible API and toolbox, runs the
+/// automated lifecycle, and leaves sandboxes running when it stops.
+@main
+struct Atolld: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "atolld",
+        abstract: "Atoll's daemon: a Daytona-compatible API for local sandboxes.",
+        discussion: """
+            Point the Daytona SDK at it:
+              DAYTONA_API_URL=http://127.0.0.1:3986/api DAYTONA_API_KEY=$(cat /var/lib/atoll/api-key) python3 app.py
+            """,
+        version: AtollAPIVersion.current
+    )
+
+    @Option(help: "Atoll's data directory.")
+    var dataDir: String = RuntimeConfiguration.defaultDataDirectory
+
+    @Option(help: "Address to listen on: HOST:PORT, [IPv6]:PORT or :PORT (default loopback only).")
+    var listen: String = "127.0.0.1:3986"
+
+    @Option(help: "Accept this API key for the default organization (otherwise one is generated on first start into DATA_DIR/api-key).")
+    var apiKey: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    @Option(help: "Seconds between passes of the automated lifecycle (auto-stop, -archive, -delete, deadlines).")
+    var sweepInterval: Double = 10
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \(logLevel)") }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = { () -> Logger in
+            var logger = Logger(label: "atolld")
+            logger.logLevel = level
+            return logger
+        }()
+        let (host, port) = try Self.parseListen(listen)
+
+        var configuration = try RuntimeConfiguration.fromEnvironment(dataDirectory: dataDir)
+        configuration.sweepInterval = sweepInterval
+        let manager: SandboxManager
+        do {
+            manager = try await SandboxManager.open(configuration: configuration, reconcile: false)
+        } catch let error as AtollError {
+            logger.critical("cannot open the runner", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        let report = await manager.reconcile()
+        for line in report.reconciled { logger.notice("reconciled", metadata: ["what": .string(line)]) }
+        for line in report.deleted { logger.notice("deleted abandoned sandbox", metadata: ["id": .string(line)]) }
+        for line in report.orphansRemoved { logger.notice("removed orphan", metadata: ["what": .string(line)]) }
+        for line in report.failures { logger.error("reconcile failed", metadata: ["what": .string(line)]) }
+        try setUpKeys(manager.database, logger: logger)
+        await manager.startSweeper()
+
+        let dataDirectory = configuration.dataDirectory
+        let app = AtollServer.application(manager: manager, host: host, port: port, logger: logger) { actualPort in
+            let url = "http://\(host.contains(":") ? "[\(host)]" : host):\(actualPort)"
+            Self.writeEndpoint(url: url, dataDirectory: dataDirectory)
+            logger.notice("listening", metadata: ["url": .string(url), "api": .string("\(url)/api"), "pid": "\(getpid())"])
+        }
+        do {
+            // SIGTERM and SIGINT stop the server gracefully; sandboxes keep running.
+            try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        } catch {
+            logger.critical("server stopped", metadata: ["error": "\(error)"])
+            await manager.close()
+            throw ExitCode(1)
+        }
+        await manager.close()
+        unlink("\(dataDirectory)/atolld.url")
+        logger.notice("stopped; sandboxes keep running")
+    }
+
+    /// With `--api-key`, that key belongs to the default organization. Otherwise, on the first
+    /// start, a key is generated, written to DATA_DIR/api-key (mode 0600) and printed once.
+    func setUpKeys(_ database: SandboxDatabase, logger: Logger) throws {
+        let now = Date().timeIntervalSince1970
+        if let apiKey {
+            _ = try database.createKey(organizationId: "default", name: "--api-key", key: apiKey, at: now)
+            return
+        }
+        guard try database.keys().isEmpty else { return }
+        let (key, row) = try database.createKey(organizationId: "default", name: "generated on first start", at: now)
+        let path = "\(dataDir)/api-key"
+        let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw AtollError(.system, "could not write \(path)") }
+        _ = fchmod(fd, 0o600)
+        let bytes = Array((key + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        FileHandle.standardOutput.write(Data("API key for organization \"default\" (also in \(path), mode 0600; shown once): \(key)\n".utf8))
+        logger.notice("generated the first API key", metadata: ["id": .string(row.id), "file": .string(path)])
+    }
+
+    /// `DATA_DIR/atolld.url`: where local clients (the `atoll` CLI) find the daemon.
+    static func writeEndpoint(url: String, dataDirectory: String) {
+        try? (url + "\n").write(toFile: "\(dataDirectory)/atolld.url", atomically: true, encoding: .utf8)
+    }
+
+    static func parseListen(_ text: String) throws -> (String, Int) {
+        var host = "127.0.0.1"
+        var portText = text
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                throw ValidationError("--listen: expected [IPv6]:PORT, got \(text)")
+            }
+            host = String(text[text.index(after: text.startIndex)..<close])
+            portText = String(text[text.index(close, offsetBy: 2)...])
+        } else if let colon = text.lastIndex(of: ":") {
+            if colon != text.startIndex { host = String(text[..<colon]) }
+            portText = String(text[text.index(after: colon)...])
+        }
+        guard let port = Int(portText), (0...65535).contains(port) else { throw ValidationError("--listen: invalid port in \(text)") }
+        return (host, port)
+    }
+}

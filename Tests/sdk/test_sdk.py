@@ -1,0 +1,502 @@
+"""The official Daytona Python SDK (pinned in Tests/sdk/run) against a real atolld.
+
+Run through Tests/sdk/run, which starts atolld and sets DAYTONA_API_URL, DAYTONA_API_KEY,
+ATOLL_OTHER_KEY (a key of a second organization), ATOLL_DATA_DIR and ATOLL_BIN.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+import uuid
+
+from daytona import (CodeRunParams, CreateSandboxFromImageParams, CreateSandboxFromSnapshotParams, Daytona,
+                     DaytonaConfig, ListSandboxesQuery, Resources, SessionExecuteRequest)
+from daytona.common.errors import (DaytonaAuthenticationError, DaytonaBadRequestError, DaytonaError,
+                                   DaytonaFileNotFoundError, DaytonaNotFoundError,
+                                   DaytonaProcessExecutionTimeoutError)
+
+API_URL = os.environ["DAYTONA_API_URL"]
+API_KEY = os.environ["DAYTONA_API_KEY"]
+OTHER_KEY = os.environ["ATOLL_OTHER_KEY"]
+DATA_DIR = os.environ["ATOLL_DATA_DIR"]
+BIN = os.environ["ATOLL_BIN"]
+RUN = uuid.uuid4().hex[:8]
+
+
+def client(key=API_KEY):
+    return Daytona(DaytonaConfig(api_key=key, api_url=API_URL))
+
+
+def http(method, path, body=None, key=API_KEY, headers=None, raw=None):
+    """A raw request to atolld; returns (status, parsed JSON or bytes)."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(API_URL.rsplit("/api", 1)[0] + path, data=data, method=method)
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    request.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        request.add_header(k, v)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = response.read()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        payload, status = error.read(), error.code
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return status, payload
+
+
+class SDKTestCase(unittest.TestCase):
+    """Sandboxes a test creates are deleted afterwards, also when it fails."""
+
+    def setUp(self):
+        self.daytona = client()
+        self.created = []
+
+    def tearDown(self):
+        for sandbox in self.created:
+            try:
+                self.daytona.delete(sandbox)
+            except DaytonaNotFoundError:
+                pass
+
+    def create(self, **params):
+        params.setdefault("labels", {})
+        params["labels"].setdefault("sdk-suite", RUN)
+        sandbox = self.daytona.create(CreateSandboxFromSnapshotParams(**params))
+        self.created.append(sandbox)
+        return sandbox
+
+
+class LifecycleTests(SDKTestCase):
+    def test_create_with_everything_and_get_by_name(self):
+        name = f"full-{RUN}"
+        sandbox = self.create(name=name, language="typescript", labels={"team": "atoll", "tier": "1"},
+                              env_vars={"GREETING": "hello"}, auto_stop_interval=30, auto_archive_interval=120,
+                              auto_delete_interval=-1)
+        self.assertEqual(sandbox.state, "started")
+        self.assertEqual(sandbox.name, name)
+        self.assertEqual(sandbox.labels["team"], "atoll")
+        self.assertEqual(sandbox.labels["code-toolbox-language"], "typescript")
+        self.assertEqual(sandbox.env, {"GREETING": "hello"})
+        self.assertEqual((sandbox.cpu, sandbox.memory, sandbox.disk), (1, 1, 3))
+        self.assertEqual((sandbox.auto_stop_interval, sandbox.auto_archive_interval, sandbox.auto_delete_interval), (30, 120, -1))
+        by_name = self.daytona.get(name)
+        self.assertEqual(by_name.id, sandbox.id)
+        self.assertEqual(by_name.labels, sandbox.labels)
+        self.assertEqual(sandbox.process.exec("echo $GREETING").result, "hello\n")
+
+    def test_stop_start_archive_start_and_list_by_label(self):
+        tag = uuid.uuid4().hex[:8]
+        sandbox = self.create(labels={"cycle": tag})
+        sandbox.process.exec("echo kept > ~/kept.txt")
+        sandbox.stop()
+        self.assertEqual(sandbox.state, "stopped")
+        sandbox.start()
+        self.assertEqual(sandbox.state, "started")
+        listed = list(self.daytona.list(ListSandboxesQuery(labels={"cycle": tag})))
+        self.assertEqual([s.id for s in listed], [sandbox.id])
+        self.assertEqual(list(self.daytona.list(ListSandboxesQuery(labels={"cycle": "no-such-" + tag}))), [])
+        # The SDK pattern: stop, archive (which does not wait), start.
+        sandbox.stop()
+        sandbox.archive()
+        sandbox.start()
+        self.assertEqual(sandbox.state, "started")
+        self.assertEqual(sandbox.process.exec("cat ~/kept.txt").result, "kept\n")
+        # Archive to the end, then start again from the archive.
+        sandbox.stop()
+        sandbox.archive()
+        deadline = time.time() + 60
+        while sandbox.state != "archived" and time.time() < deadline:
+            time.sleep(0.2)
+            sandbox.refresh_data()
+        self.assertEqual(sandbox.state, "archived")
+        sandbox.start()
+        self.assertEqual(sandbox.process.exec("cat ~/kept.txt").result, "kept\n")
+
+    def test_labels_and_intervals(self):
+        sandbox = self.create()
+        sandbox.set_labels({"a": "1", "code-toolbox-language": "python"})
+        sandbox.set_autostop_interval(0)
+        sandbox.set_auto_archive_interval(60)
+        sandbox.set_auto_delete_interval(-1)
+        fresh = self.daytona.get(sandbox.id)
+        self.assertEqual(fresh.labels, {"a": "1", "code-toolbox-language": "python"})
+        self.assertEqual((fresh.auto_stop_interval, fresh.auto_archive_interval, fresh.auto_delete_interval), (0, 60, -1))
+        sandbox.refresh_activity()
+
+    def test_resize_started_and_stopped(self):
+        sandbox = self.create()
+        sandbox.resize(Resources(cpu=2, memory=2))
+        self.assertEqual((sandbox.cpu, sandbox.memory, sandbox.disk), (2, 2, 3))
+        with self.assertRaises(DaytonaError):
+            sandbox.resize(Resources(disk=4))  # the disk only while stopped
+        sandbox.stop()
+        sandbox.resize(Resources(cpu=1, memory=1, disk=5))
+        self.assertEqual((sandbox.cpu, sandbox.memory, sandbox.disk), (1, 1, 5))
+        sandbox.start()
+        size = sandbox.process.exec("df -B1G --output=size /tmp | tail -1").result.strip()
+        self.assertEqual(size, "5")
+
+    def test_recover_from_a_failed_archive(self):
+        sandbox = self.create()
+        sandbox.process.exec("echo precious > ~/file")
+        sandbox.stop()
+        store = os.path.join(DATA_DIR, "archive")
+        shutil.rmtree(store)
+        with open(store, "w") as f:
+            f.write("not a directory")  # the archive cannot be written
+        try:
+            sandbox.archive()
+            deadline = time.time() + 30
+            while sandbox.state != "error" and time.time() < deadline:
+                time.sleep(0.2)
+                sandbox.refresh_data()
+            self.assertEqual(sandbox.state, "error")
+            self.assertTrue(sandbox.recoverable)
+            self.assertIn("archive", sandbox.error_reason)
+        finally:
+            os.remove(store)
+            os.mkdir(store)
+        sandbox.recover()
+        self.assertEqual(sandbox.state, "started")
+        self.assertEqual(sandbox.process.exec("cat ~/file").result, "precious\n")
+
+    def test_ephemeral_sandbox_is_gone_after_stop(self):
+        sandbox = self.create(ephemeral=True)
+        sandbox.stop()
+        with self.assertRaises(DaytonaNotFoundError):
+            self.daytona.get(sandbox.id)
+
+    def test_delete(self):
+        sandbox = self.create()
+        self.daytona.delete(sandbox)
+        self.created.remove(sandbox)
+        with self.assertRaises(DaytonaNotFoundError):
+            self.daytona.get(sandbox.id)
+
+
+class ProcessTests(SDKTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.shared = client().create(CreateSandboxFromSnapshotParams(labels={"sdk-suite": RUN}))
+
+    @classmethod
+    def tearDownClass(cls):
+        client().delete(cls.shared)
+
+    def test_exec_env_cwd_exit_code(self):
+        sb = self.shared
+        self.assertEqual(sb.process.exec("echo hi").result, "hi\n")
+        result = sb.process.exec("echo $A $B; pwd", cwd="/tmp", env={"A": "1", "B": "two words"})
+        self.assertEqual(result.result, "1 two words\n/tmp\n")
+        self.assertEqual(sb.process.exec("pwd").result, "/home/sandbox\n")
+        failing = sb.process.exec("echo out; echo err >&2; exit 3")
+        self.assertEqual(failing.exit_code, 3)
+        self.assertEqual(failing.result, "out\nerr\n")
+
+    def test_exec_timeout(self):
+        start = time.time()
+        with self.assertRaises(DaytonaProcessExecutionTimeoutError):
+            self.shared.process.exec("sleep 30", timeout=1)
+        self.assertLess(time.time() - start, 10)
+
+    def test_code_run_in_three_languages(self):
+        py = self.shared.process.code_run("import sys\nprint('py', sys.argv[1:])",
+                                          params=CodeRunParams(argv=["x", "y"]))
+        self.assertEqual((py.exit_code, py.result), (0, "py ['x', 'y']\n"))
+        self.assertEqual(self.shared.process.code_run("import sys; sys.exit(4)").exit_code, 4)
+        for language, code, expected in [
+            ("javascript", "console.log('js', 40 + 2)", "js 42\n"),
+            ("typescript", "const n: number = 41; console.log(`ts ${n + 1}`)", "ts 42\n"),
+        ]:
+            sandbox = self.create(language=language)
+            result = sandbox.process.code_run(code)
+            self.assertEqual((result.exit_code, result.result), (0, expected), language)
+
+    def test_sessions(self):
+        sb = self.shared
+        sid = f"session-{uuid.uuid4().hex[:6]}"
+        sb.process.create_session(sid)
+        first = sb.process.execute_session_command(sid, SessionExecuteRequest(command="cd /tmp && export X=carried && echo sync"))
+        self.assertEqual((first.exit_code, first.output), (0, "sync\n"))
+        second = sb.process.execute_session_command(sid, SessionExecuteRequest(command="pwd; echo $X; exit_code_test() { return 7; }; exit_code_test"))
+        self.assertEqual((second.exit_code, second.stdout), (7, "/tmp\ncarried\n"))
+        started = sb.process.execute_session_command(sid, SessionExecuteRequest(command="sleep 1; echo async; echo oops >&2", run_async=True))
+        self.assertIsNone(started.exit_code)
+        deadline = time.time() + 30
+        while sb.process.get_session_command(sid, started.cmd_id).exit_code is None and time.time() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(sb.process.get_session_command(sid, started.cmd_id).exit_code, 0)
+        logs = sb.process.get_session_command_logs(sid, started.cmd_id)
+        self.assertEqual((logs.stdout, logs.stderr), ("async\n", "oops\n"))
+        session = sb.process.get_session(sid)
+        self.assertEqual(len(session.commands), 3)
+        self.assertIn(sid, [s.session_id for s in sb.process.list_sessions()])
+        sb.process.delete_session(sid)
+        with self.assertRaises(DaytonaNotFoundError):
+            sb.process.get_session(sid)
+
+
+class FileTests(SDKTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.shared = client().create(CreateSandboxFromSnapshotParams(labels={"sdk-suite": RUN}))
+
+    @classmethod
+    def tearDownClass(cls):
+        client().delete(cls.shared)
+
+    def test_upload_download_list_info(self):
+        fs = self.shared.fs
+        payload = os.urandom(300_000)
+        fs.upload_file(payload, "data/blob.bin")
+        fs.upload_file(b"hello\n", "/tmp/abs.txt")
+        fs.upload_file(b"", "data/empty")
+        self.assertEqual(fs.download_file("data/blob.bin"), payload)
+        self.assertEqual(fs.download_file("/tmp/abs.txt"), b"hello\n")
+        self.assertEqual(fs.download_file("data/empty"), b"")
+        names = {f.name: f for f in fs.list_files("data")}
+        self.assertEqual(set(names), {"blob.bin", "empty"})
+        self.assertEqual(names["blob.bin"].size, 300_000)
+        info = fs.get_file_info("data/blob.bin")
+        self.assertEqual((info.is_dir, info.permissions, info.mode), (False, "0644", "-rw-r--r--"))
+        self.assertEqual(info.owner, "1000")
+        self.assertEqual(self.shared.process.exec("stat -c '%U %s' ~/data/blob.bin").result, "sandbox 300000\n")
+        with self.assertRaises(DaytonaFileNotFoundError):
+            fs.download_file("data/missing")
+        with self.assertRaises(DaytonaFileNotFoundError):
+            fs.get_file_info("data/missing")
+
+    def test_folder_move_permissions_delete_find_search(self):
+        fs = self.shared.fs
+        fs.create_folder("work/sub", "750")
+        self.assertEqual(fs.get_file_info("work/sub").permissions, "0750")
+        fs.upload_file(b"alpha\nneedle here\nomega\n", "work/sub/a.txt")
+        fs.upload_file(b"nothing\n", "work/b.py")
+        fs.move_files("work/b.py", "work/sub/c.py")
+        fs.set_file_permissions("work/sub/c.py", mode="700")
+        self.assertEqual(fs.get_file_info("work/sub/c.py").permissions, "0700")
+        fs.set_file_permissions("work/sub/c.py", owner="root", group="root")
+        self.assertEqual(fs.get_file_info("work/sub/c.py").owner, "0")
+        matches = fs.find_files("work", "needle")
+        self.assertEqual([(m.file, m.line, m.content) for m in matches], [("work/sub/a.txt", 2, "needle here")])
+        self.assertEqual(fs.search_files("work", "*.py").files, ["work/sub/c.py"])
+        fs.move_files("work/sub/a.txt", "/tmp/moved.txt")  # /tmp is another filesystem: copied, then removed
+        self.assertEqual(fs.download_file("/tmp/moved.txt"), b"alpha\nneedle here\nomega\n")
+        fs.delete_file("work", recursive=True)
+        with self.assertRaises(DaytonaFileNotFoundError):
+            fs.get_file_info("work")
+        self.assertEqual(self.shared.get_user_home_dir(), "/home/sandbox")
+        self.assertEqual(self.shared.get_work_dir(), "/home/sandbox")
+
+
+class EscapeTests(SDKTestCase):
+    """No file endpoint reaches a host file: not through `..`, absolute symlinks, or a symlink
+    swapped in while requests run."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.shared = client().create(CreateSandboxFromSnapshotParams(labels={"sdk-suite": RUN}))
+        cls.sentinel_dir = tempfile.mkdtemp(prefix="atoll-sdk-sentinel-")
+        cls.sentinel = os.path.join(cls.sentinel_dir, "sentinel.txt")
+        with open(cls.sentinel, "w") as f:
+            f.write("host secret")
+
+    @classmethod
+    def tearDownClass(cls):
+        client().delete(cls.shared)
+        shutil.rmtree(cls.sentinel_dir)
+
+    def host_hostname(self):
+        with open("/etc/hostname") as f:
+            return f.read()
+
+    def test_dotdot_stays_inside(self):
+        fs = self.shared.fs
+        climb = "../../../../../../.."
+        self.assertEqual(fs.download_file(f"{climb}/etc/hostname").decode(), self.shared.id + "\n")
+        fs.upload_file(b"inside", f"{climb}{self.sentinel}")
+        with open(self.sentinel) as f:
+            self.assertEqual(f.read(), "host secret")
+        self.assertEqual(self.shared.process.exec(f"cat {self.sentinel}").result, "inside")
+        fs.delete_file(f"{climb}{self.sentinel}")
+        self.assertTrue(os.path.exists(self.sentinel))
+        fs.set_file_permissions(f"{climb}/etc/hostname", mode="600")
+        self.assertNotEqual(oct(os.stat("/etc/hostname").st_mode & 0o777), "0o600")
+
+    def test_absolute_symlinks_resolve_inside(self):
+        sb = self.shared
+        sb.process.exec(f"ln -sfn /etc/shadow ~/shadow-link; ln -sfn {self.sentinel_dir} ~/dir-link; ln -sfn / ~/root-link")
+        own = sb.fs.download_file("shadow-link")
+        with open("/etc/shadow", "rb") as f:
+            host = f.read()
+        self.assertNotEqual(own, host)
+        self.assertIn(b"sandbox:", own)
+        with self.assertRaises(DaytonaFileNotFoundError):
+            sb.fs.download_file("dir-link/sentinel.txt")  # the host directory does not exist inside
+        self.assertEqual(sb.fs.download_file("root-link/etc/hostname").decode(), sb.id + "\n")
+        for entry in sb.fs.list_files("root-link/etc"):
+            self.assertNotEqual(entry.name, "atoll-host-only-file")
+        with self.assertRaises(DaytonaError):  # the link leads nowhere inside: refused, not followed out
+            sb.fs.upload_file(b"through a link", "dir-link/sentinel.txt")
+        with open(self.sentinel) as f:
+            self.assertEqual(f.read(), "host secret")
+
+    def test_symlink_swapped_during_requests(self):
+        sb = self.shared
+        sb.process.exec("mkdir -p ~/real/etc && echo decoy > ~/real/etc/hostname")
+        # Swap ~/race between a directory inside the sandbox and a link to / as fast as possible.
+        sb.process.exec("nohup sh -c 'while :; do ln -sfn / ~/race; ln -sfn ~/real ~/race; done' >/dev/null 2>&1 &")
+        host = self.host_hostname().encode()
+        seen = set()
+        try:
+            for _ in range(150):
+                try:
+                    content = sb.fs.download_file("race/etc/hostname")
+                except DaytonaError:
+                    continue
+                seen.add(content)
+                self.assertNotEqual(content, host)
+        finally:
+            sb.process.exec("pkill -f 'ln -sfn' || true")
+        self.assertTrue(seen <= {b"decoy\n", (sb.id + "\n").encode()}, seen)
+
+
+class ErrorTests(SDKTestCase):
+    def test_unknown_ids_and_bad_keys(self):
+        with self.assertRaises(DaytonaNotFoundError):
+            self.daytona.get("no-such-sandbox")
+        with self.assertRaises(DaytonaAuthenticationError):
+            client("atl_not_a_real_key_0000000000000").get("anything")
+        status, body = http("GET", "/api/sandbox", key=None)
+        self.assertEqual(status, 401)
+        self.assertEqual(body["statusCode"], 401)
+
+    def test_tenancy(self):
+        mine = self.create(name=f"mine-{RUN}")
+        other = client(OTHER_KEY)
+        with self.assertRaises(DaytonaNotFoundError):
+            other.get(mine.id)
+        with self.assertRaises(DaytonaNotFoundError):
+            other.get(mine.name)
+        self.assertEqual([s.id for s in other.list()], [])
+        status, _ = http("POST", f"/toolbox/{mine.id}/process/execute", {"command": "id"}, key=OTHER_KEY)
+        self.assertEqual(status, 404)
+        status, _ = http("DELETE", f"/api/sandbox/{mine.id}", key=OTHER_KEY)
+        self.assertEqual(status, 404)
+        self.assertEqual(self.daytona.get(mine.id).state, "started")
+        theirs = other.create(CreateSandboxFromSnapshotParams(name=f"mine-{RUN}"))  # names are per organization
+        try:
+            self.assertNotEqual(theirs.id, mine.id)
+        finally:
+            other.delete(theirs)
+
+    def test_bad_input(self):
+        with self.assertRaises(DaytonaBadRequestError) as context:
+            self.daytona.create(CreateSandboxFromImageParams(image="python:3.12-slim", resources=Resources(cpu=64)))
+        self.assertIn("cpu 64 exceeds the per-sandbox maximum of 4", str(context.exception))
+        status, body = http("POST", "/api/sandbox", raw=b"{not json")
+        self.assertEqual((status, body["message"]), (400, "invalid request body: not valid JSON"))
+        status, body = http("POST", "/api/sandbox", {"cpu": "two"})
+        self.assertEqual(status, 400)
+        self.assertIn("cpu must be an integer", body["message"])
+        status, body = http("GET", "/api/sandbox?states=bogus")
+        self.assertEqual(status, 400)
+        self.assertIn("bogus", body["message"])
+        status, body = http("POST", "/api/sandbox", raw=b"[" + b"1," * (3 << 20) + b"1]")
+        self.assertEqual(status, 413)
+        status, body = http("POST", "/api/sandbox/whatever/autostop/soon")
+        self.assertEqual(status, 400)
+        status, body = http("GET", "/api/sandbox/no-such-id")
+        self.assertEqual((status, body["code"]), (404, "not_found"))
+        status, body = http("POST", "/api/sandbox", {"name": "bad name with spaces"})
+        self.assertEqual(status, 400)
+        self.assertIn("name", body["message"])
+        status, body = http("POST", "/api/sandbox", {"labels": {"code-toolbox-language": "cobol"}})
+        self.assertEqual(status, 400)
+        status, body = http("POST", "/api/sandbox", {"networkAllowList": "10.0.0.0/33"})
+        self.assertEqual(status, 400)
+        self.assertIn("10.0.0.0/33", body["message"])
+
+    def test_image_build_fails_with_a_reason(self):
+        with self.assertRaises(DaytonaError) as context:
+            self.daytona.create(CreateSandboxFromImageParams(image="python:3.12-slim"))
+        self.assertIn("python:3.12-slim", str(context.exception))
+        failed = [s for s in self.daytona.list() if s.state == "build_failed"]
+        self.assertTrue(failed)
+        for sandbox in failed:
+            self.assertIn("cannot build from image", sandbox.error_reason)
+            self.daytona.delete(sandbox)
+
+
+class DaemonRestartTests(unittest.TestCase):
+    """SIGTERM stops atolld gracefully and leaves sandboxes running; a new atolld adopts them."""
+
+    def test_graceful_shutdown_and_readoption(self):
+        data = tempfile.mkdtemp(prefix="atoll-sdk-restart-", dir="/var/tmp")
+        env = dict(os.environ, ATOLL_CGROUP_NAME=os.environ.get("ATOLL_CGROUP_NAME", "atoll-sdk") + "-r",
+                   ATOLL_ID_RANGE_START=str(int(os.environ["ATOLL_ID_RANGE_START"]) + (1 << 27)))
+        key = "atl_restart_" + uuid.uuid4().hex
+
+        def start_daemon():
+            log = open(os.path.join(data, "atolld.log"), "ab")
+            process = subprocess.Popen([f"{BIN}/atolld", "--data-dir", data, "--listen", "127.0.0.1:0", "--api-key", key],
+                                       env=env, stdout=subprocess.DEVNULL, stderr=log)
+            log.close()
+            url_file = os.path.join(data, "atolld.url")
+            for _ in range(200):
+                if os.path.exists(url_file):
+                    with open(url_file) as f:
+                        url = f.read().strip()
+                    if url:
+                        return process, url
+                time.sleep(0.05)
+            process.kill()
+            with open(os.path.join(data, "atolld.log")) as f:
+                self.fail("atolld did not start: " + f.read())
+
+        try:
+            daemon, url = start_daemon()
+            daytona = Daytona(DaytonaConfig(api_key=key, api_url=url + "/api"))
+            sandbox = daytona.create()
+            sandbox.process.exec("nohup sleep 300 >/dev/null 2>&1 &")
+            daemon.send_signal(signal.SIGTERM)
+            self.assertEqual(daemon.wait(timeout=30), 0)
+            self.assertFalse(os.path.exists(os.path.join(data, "atolld.url")), "a stopped daemon removes its endpoint file")
+            info = json.loads(subprocess.check_output([f"{BIN}/atoll", "info", "--data-dir", data, "--json", sandbox.id], env=env))
+            self.assertEqual(info["state"], "started")
+            os.kill(info["initPid"], 0)  # PID 1 of the sandbox is still alive
+            daemon, url = start_daemon()
+            daytona = Daytona(DaytonaConfig(api_key=key, api_url=url + "/api"))
+            again = daytona.get(sandbox.id)
+            self.assertEqual(again.state, "started")
+            self.assertEqual(again.process.exec("pgrep -c sleep").result, "1\n")
+            daytona.delete(again)
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+        finally:
+            subprocess.run([f"{BIN}/atoll", "gc", "--data-dir", data], env=env, capture_output=True)
+            for sandbox_id in os.listdir(os.path.join(data, "sandboxes")) if os.path.isdir(os.path.join(data, "sandboxes")) else []:
+                subprocess.run([f"{BIN}/atoll", "delete", "--data-dir", data, sandbox_id], env=env, capture_output=True)
+            shutil.rmtree(data, ignore_errors=True)
+            for root in os.listdir("/sys/fs/cgroup"):
+                path = f"/sys/fs/cgroup/{root}/{env['ATOLL_CGROUP_NAME']}"
+                if os.path.isdir(path):
+                    try:
+                        os.rmdir(path)
+                    except OSError:
+                        pass
+
+
+if __name__ == "__main__":
+    unittest.main()
