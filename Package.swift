@@ -53,12 +53,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The runner: Daytona's lifecycle state machine, persistence, sweeps, restart safety.
-        .target(name: "AtollRuntime", dependencies: ["AtollCore", "AtollLinux", "AtollSandbox", "AtollStore"], swiftSettings: swiftSettings),
+        .target(name: "AtollRuntime", dependencies: ["AtollCore", "AtollLinux", "AtollSandbox", "AtollStore", "AtollWire"], swiftSettings: swiftSettings),
+        // The JSON bodies atolld speaks (Daytona's wire format), shared by server and CLI.
+        .target(name: "AtollWire", swiftSettings: swiftSettings),
         // The HTTP API: Daytona-compatible /api and /toolbox routes over the runner.
         .target(
             name: "AtollAPI",
             dependencies: [
-                "AtollRuntime", "AtollSandbox", "AtollStore", "AtollCore", "AtollLinux",
+                "AtollRuntime", "AtollSandbox", "AtollStore", "AtollCore", "AtollLinux", "AtollWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -73,7 +75,7 @@ let package = Package(
         // The `atoll` command.
         .executableTarget(
             name: "atoll",
-            dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollWire", "AtollLinux", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 

@@ -1,25 +1,10 @@
 import AtollCore
 import AtollStore
+import AtollWire
 import Foundation
 import Hummingbird
 import Logging
 import NIOCore
-
-/// The JSON body of every error: `{statusCode, message, code, timestamp, path, method}` —
-/// Daytona's toolbox shape; the SDK reads `message` and `code` and picks its exception class
-/// from the status.
-struct ErrorBody: Encodable {
-    var statusCode: Int
-    var message: String
-    var code: String
-    /// `DAYTONA_DAEMON` on toolbox routes (so the SDK maps daemon codes to its exceptions),
-    /// `DAYTONA_API` elsewhere.
-    var source: String
-    var error: String
-    var timestamp: String
-    var path: String
-    var method: String
-}
 
 /// Turns every error into that JSON body with the status its code maps to, and logs it.
 struct ErrorMiddleware: RouterMiddleware {

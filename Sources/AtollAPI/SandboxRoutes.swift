@@ -1,5 +1,6 @@
 import AtollCore
 import AtollRuntime
+import AtollWire
 import Foundation
 import Hummingbird
 

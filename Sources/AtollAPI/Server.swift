@@ -29,7 +29,7 @@ public enum AtollServer {
     public static func router(manager: SandboxManager, settings: ServerSettings) -> Router<AtollContext> {
         let router = Router(context: AtollContext.self)
         router.add(middleware: ErrorMiddleware())
-        router.get("health") { _, _ in try JSON.response(["status": "ok", "version": AtollAPIVersion.current]) }
+        router.get("health") { _, _ in try JSON.response(["status": "ok", "version": AtollVersion.current]) }
         let api = router.group("api").add(middleware: AuthMiddleware(database: manager.database))
         SandboxRoutes(manager: manager, server: settings).register(api)
         let toolbox = router.group("toolbox").add(middleware: AuthMiddleware(database: manager.database))

@@ -1,6 +1,7 @@
 import AtollCore
 import AtollRuntime
 import AtollSandbox
+import AtollWire
 import Foundation
 import Hummingbird
 import NIOCore
@@ -43,7 +44,7 @@ struct ToolboxRoutes {
         toolbox.get(":id/files/download", use: download)
         toolbox.get(":id/user-home-dir") { _, context in try await directory(context) }
         toolbox.get(":id/work-dir") { _, context in try await directory(context) }
-        toolbox.get(":id/version") { _, _ in try JSON.response(["version": AtollAPIVersion.current]) }
+        toolbox.get(":id/version") { _, _ in try JSON.response(["version": AtollVersion.current]) }
     }
 
     func sandbox(_ context: AtollContext) throws -> (String, String) {
@@ -52,17 +53,7 @@ struct ToolboxRoutes {
 
     // MARK: - Processes
 
-    struct ExecuteBody: Decodable {
-        var command: String
-        var cwd: String?
-        var envs: [String: String]?
-        var timeout: Int?
-    }
 
-    struct ExecuteResponse: Encodable {
-        var exitCode: Int32
-        var result: String
-    }
 
     static func timeout(_ seconds: Int?) throws -> Double? {
         guard let seconds, seconds != 0 else { return nil }
@@ -91,20 +82,7 @@ struct ToolboxRoutes {
         return try JSON.response(ExecuteResponse(exitCode: result.exitCode, result: result.stdoutText))
     }
 
-    struct CodeRunBody: Decodable {
-        var code: String
-        var language: String?
-        var argv: [String]?
-        var envs: [String: String]?
-        var timeout: Int?
-    }
 
-    struct CodeRunResponse: Encodable {
-        struct Artifacts: Encodable { var charts: [String] = [] }
-        var exitCode: Int32
-        var result: String
-        var artifacts = Artifacts()
-    }
 
     /// Runs code with the interpreter the server chooses for the language (the body's, else the
     /// sandbox's `code-toolbox-language` label): resolved paths inside the snapshot.
@@ -423,7 +401,12 @@ struct ToolboxRoutes {
     }
 
     func multipartParts(_ request: Request) async throws -> [Multipart.Part] {
-        let boundary = try Multipart.boundary(contentType: request.headers[.contentType])
+        let boundary: String
+        do {
+            boundary = try Multipart.boundary(contentType: request.headers[.contentType])
+        } catch {
+            throw AtollError(.invalidArgument, error.message)
+        }
         var request = request
         let buffer: ByteBuffer
         do {
@@ -431,7 +414,11 @@ struct ToolboxRoutes {
         } catch {
             throw AtollError(.tooLarge, "upload is larger than \(APILimits.upload) bytes")
         }
-        return try Multipart.parse(Data(buffer: buffer), boundary: boundary)
+        do {
+            return try Multipart.parse(Data(buffer: buffer), boundary: boundary)
+        } catch {
+            throw AtollError(.invalidArgument, error.message)
+        }
     }
 
     struct DownloadBody: Decodable { var paths: [String] }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AtollCore
 
 /// `atoll`: the command-line entry point.
 @main
@@ -9,11 +10,7 @@ struct Atoll: AsyncParsableCommand {
         version: AtollVersion.current,
         subcommands: [
             Run.self, Create.self, List.self, Info.self, Start.self, Stop.self, Archive.self, Recover.self, Resize.self,
-            Delete.self, Labels.self, Exec.self, Keys.self, GC.self,
+            Delete.self, Labels.self, Exec.self, CodeRun.self, Upload.self, Download.self, Keys.self, GC.self,
         ]
     )
-}
-
-enum AtollVersion {
-    static let current = "0.1.0-dev"
 }

@@ -3,6 +3,7 @@ import AtollCore
 import AtollLinux
 import AtollRuntime
 import AtollSandbox
+import AtollWire
 import CRuntime
 import Foundation
 import Glibc
@@ -80,44 +81,79 @@ struct Run: AsyncParsableCommand {
         let program = try readProgram()
         let environment = try parsePairs(env, option: "--env")
         let started = Monotonic.now()
-        return try await withRunner(runtime, errorStatus: 125) { manager in
-            let id = SandboxID.random()
-            let cleanup = InterruptCleanup(manager: manager, id: id)
-            try cleanup.install()
-            let sandbox = try await manager.create(CreateParameters(
-                labels: ["atoll-run": "true"], language: language, resources: Resources(cpu: cpu, memoryGiB: memory, diskGiB: disk),
-                snapshot: snapshot, ephemeral: true, ownedByCurrentProcess: true, id: id
-            ))
-            if verbose { log("sandbox \(sandbox.id) started in \(ms(since: started)) ms") }
-            let ran = Monotonic.now()
-            let result: ExecResult
-            do {
-                result = try await manager.runCode(
-                    id.rawValue,
-                    CodeRequest(language: language, code: program, arguments: arguments, env: environment, timeout: timeout,
-                                stdin: file == "-" ? .none : .forward(STDIN_FILENO)),
-                    onOutput: { channel, bytes in
-                        OutputWriter.write(bytes, to: channel == .stdout ? STDOUT_FILENO : STDERR_FILENO)
-                    }
-                )
-            } catch {
-                if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
-                _ = try? await manager.delete(id.rawValue)
-                throw error
+        return try await withBackend(runtime, errorStatus: 125) { backend in
+            if let embedded = backend as? EmbeddedBackend {
+                return try await runEmbedded(embedded.manager, language: language, program: program, environment: environment, started: started)
             }
-            // Interrupted: the signal thread removes the sandbox and exits with the signal's status.
-            if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
-            if verbose { log("program finished in \(ms(since: ran)) ms") }
-            let removing = Monotonic.now()
-            try await manager.delete(id.rawValue)
-            if verbose { log("sandbox removed in \(ms(since: removing)) ms") }
-            if result.timedOut {
-                log("killed after the \(timeout ?? 0) s timeout")
-                return 124
-            }
-            if result.oomKilled { log("the program ran out of memory (\(memory) GiB) and was killed") }
-            return result.exitCode
+            return try await runRemote(backend, language: language, program: program, environment: environment, started: started)
         }
+    }
+
+    /// In this process: the sandbox is tied to this process (a later run reclaims it after
+    /// kill -9), output streams as it comes, and standard input is forwarded.
+    func runEmbedded(_ manager: SandboxManager, language: Language, program: String, environment: [String: String],
+                     started: Double) async throws -> Int32 {
+        let id = SandboxID.random()
+        let cleanup = InterruptCleanup { _ = try? await manager.delete(id.rawValue) }
+        try cleanup.install()
+        let sandbox = try await manager.create(CreateParameters(
+            labels: ["atoll-run": "true"], language: language, resources: Resources(cpu: cpu, memoryGiB: memory, diskGiB: disk),
+            snapshot: snapshot, ephemeral: true, ownedByCurrentProcess: true, id: id
+        ))
+        if verbose { log("sandbox \(sandbox.id) started in \(ms(since: started)) ms") }
+        let ran = Monotonic.now()
+        let result: ExecResult
+        do {
+            result = try await manager.runCode(
+                id.rawValue,
+                CodeRequest(language: language, code: program, arguments: arguments, env: environment, timeout: timeout,
+                            stdin: file == "-" ? .none : .forward(STDIN_FILENO)),
+                onOutput: OutputWriter.write)
+        } catch {
+            if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
+            _ = try? await manager.delete(id.rawValue)
+            throw error
+        }
+        // Interrupted: the signal thread removes the sandbox and exits with the signal's status.
+        if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
+        if verbose { log("program finished in \(ms(since: ran)) ms") }
+        let removing = Monotonic.now()
+        try await manager.delete(id.rawValue)
+        if verbose { log("sandbox removed in \(ms(since: removing)) ms") }
+        return status(exitCode: result.exitCode, timedOut: result.timedOut, oomKilled: result.oomKilled)
+    }
+
+    /// Through atolld: an ephemeral sandbox, the program run with code-run (its output arrives
+    /// when it ends; standard input is not forwarded), then deleted — also on Ctrl-C.
+    func runRemote(_ backend: any Backend, language: Language, program: String, environment: [String: String],
+                   started: Double) async throws -> Int32 {
+        let sandbox = try await backend.create(CreateSandboxRequest(
+            snapshot: snapshot, labels: ["atoll-run": "true", Language.labelKey: language.rawValue], cpu: cpu, memory: memory, disk: disk,
+            autoDeleteInterval: 0))
+        let cleanup = InterruptCleanup { _ = try? await backend.delete(sandbox.id) }
+        try cleanup.install()
+        if verbose { log("sandbox \(sandbox.id) started through \(backend.description) in \(ms(since: started)) ms") }
+        let outcome: RunOutcome
+        do {
+            outcome = try await backend.codeRun(sandbox.id, language: language, code: program, arguments: arguments, env: environment,
+                                                timeout: timeout, forwardStdin: false, onOutput: OutputWriter.write)
+        } catch {
+            if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
+            _ = try? await backend.delete(sandbox.id)
+            throw error
+        }
+        if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
+        _ = try await backend.delete(sandbox.id)
+        return status(exitCode: outcome.exitCode, timedOut: outcome.timedOut, oomKilled: false)
+    }
+
+    func status(exitCode: Int32, timedOut: Bool, oomKilled: Bool) -> Int32 {
+        if timedOut {
+            log("killed after the \(timeout ?? 0) s timeout")
+            return 124
+        }
+        if oomKilled { log("the program ran out of memory (\(memory) GiB) and was killed") }
+        return exitCode
     }
 
     func resolveLanguage() throws -> Language {
@@ -147,16 +183,14 @@ struct Run: AsyncParsableCommand {
 /// with 128 + the signal number. The signals arrive through the shim's signal pipe on a thread
 /// of their own, so no Swift code runs in a signal handler.
 final class InterruptCleanup: Sendable {
-    let manager: SandboxManager
-    let id: SandboxID
+    let cleanup: @Sendable () async -> Void
     private let state = Mutex(false)
 
     /// Whether a signal arrived; the cleanup thread then owns the rest of the process's life.
     var interrupted: Bool { state.withLock { $0 } }
 
-    init(manager: SandboxManager, id: SandboxID) {
-        self.manager = manager
-        self.id = id
+    init(_ cleanup: @escaping @Sendable () async -> Void) {
+        self.cleanup = cleanup
     }
 
     func install() throws {
@@ -164,19 +198,14 @@ final class InterruptCleanup: Sendable {
         let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
         let fd = atoll_signal_pipe(signals, Int32(signals.count), &failure)
         guard fd >= 0 else { throw SystemError.error(failure) }
-        let thread = Thread { [self, manager, id] in
+        let thread = Thread { [self] in
             var byte: UInt8 = 0
             while Glibc.read(fd, &byte, 1) != 1 {}
             self.state.withLock { $0 = true }
             let done = DispatchSemaphore(value: 0)
             Task {
-                // The actor runs this after a create in progress finishes, so nothing escapes.
-                do {
-                    try await manager.delete(id.rawValue)
-                } catch let error as AtollError where error.code == .notFound {
-                } catch {
-                    FileHandle.standardError.write(Data("atoll: could not remove sandbox \(id): \(error) (atoll gc retries)\n".utf8))
-                }
+                // Embedded, the actor runs this after a create in progress finishes, so nothing escapes.
+                await self.cleanup()
                 done.signal()
             }
             done.wait()
@@ -189,6 +218,11 @@ final class InterruptCleanup: Sendable {
 
 /// Writes output chunks straight to a file descriptor, retrying short writes.
 enum OutputWriter {
+    /// Standard output or error, by channel.
+    @Sendable static func write(_ channel: OutputChannel, _ bytes: [UInt8]) {
+        write(bytes, to: channel == .stdout ? STDOUT_FILENO : STDERR_FILENO)
+    }
+
     static func write(_ bytes: [UInt8], to fd: Int32) {
         var offset = 0
         while offset < bytes.count {

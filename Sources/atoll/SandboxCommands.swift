@@ -2,6 +2,7 @@ import ArgumentParser
 import AtollCore
 import AtollRuntime
 import AtollSandbox
+import AtollWire
 import Foundation
 import Glibc
 
@@ -19,25 +20,23 @@ struct Create: AsyncParsableCommand {
     @Option(help: "Memory in GiB (default 1).") var memory: Int?
     @Option(help: "Disk in GiB (default 3).") var disk: Int?
     @Option(help: "Snapshot (default: default).") var snapshot: String?
-    @Option(help: "Stop after this many idle minutes; 0 = never (default 15).") var autoStop: Int = 15
-    @Option(help: "Archive after this many stopped minutes; 0 = 30 days (default 7 days).") var autoArchive: Int = 7 * 24 * 60
-    @Option(help: "Delete after this many stopped minutes; -1 = never, 0 = on stop (default -1).") var autoDelete: Int = -1
+    @Option(help: "Stop after this many idle minutes; 0 = never (default 15).") var autoStop: Int?
+    @Option(help: "Archive after this many stopped minutes; 0 = 30 days (default 7 days).") var autoArchive: Int?
+    @Option(help: "Delete after this many stopped minutes; -1 = never, 0 = on stop (default -1).") var autoDelete: Int?
     @Flag(help: "Delete the sandbox when it stops.") var ephemeral = false
     @Flag(help: "Block all network traffic.") var networkBlockAll = false
     @Option(help: "Comma-separated IPv4 CIDRs the sandbox may reach.") var networkAllowList: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        try await withRunner(runtime) { manager in
-            let resources = Resources(cpu: cpu ?? Resources.defaults.cpu, memoryGiB: memory ?? Resources.defaults.memoryGiB,
-                                      diskGiB: disk ?? Resources.defaults.diskGiB)
-            let sandbox = try await manager.create(CreateParameters(
-                name: name, labels: try parsePairs(label, option: "--label"), env: try parsePairs(env, option: "--env"),
-                language: try language.map { try Language(parsing: $0) }, user: user, resources: resources, snapshot: snapshot,
-                intervals: LifecycleIntervals(autoStop: autoStop, autoArchive: autoArchive, autoDelete: autoDelete), ephemeral: ephemeral,
-                network: NetworkPolicy(blockAll: networkBlockAll, allowList: try networkAllowList.map { try NetworkPolicy.parseAllowList($0) })
-            ))
-            if json { try Output.json(SandboxJSON(sandbox)) } else { print(sandbox.id) }
+        try await withBackend(runtime) { backend in
+            var labels = try parsePairs(label, option: "--label")
+            if let language { labels[Language.labelKey] = try Language(parsing: language).rawValue }
+            let sandbox = try await backend.create(CreateSandboxRequest(
+                name: name, snapshot: snapshot, user: user, env: try parsePairs(env, option: "--env"), labels: labels,
+                networkBlockAll: networkBlockAll ? true : nil, networkAllowList: networkAllowList, cpu: cpu, memory: memory, disk: disk,
+                autoStopInterval: autoStop, autoArchiveInterval: autoArchive, autoDeleteInterval: ephemeral ? 0 : autoDelete))
+            if json { try Output.json(sandbox) } else { print(sandbox.id) }
         }
     }
 }
@@ -51,9 +50,9 @@ struct List: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        try await withRunner(runtime) { manager in
-            let sandboxes = try await manager.list(labels: try parsePairs(label, option: "--label"))
-            if json { try Output.json(sandboxes.map(SandboxJSON.init)) } else { Output.table(sandboxes) }
+        try await withBackend(runtime) { backend in
+            let sandboxes = try await backend.list(labels: try parsePairs(label, option: "--label"))
+            if json { try Output.json(sandboxes) } else { Output.table(sandboxes) }
         }
     }
 }
@@ -65,57 +64,46 @@ struct Info: AsyncParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @Argument(help: "Sandbox id or name.") var sandbox: String
     @Flag(help: "Print JSON.") var json = false
-    @Flag(help: "Also print the state history.") var history = false
+    @Flag(help: "Also print the state history (embedded only).") var history = false
 
     func run() async throws {
-        try await withRunner(runtime) { manager in
-            let s = try await manager.get(sandbox)
-            if json { return try Output.json(SandboxJSON(s)) }
+        try await withBackend(runtime) { backend in
+            let s = try await backend.get(sandbox)
+            if json { return try Output.json(s) }
             Output.details(s)
             if history {
-                print("history:")
-                let iso = ISO8601DateFormatter()
-                for t in try await manager.history(sandbox) {
-                    print("  \(iso.string(from: Date(timeIntervalSince1970: t.at)))  \(t.fromState ?? "-") -> \(t.toState)  \(t.reason ?? "")")
+                guard let lines = try await backend.history(sandbox) else {
+                    print("history: only with the embedded runner (--embedded)")
+                    return
                 }
+                print("history:")
+                for line in lines { print("  \(line)") }
             }
         }
     }
 }
 
-/// `atoll start|stop|archive|recover|delete`: one lifecycle operation.
-struct Lifecycle: AsyncParsableCommand {
-    enum Operation: String, ExpressibleByArgument, CaseIterable {
-        case start, stop, archive, recover, delete
-    }
+/// One lifecycle operation: start, stop, archive, recover or delete.
+enum LifecycleOperation: String {
+    case start, stop, archive, recover, delete
 
-    static let configuration = CommandConfiguration(
-        commandName: "lifecycle", abstract: "Start, stop, archive, recover or delete a sandbox.", shouldDisplay: false)
-
-    @OptionGroup var runtime: RuntimeOptions
-    @Argument var operation: Operation
-    @Argument(help: "Sandbox id or name.") var sandbox: String
-    @Flag(help: "Print JSON.") var json = false
-
-    func run() async throws {
-        try await Self.perform(operation, sandbox: sandbox, runtime: runtime, json: json)
-    }
-
-    static func perform(_ operation: Operation, sandbox: String, runtime: RuntimeOptions, json: Bool) async throws {
-        try await withRunner(runtime) { manager in
-            let result: Sandbox
-            switch operation {
-            case .start: result = try await manager.start(sandbox)
-            case .stop: result = try await manager.stop(sandbox)
+    func perform(_ sandbox: String, runtime: RuntimeOptions, json: Bool) async throws {
+        try await withBackend(runtime) { backend in
+            let result: SandboxDTO
+            switch self {
+            case .start: result = try await backend.start(sandbox)
+            case .stop: result = try await backend.stop(sandbox)
             case .archive:
-                _ = try await manager.archive(sandbox)
-                // Embedded, the archive runs in this process: finish it before exiting.
-                try await manager.waitForBackgroundWork(sandbox)
-                result = try await manager.get(sandbox)
-            case .recover: result = try await manager.recover(sandbox)
-            case .delete: result = try await manager.delete(sandbox)
+                result = try await backend.archive(sandbox, progress: Output.progress("archiving \(sandbox)"))
+                Output.endProgress()
+            case .recover: result = try await backend.recover(sandbox)
+            case .delete: result = try await backend.delete(sandbox)
             }
-            if json { try Output.json(SandboxJSON(result)) } else { print("\(result.id) \(result.state.rawValue)") }
+            if json { try Output.json(result) } else { print("\(result.id) \(result.state ?? "?")") }
+            if result.state == "error" {
+                FileHandle.standardError.write(Data("atoll: \(result.errorReason ?? "the sandbox is in error")\n".utf8))
+                throw ExitCode(1)
+            }
         }
     }
 }
@@ -125,7 +113,7 @@ struct Start: AsyncParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @Argument(help: "Sandbox id or name.") var sandbox: String
     @Flag(help: "Print JSON.") var json = false
-    func run() async throws { try await Lifecycle.perform(.start, sandbox: sandbox, runtime: runtime, json: json) }
+    func run() async throws { try await LifecycleOperation.start.perform(sandbox, runtime: runtime, json: json) }
 }
 
 struct Stop: AsyncParsableCommand {
@@ -133,7 +121,7 @@ struct Stop: AsyncParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @Argument(help: "Sandbox id or name.") var sandbox: String
     @Flag(help: "Print JSON.") var json = false
-    func run() async throws { try await Lifecycle.perform(.stop, sandbox: sandbox, runtime: runtime, json: json) }
+    func run() async throws { try await LifecycleOperation.stop.perform(sandbox, runtime: runtime, json: json) }
 }
 
 struct Archive: AsyncParsableCommand {
@@ -141,7 +129,7 @@ struct Archive: AsyncParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @Argument(help: "Sandbox id or name.") var sandbox: String
     @Flag(help: "Print JSON.") var json = false
-    func run() async throws { try await Lifecycle.perform(.archive, sandbox: sandbox, runtime: runtime, json: json) }
+    func run() async throws { try await LifecycleOperation.archive.perform(sandbox, runtime: runtime, json: json) }
 }
 
 struct Recover: AsyncParsableCommand {
@@ -149,7 +137,7 @@ struct Recover: AsyncParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @Argument(help: "Sandbox id or name.") var sandbox: String
     @Flag(help: "Print JSON.") var json = false
-    func run() async throws { try await Lifecycle.perform(.recover, sandbox: sandbox, runtime: runtime, json: json) }
+    func run() async throws { try await LifecycleOperation.recover.perform(sandbox, runtime: runtime, json: json) }
 }
 
 struct Delete: AsyncParsableCommand {
@@ -157,7 +145,7 @@ struct Delete: AsyncParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @Argument(help: "Sandbox id or name.") var sandbox: String
     @Flag(help: "Print JSON.") var json = false
-    func run() async throws { try await Lifecycle.perform(.delete, sandbox: sandbox, runtime: runtime, json: json) }
+    func run() async throws { try await LifecycleOperation.delete.perform(sandbox, runtime: runtime, json: json) }
 }
 
 /// `atoll resize`
@@ -173,9 +161,9 @@ struct Resize: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        try await withRunner(runtime) { manager in
-            let s = try await manager.resize(sandbox, cpu: cpu, memoryGiB: memory, diskGiB: disk)
-            if json { try Output.json(SandboxJSON(s)) } else { Output.details(s) }
+        try await withBackend(runtime) { backend in
+            let s = try await backend.resize(sandbox, cpu: cpu, memory: memory, disk: disk)
+            if json { try Output.json(s) } else { Output.details(s) }
         }
     }
 }
@@ -189,13 +177,14 @@ struct Labels: AsyncParsableCommand {
     @Argument(help: "KEY=VALUE labels (all of them: the old ones are replaced).") var labels: [String] = []
 
     func run() async throws {
-        try await withRunner(runtime) { manager in
+        try await withBackend(runtime) { backend in
             var wanted = try parsePairs(labels, option: "labels")
             // Keep the language unless it is set explicitly, as the SDK keeps it.
-            let current = try await manager.get(sandbox)
-            if wanted[Language.labelKey] == nil, let language = current.labels[Language.labelKey] { wanted[Language.labelKey] = language }
-            let s = try await manager.setLabels(sandbox, wanted)
-            print(s.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            if wanted[Language.labelKey] == nil, let language = try await backend.get(sandbox).labels[Language.labelKey] {
+                wanted[Language.labelKey] = language
+            }
+            let result = try await backend.setLabels(sandbox, wanted)
+            print(result.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         }
     }
 }
@@ -203,14 +192,14 @@ struct Labels: AsyncParsableCommand {
 /// `atoll exec`
 struct Exec: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a command in a started sandbox.",
+        abstract: "Run a command in a started sandbox and exit with its status.",
         discussion: "atoll exec my-box -- ls -la /\natoll exec my-box -c 'echo $HOME | tr a-z A-Z'")
 
     @OptionGroup var runtime: RuntimeOptions
     @Argument(help: "Sandbox id or name.") var sandbox: String
     @Option(name: .customShort("c"), help: "A shell command (run by /bin/sh).") var shell: String?
     @Argument(parsing: .postTerminator, help: "The command and its arguments (after --).") var command: [String] = []
-    @Option(help: "User (name, uid or uid:gid).") var user: String?
+    @Option(help: "User (name, uid or uid:gid; embedded only).") var user: String?
     @Option(help: "Working directory.") var cwd: String?
     @Option(help: "Environment variable KEY=VALUE (repeatable).") var env: [String] = []
     @Option(help: "Kill the command after this many seconds.") var timeout: Double?
@@ -220,18 +209,100 @@ struct Exec: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let result = try await withRunner(runtime) { manager in
-            try await manager.exec(
-                sandbox,
-                ExecRequest(command: shell.map { .shell($0) } ?? .argv(command), env: try parsePairs(env, option: "--env"), cwd: cwd,
-                            user: user, timeout: timeout, stdin: shell == nil ? .forward(STDIN_FILENO) : .none),
-                onOutput: { channel, bytes in OutputWriter.write(bytes, to: channel == .stdout ? STDOUT_FILENO : STDERR_FILENO) }
-            )
+        let outcome = try await withBackend(runtime) { backend in
+            try await backend.exec(sandbox, shell.map { .shell($0) } ?? .argv(command), cwd: cwd, env: try parsePairs(env, option: "--env"),
+                                   user: user, timeout: timeout, forwardStdin: shell == nil, onOutput: OutputWriter.write)
         }
-        if result.timedOut {
+        if outcome.timedOut {
             FileHandle.standardError.write(Data("atoll: killed after the \(timeout ?? 0) s timeout\n".utf8))
             throw ExitCode(124)
         }
-        throw ExitCode(result.exitCode)
+        throw ExitCode(outcome.exitCode)
+    }
+}
+
+/// `atoll code-run`
+struct CodeRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "code-run", abstract: "Run code in a started sandbox with its language's interpreter.")
+
+    @OptionGroup var runtime: RuntimeOptions
+    @Argument(help: "Sandbox id or name.") var sandbox: String
+    @Option(name: .customShort("c"), help: "The program text.") var code: String?
+    @Option(name: .customLong("file"), help: "A file holding the program ('-' for standard input).") var file: String?
+    @Option(help: "python, typescript or javascript (default: the sandbox's language).") var language: String?
+    @Argument(parsing: .postTerminator, help: "Arguments for the program (after --).") var arguments: [String] = []
+    @Option(help: "Environment variable KEY=VALUE (repeatable).") var env: [String] = []
+    @Option(help: "Kill the program after this many seconds.") var timeout: Double?
+
+    func validate() throws {
+        if (code == nil) == (file == nil) { throw ValidationError("give either -c CODE or --file FILE") }
+    }
+
+    func run() async throws {
+        let outcome = try await withBackend(runtime) { backend in
+            let program: String
+            if let code {
+                program = code
+            } else if file == "-" {
+                program = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            } else {
+                guard let data = FileManager.default.contents(atPath: file!) else { throw AtollError(.notFound, "cannot read \(file!)") }
+                program = String(decoding: data, as: UTF8.self)
+            }
+            return try await backend.codeRun(sandbox, language: try language.map { try Language(parsing: $0) }, code: program,
+                                             arguments: arguments, env: try parsePairs(env, option: "--env"), timeout: timeout,
+                                             forwardStdin: false, onOutput: OutputWriter.write)
+        }
+        if outcome.timedOut {
+            FileHandle.standardError.write(Data("atoll: killed after the \(timeout ?? 0) s timeout\n".utf8))
+            throw ExitCode(124)
+        }
+        throw ExitCode(outcome.exitCode)
+    }
+}
+
+/// `atoll upload`
+struct Upload: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Copy a local file into a sandbox (parents are created).")
+    @OptionGroup var runtime: RuntimeOptions
+    @Argument(help: "Sandbox id or name.") var sandbox: String
+    @Argument(help: "Local file ('-' for standard input).") var source: String
+    @Argument(help: "Path in the sandbox (relative paths start at the user's home).") var destination: String
+
+    func run() async throws {
+        try await withBackend(runtime) { backend in
+            let data: Data
+            if source == "-" {
+                data = FileHandle.standardInput.readDataToEndOfFile()
+            } else {
+                guard let contents = FileManager.default.contents(atPath: source) else { throw AtollError(.notFound, "cannot read \(source)") }
+                data = contents
+            }
+            try await backend.upload(sandbox, data, to: destination)
+            FileHandle.standardError.write(Data("atoll: uploaded \(data.count) bytes to \(destination)\n".utf8))
+        }
+    }
+}
+
+/// `atoll download`
+struct Download: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Copy a file out of a sandbox.")
+    @OptionGroup var runtime: RuntimeOptions
+    @Argument(help: "Sandbox id or name.") var sandbox: String
+    @Argument(help: "Path in the sandbox.") var source: String
+    @Argument(help: "Local file ('-' or nothing for standard output).") var destination: String?
+
+    func run() async throws {
+        try await withBackend(runtime) { backend in
+            let data = try await backend.download(sandbox, source)
+            if let destination, destination != "-" {
+                guard FileManager.default.createFile(atPath: destination, contents: data) else {
+                    throw AtollError(.system, "cannot write \(destination)")
+                }
+            } else {
+                OutputWriter.write(.stdout, [UInt8](data))
+            }
+        }
     }
 }

@@ -18,7 +18,7 @@ struct Atolld: AsyncParsableCommand {
             Point the Daytona SDK at it:
               DAYTONA_API_URL=http://127.0.0.1:3986/api DAYTONA_API_KEY=$(cat /var/lib/atoll/api-key) python3 app.py
             """,
-        version: AtollAPIVersion.current
+        version: AtollVersion.current
     )
 
     @Option(help: "Atoll's data directory.")

@@ -475,7 +475,10 @@ class DaemonRestartTests(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(data, "atolld.url")), "a stopped daemon removes its endpoint file")
             info = json.loads(subprocess.check_output([f"{BIN}/atoll", "info", "--data-dir", data, "--json", sandbox.id], env=env))
             self.assertEqual(info["state"], "started")
-            os.kill(info["initPid"], 0)  # PID 1 of the sandbox is still alive
+            # Still running with its processes: the embedded runner (no daemon now) adopts it.
+            alive = subprocess.run([f"{BIN}/atoll", "exec", "--embedded", "--data-dir", data, sandbox.id, "--", "pgrep", "-c", "sleep"],
+                                   env=env, capture_output=True)
+            self.assertEqual(alive.stdout, b"1\n", alive.stderr)
             daemon, url = start_daemon()
             daytona = Daytona(DaytonaConfig(api_key=key, api_url=url + "/api"))
             again = daytona.get(sandbox.id)
@@ -500,3 +503,44 @@ class DaemonRestartTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CLIThroughDaemonTests(unittest.TestCase):
+    """The `atoll` CLI talks to atolld when given its URL (or when the local one runs)."""
+
+    def atoll(self, *args, stdin=None, check=True):
+        # Options go before any `--`, after which everything belongs to the program.
+        result = subprocess.run([f"{BIN}/atoll", args[0], "--url", API_URL, "--api-key", API_KEY, *args[1:]],
+                                input=stdin, capture_output=True, timeout=300)
+        if check and result.returncode != 0:
+            self.fail(f"atoll {' '.join(args)} exited {result.returncode}: {result.stderr.decode()}")
+        return result
+
+    def test_commands(self):
+        name = f"cli-{RUN}"
+        sandbox_id = self.atoll("create", "--name", name, "--label", f"sdk-suite={RUN}", "--language", "javascript").stdout.decode().strip()
+        try:
+            listed = json.loads(self.atoll("list", "--label", f"sdk-suite={RUN}", "--json").stdout)
+            self.assertIn(sandbox_id, [s["id"] for s in listed])
+            info = json.loads(self.atoll("info", name, "--json").stdout)
+            self.assertEqual((info["id"], info["state"], info["labels"]["code-toolbox-language"]), (sandbox_id, "started", "javascript"))
+            self.assertEqual(self.atoll("upload", name, "-", "in/data.txt", stdin=b"payload").returncode, 0)
+            self.assertEqual(self.atoll("download", name, "in/data.txt").stdout, b"payload")
+            failing = self.atoll("exec", name, "-c", "cat in/data.txt; exit 5", check=False)
+            self.assertEqual((failing.returncode, failing.stdout), (5, b"payload"))
+            ran = self.atoll("code-run", name, "-c", "console.log(process.argv.slice(2).join('-'))", "--", "a", "b")
+            self.assertEqual(ran.stdout, b"a-b\n")
+            self.assertIn(b"stopped", self.atoll("stop", name).stdout)
+            self.assertIn(b"archived", self.atoll("archive", name).stdout)
+            self.assertIn(b"started", self.atoll("start", name).stdout)
+            self.atoll("labels", name, "team=cli")
+            self.assertEqual(client().get(sandbox_id).labels, {"team": "cli", "code-toolbox-language": "javascript"})
+            missing = self.atoll("info", "no-such-sandbox", check=False)
+            self.assertEqual(missing.returncode, 1)
+            self.assertIn(b"not found", missing.stderr)
+            run = subprocess.run([f"{BIN}/atoll", "run", "--url", API_URL, "--api-key", API_KEY, "-c", "import sys; print('via daemon'); sys.exit(3)"],
+                                 capture_output=True, timeout=300)
+            self.assertEqual((run.returncode, run.stdout), (3, b"via daemon\n"))
+        finally:
+            self.atoll("delete", sandbox_id, check=False)
+        self.assertEqual(self.atoll("info", sandbox_id, check=False).returncode, 1)

@@ -1,18 +1,23 @@
-import AtollCore
 import Foundation
 
 /// multipart/form-data (RFC 7578) as the SDK's file transfers use it.
-enum Multipart {
-    struct Part {
-        var name: String
-        var filename: String?
-        var body: Data
+public enum Multipart {
+    public struct Part: Sendable {
+        public var name: String
+        public var filename: String?
+        public var body: Data
+
+        public init(name: String, filename: String?, body: Data) {
+            self.name = name
+            self.filename = filename
+            self.body = body
+        }
     }
 
     /// The boundary of a `multipart/form-data; boundary=…` content type.
-    static func boundary(contentType: String?) throws -> String {
+    public static func boundary(contentType: String?) throws(MultipartError) -> String {
         guard let contentType, contentType.lowercased().hasPrefix("multipart/form-data") else {
-            throw AtollError(.invalidArgument, "expected a multipart/form-data body")
+            throw MultipartError("expected a multipart/form-data body")
         }
         for parameter in contentType.split(separator: ";").dropFirst() {
             let kv = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -21,28 +26,28 @@ enum Multipart {
                 if !value.isEmpty && value.count <= 200 { return value }
             }
         }
-        throw AtollError(.invalidArgument, "the multipart body has no boundary")
+        throw MultipartError("the multipart body has no boundary")
     }
 
     /// Splits a body into parts; headers are parsed for the Content-Disposition name and filename.
-    static func parse(_ body: Data, boundary: String) throws -> [Part] {
+    public static func parse(_ body: Data, boundary: String) throws(MultipartError) -> [Part] {
         let delimiter = Data("--\(boundary)".utf8)
         let bytes = body
         var parts: [Part] = []
         guard var start = bytes.range(of: delimiter)?.upperBound else {
-            throw AtollError(.invalidArgument, "malformed multipart body: no boundary found")
+            throw MultipartError("malformed multipart body: no boundary found")
         }
         while true {
             // After a delimiter: "--" ends the body, otherwise CRLF and a part follows.
             if bytes[start...].starts(with: Data("--".utf8)) { return parts }
-            guard bytes[start...].starts(with: Data("\r\n".utf8)) else { throw AtollError(.invalidArgument, "malformed multipart body") }
+            guard bytes[start...].starts(with: Data("\r\n".utf8)) else { throw MultipartError("malformed multipart body") }
             let headerStart = start + 2
             guard let headerEnd = bytes.range(of: Data("\r\n\r\n".utf8), in: headerStart..<bytes.endIndex) else {
-                throw AtollError(.invalidArgument, "malformed multipart body: a part has no header end")
+                throw MultipartError("malformed multipart body: a part has no header end")
             }
             let headers = String(decoding: bytes[headerStart..<headerEnd.lowerBound], as: UTF8.self)
             guard let next = bytes.range(of: Data("\r\n--\(boundary)".utf8), in: headerEnd.upperBound..<bytes.endIndex) else {
-                throw AtollError(.invalidArgument, "malformed multipart body: truncated part")
+                throw MultipartError("malformed multipart body: truncated part")
             }
             var name: String?
             var filename: String?
@@ -51,7 +56,7 @@ enum Multipart {
                 name = params["name"]
                 filename = params["filename*"].flatMap(decodeExtended) ?? params["filename"]
             }
-            guard let name else { throw AtollError(.invalidArgument, "malformed multipart body: a part has no name") }
+            guard let name else { throw MultipartError("malformed multipart body: a part has no name") }
             parts.append(Part(name: name, filename: filename, body: Data(bytes[headerEnd.upperBound..<next.lowerBound])))
             start = next.upperBound
         }
@@ -96,13 +101,15 @@ enum Multipart {
     }
 
     /// A multipart/form-data body built from parts, and its content type.
-    struct Writer {
-        let boundary = "ATOLL-FILE-BOUNDARY-" + UUID().uuidString
+    public struct Writer: Sendable {
+        public let boundary = "ATOLL-FILE-BOUNDARY-" + UUID().uuidString
         var body = Data()
 
-        var contentType: String { "multipart/form-data; boundary=\(boundary)" }
+        public init() {}
 
-        mutating func add(name: String, filename: String, contentType: String, data: Data) {
+        public var contentType: String { "multipart/form-data; boundary=\(boundary)" }
+
+        public mutating func add(name: String, filename: String, contentType: String, data: Data) {
             let escaped = filename.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
             var header = "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"\(escaped)\""
             if filename.unicodeScalars.contains(where: { !$0.isASCII || $0.value < 32 }) {
@@ -115,9 +122,21 @@ enum Multipart {
             body.append(Data("\r\n".utf8))
         }
 
-        mutating func finish() -> Data {
+        /// A plain text field.
+        public mutating func addField(name: String, value: String) {
+            body.append(Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8))
+        }
+
+        public mutating func finish() -> Data {
             body.append(Data("--\(boundary)--\r\n".utf8))
             return body
         }
     }
+}
+
+/// A malformed multipart body or content type; the message says what is wrong.
+public struct MultipartError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    init(_ message: String) { self.message = message }
+    public var description: String { message }
 }
