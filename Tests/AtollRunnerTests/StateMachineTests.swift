@@ -185,9 +185,9 @@ struct StateMachineTests {
             let starting = Task { try await f.manager.start(id) }
             try await eventually("the start to begin") { try await f.manager.get(id).state == .starting }
             f.clock.advance(by: 30)
-            #expect(try await f.manager.sweep().timedOut.isEmpty)
+            #expect(await f.manager.sweep().timedOut.isEmpty)
             f.clock.advance(by: 31)
-            #expect(try await f.manager.sweep().timedOut == [id])
+            #expect(await f.manager.sweep().timedOut == [id])
             let stuck = try await f.manager.get(id)
             #expect(stuck.state == .error && stuck.recoverable)
             #expect(stuck.errorReason?.contains("stuck in starting") == true)

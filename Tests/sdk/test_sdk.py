@@ -334,6 +334,54 @@ class EscapeTests(SDKTestCase):
         fs.set_file_permissions(f"{climb}/etc/hostname", mode="600")
         self.assertNotEqual(oct(os.stat("/etc/hostname").st_mode & 0o777), "0o600")
 
+    def test_every_file_endpoint_stays_inside(self):
+        """Each file endpoint, aimed at a host file through `..`: it acts inside the sandbox (where
+        the host path does not exist) and the host file is untouched."""
+        sb, sid = self.shared, self.shared.id
+        # A host directory of this test alone: nothing in the sandbox has ever used its path.
+        host_dir = tempfile.mkdtemp(prefix="atoll-sdk-host-", dir=self.sentinel_dir)
+        host_file = os.path.join(host_dir, "secret.txt")
+        with open(host_file, "w") as f:
+            f.write("host secret")
+        climb = "../../../../../../.."
+        target = f"{climb}{host_file}"
+        checks = [
+            ("GET", f"/toolbox/{sid}/files/info?path={target}", None, 404),
+            ("GET", f"/toolbox/{sid}/files?path={climb}{host_dir}", None, 404),
+            ("GET", f"/toolbox/{sid}/files/download?path={target}", None, 404),
+            ("GET", f"/toolbox/{sid}/files/find?path={climb}{host_dir}&pattern=secret", None, 404),
+            ("GET", f"/toolbox/{sid}/files/search?path={climb}{host_dir}&pattern=*", None, 404),
+            ("POST", f"/toolbox/{sid}/files/permissions?path={target}&mode=777", None, 404),
+            ("POST", f"/toolbox/{sid}/files/move?source={target}&destination=/tmp/stolen", None, 404),
+            ("DELETE", f"/toolbox/{sid}/files?path={target}&recursive=true", None, 404),
+            ("POST", f"/toolbox/{sid}/files/bulk-download", {"paths": [target]}, 200),
+        ]
+        for method, path, body, expected in checks:
+            status, reply = http(method, path, body)
+            self.assertEqual(status, expected, f"{method} {path}: {reply}")
+            if expected == 404:
+                self.assertEqual(reply["code"], "FILE_NOT_FOUND", path)
+        self.assertIn(b'name="error"', http("POST", f"/toolbox/{sid}/files/bulk-download", {"paths": [target]})[1])
+        sb.fs.create_folder(f"{climb}{host_dir}/made-inside", "755")
+        self.assertFalse(os.path.exists(os.path.join(host_dir, "made-inside")))
+        with open(host_file) as f:
+            self.assertEqual(f.read(), "host secret")
+        self.assertEqual(oct(os.stat(host_file).st_mode & 0o777), "0o644")
+
+    def test_upload_through_a_swapped_symlink(self):
+        sb = self.shared
+        victim = os.path.join(self.sentinel_dir, "written-through-race")
+        sb.process.exec(f"mkdir -p ~/updir; nohup sh -c 'while :; do ln -sfn {self.sentinel_dir} ~/upswap; ln -sfn ~/updir ~/upswap; done' >/dev/null 2>&1 &")
+        try:
+            for i in range(100):
+                try:
+                    sb.fs.upload_file(b"x", "upswap/written-through-race")
+                except DaytonaError:
+                    pass
+            self.assertFalse(os.path.exists(victim), "a write followed a symlink out of the sandbox")
+        finally:
+            sb.process.exec("pkill -f 'ln -sfn' || true")
+
     def test_absolute_symlinks_resolve_inside(self):
         sb = self.shared
         sb.process.exec(f"ln -sfn /etc/shadow ~/shadow-link; ln -sfn {self.sentinel_dir} ~/dir-link; ln -sfn / ~/root-link")
@@ -427,6 +475,22 @@ class ErrorTests(SDKTestCase):
         status, body = http("POST", "/api/sandbox", {"networkAllowList": "10.0.0.0/33"})
         self.assertEqual(status, 400)
         self.assertIn("10.0.0.0/33", body["message"])
+
+    def test_paginated_and_toolbox_url_and_activity(self):
+        sandbox = self.create(labels={"page": RUN})
+        status, body = http("GET", "/api/sandbox/paginated?page=1&limit=1&labels=" + urllib.request.quote(json.dumps({"page": RUN})))
+        self.assertEqual(status, 200)
+        self.assertEqual((body["total"], body["page"], body["totalPages"], [i["id"] for i in body["items"]]), (1, 1, 1, [sandbox.id]))
+        status, body = http("GET", f"/api/sandbox/{sandbox.id}/toolbox-proxy-url")
+        self.assertEqual((status, body["url"]), (200, API_URL.rsplit("/api", 1)[0] + "/toolbox"))
+        before = self.daytona.get(sandbox.id).last_activity_at
+        time.sleep(1.1)
+        sandbox.process.exec("true")  # a toolbox call is activity
+        status, _ = http("POST", f"/api/sandbox/{sandbox.id}/stop")
+        self.assertEqual(status, 200)
+        self.assertGreater(self.daytona.get(sandbox.id).last_activity_at, before)
+        status, body = http("POST", f"/toolbox/{sandbox.id}/process/code-run", {"code": "x", "language": "ruby"})
+        self.assertIn(status, (400, 409))
 
     def test_image_build_fails_with_a_reason(self):
         with self.assertRaises(DaytonaError) as context:
