@@ -2,6 +2,7 @@ import AtollCore
 import AtollRuntime
 import AtollSandbox
 import AtollStore
+import AtollTestSupport
 import AtollLinux
 import Foundation
 import Glibc
@@ -47,7 +48,7 @@ struct ReconcileTests {
             let s = try await f.manager.create(CreateParameters())
             try crash(f, s.id.rawValue, in: .destroying)
             let restarted = try await f.reopen()
-            await expectError(.notFound, "not found") { try await restarted.get(s.id.rawValue) }
+            await expectError(.notFound, containing: "not found") { try await restarted.get(s.id.rawValue) }
             #expect(f.driver.calls("destroy") == ["destroy \(s.id)"])
             await restarted.close()
         }

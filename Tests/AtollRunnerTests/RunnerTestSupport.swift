@@ -1,6 +1,7 @@
 import AtollCore
 import AtollRuntime
 import AtollSandbox
+import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
@@ -30,20 +31,6 @@ func withRunner<T>(deadlines: TransitionDeadlines = .defaults, _ body: (RunnerFi
     let value = try await body(fixture)
     await manager.close()
     return value
-}
-
-/// Expects `body` to throw an `AtollError` with `code` whose message contains `text`.
-func expectError<T>(_ code: AtollError.Code, _ text: String, sourceLocation: SourceLocation = #_sourceLocation,
-                    _ body: () async throws -> T) async {
-    do {
-        _ = try await body()
-        Issue.record("expected a \(code) error mentioning \"\(text)\", got success", sourceLocation: sourceLocation)
-    } catch let error as AtollError {
-        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-        #expect(error.message.contains(text), "\(error.message)", sourceLocation: sourceLocation)
-    } catch {
-        Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
-    }
 }
 
 /// Polls until `condition` holds (for background work), failing after a few seconds.

@@ -2,6 +2,7 @@ import AtollCore
 import AtollRuntime
 import AtollSandbox
 import AtollStore
+import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
@@ -49,29 +50,29 @@ struct StateMachineTests {
     @Test("bad create parameters are refused with the field named, and leave nothing")
     func createValidation() async throws {
         try await withRunner { f in
-            await expectError(.invalidArgument, "memory 9 exceeds the per-sandbox maximum of 8 GiB") {
+            await expectError(.invalidArgument, containing: "memory 9 exceeds the per-sandbox maximum of 8 GiB") {
                 try await f.manager.create(CreateParameters(resources: Resources(cpu: 1, memoryGiB: 9, diskGiB: 3)))
             }
-            await expectError(.invalidArgument, "invalid name") { try await f.manager.create(CreateParameters(name: "../etc")) }
-            await expectError(.invalidArgument, "unknown language \"cobol\"") {
+            await expectError(.invalidArgument, containing: "invalid name") { try await f.manager.create(CreateParameters(name: "../etc")) }
+            await expectError(.invalidArgument, containing: "unknown language \"cobol\"") {
                 try await f.manager.create(CreateParameters(labels: ["code-toolbox-language": "cobol"]))
             }
-            await expectError(.invalidArgument, "control character") { try await f.manager.create(CreateParameters(labels: ["a": "x\ny"])) }
-            await expectError(.invalidArgument, "autoArchiveInterval") {
+            await expectError(.invalidArgument, containing: "control character") { try await f.manager.create(CreateParameters(labels: ["a": "x\ny"])) }
+            await expectError(.invalidArgument, containing: "autoArchiveInterval") {
                 try await f.manager.create(CreateParameters(intervals: LifecycleIntervals(autoArchive: 50000)))
             }
-            await expectError(.invalidArgument, "autoDeleteInterval") {
+            await expectError(.invalidArgument, containing: "autoDeleteInterval") {
                 try await f.manager.create(CreateParameters(intervals: LifecycleIntervals(autoDelete: -2)))
             }
-            await expectError(.invalidArgument, "\"10.0.0.300/8\" is not an IPv4 CIDR") {
+            await expectError(.invalidArgument, containing: "\"10.0.0.300/8\" is not an IPv4 CIDR") {
                 try await f.manager.create(CreateParameters(network: NetworkPolicy(allowList: ["10.0.0.300/8"])))
             }
-            await expectError(.invalidArgument, "variable name") { try await f.manager.create(CreateParameters(env: ["1X": "y"])) }
-            await expectError(.notFound, "snapshot \"nope\" not found") { try await f.manager.create(CreateParameters(snapshot: "nope")) }
+            await expectError(.invalidArgument, containing: "variable name") { try await f.manager.create(CreateParameters(env: ["1X": "y"])) }
+            await expectError(.notFound, containing: "snapshot \"nope\" not found") { try await f.manager.create(CreateParameters(snapshot: "nope")) }
             #expect(try await f.manager.list().isEmpty)
             #expect(f.driver.calls.isEmpty)
             _ = try await f.manager.create(CreateParameters(name: "taken"))
-            await expectError(.conflict, "a sandbox named \"taken\" already exists") { try await f.manager.create(CreateParameters(name: "taken")) }
+            await expectError(.conflict, containing: "a sandbox named \"taken\" already exists") { try await f.manager.create(CreateParameters(name: "taken")) }
         }
     }
 
@@ -85,7 +86,7 @@ struct StateMachineTests {
             #expect(try await f.manager.get("alpha").id == a.id)
             #expect(try await f.manager.get(a.id.rawValue).name == "alpha")
             #expect(try await f.manager.get("alpha", organizationId: "org-2").id == other.id)
-            await expectError(.notFound, "not found") { try await f.manager.get(other.id.rawValue) }
+            await expectError(.notFound, containing: "not found") { try await f.manager.get(other.id.rawValue) }
             #expect(try await f.manager.list(labels: ["suite": "e2e"]).map(\.name) == ["alpha", "beta"])
             #expect(try await f.manager.list(labels: ["suite": "e2e", "n": "2"]).map(\.name) == ["beta"])
             #expect(try await f.manager.list().count == 3)
@@ -112,12 +113,12 @@ struct StateMachineTests {
         try await withRunner { f in
             let s = try await f.manager.create(CreateParameters(ephemeral: true))
             #expect(try await f.manager.stop(s.id.rawValue).state == .destroyed)
-            await expectError(.notFound, "not found") { try await f.manager.get(s.id.rawValue) }
+            await expectError(.notFound, containing: "not found") { try await f.manager.get(s.id.rawValue) }
             // A stopped sandbox made ephemeral afterwards cannot be archived either.
             let later = try await f.manager.create(CreateParameters())
             _ = try await f.manager.stop(later.id.rawValue)
             _ = try await f.manager.setAutoDelete(later.id.rawValue, minutes: 0)
-            await expectError(.invalidArgument, "ephemeral sandboxes cannot be archived") { try await f.manager.archive(later.id.rawValue) }
+            await expectError(.invalidArgument, containing: "ephemeral sandboxes cannot be archived") { try await f.manager.archive(later.id.rawValue) }
         }
     }
 
@@ -125,7 +126,7 @@ struct StateMachineTests {
     func archiveAndRestore() async throws {
         try await withRunner { f in
             let s = try await f.manager.create(CreateParameters())
-            await expectError(.conflict, "cannot be archived") { try await f.manager.archive(s.id.rawValue) }
+            await expectError(.conflict, containing: "cannot be archived") { try await f.manager.archive(s.id.rawValue) }
             _ = try await f.manager.stop(s.id.rawValue)
             #expect(try await f.manager.archive(s.id.rawValue).state == .archiving)
             try await f.manager.waitForBackgroundWork(s.id.rawValue)
@@ -163,9 +164,9 @@ struct StateMachineTests {
             let id = s.id.rawValue
             let stopping = Task { try await f.manager.stop(id) }
             try await eventually("the stop to begin") { try await f.manager.get(id).state == .stopping }
-            await expectError(.conflict, "is stopping") { try await f.manager.resize(id, cpu: 2) }
-            await expectError(.conflict, "is stopping") { try await f.manager.delete(id) }
-            await expectError(.conflict, "it must be started") { try await f.manager.exec(id, ExecRequest(command: .argv(["true"]))) }
+            await expectError(.conflict, containing: "is stopping") { try await f.manager.resize(id, cpu: 2) }
+            await expectError(.conflict, containing: "is stopping") { try await f.manager.delete(id) }
+            await expectError(.conflict, containing: "it must be started") { try await f.manager.exec(id, ExecRequest(command: .argv(["true"]))) }
             #expect(try await f.manager.stop(id).state == .stopping, "a second stop just reports the stop in progress")
             f.driver.open("stop")
             #expect(try await stopping.value.state == .stopped)
@@ -202,13 +203,13 @@ struct StateMachineTests {
     func recover() async throws {
         try await withRunner { f in
             f.driver.failNext("start", AtollError(.system, "clone3: out of luck"))
-            await expectError(.system, "out of luck") { try await f.manager.create(CreateParameters(name: "flaky")) }
+            await expectError(.system, containing: "out of luck") { try await f.manager.create(CreateParameters(name: "flaky")) }
             let failed = try await f.manager.get("flaky")
             #expect(failed.state == .error && failed.recoverable && failed.errorReason == "clone3: out of luck")
-            await expectError(.conflict, "in error") { try await f.manager.start("flaky") }
+            await expectError(.conflict, containing: "in error") { try await f.manager.start("flaky") }
             #expect(try await f.manager.recover("flaky").state == .started)
             _ = try await f.manager.stop("flaky")
-            await expectError(.conflict, "not in error") { try await f.manager.recover("flaky") }
+            await expectError(.conflict, containing: "not in error") { try await f.manager.recover("flaky") }
         }
     }
 
@@ -219,14 +220,14 @@ struct StateMachineTests {
             let id = s.id.rawValue
             #expect(try await f.manager.resize(id, cpu: 2, memoryGiB: 4).resources == Resources(cpu: 2, memoryGiB: 4, diskGiB: 3))
             #expect(f.driver.calls("limits") == ["limits \(id) 2 4"])
-            await expectError(.conflict, "only grow while it runs") { try await f.manager.resize(id, cpu: 1) }
-            await expectError(.conflict, "only be resized while stopped") { try await f.manager.resize(id, diskGiB: 5) }
-            await expectError(.invalidArgument, "cpu 8 exceeds") { try await f.manager.resize(id, cpu: 8) }
+            await expectError(.conflict, containing: "only grow while it runs") { try await f.manager.resize(id, cpu: 1) }
+            await expectError(.conflict, containing: "only be resized while stopped") { try await f.manager.resize(id, diskGiB: 5) }
+            await expectError(.invalidArgument, containing: "cpu 8 exceeds") { try await f.manager.resize(id, cpu: 8) }
             _ = try await f.manager.stop(id)
             let stopped = try await f.manager.resize(id, cpu: 1, memoryGiB: 1, diskGiB: 6)
             #expect(stopped.state == .stopped && stopped.resources == Resources(cpu: 1, memoryGiB: 1, diskGiB: 6))
             #expect(f.driver.calls("grow") == ["grow \(id) 6"])
-            await expectError(.invalidArgument, "disk can only grow") { try await f.manager.resize(id, diskGiB: 4) }
+            await expectError(.invalidArgument, containing: "disk can only grow") { try await f.manager.resize(id, diskGiB: 4) }
         }
     }
 
@@ -239,7 +240,7 @@ struct StateMachineTests {
             #expect(try await f.manager.setAutoStop(id, minutes: 5).intervals.autoStop == 5)
             #expect(try await f.manager.setAutoArchive(id, minutes: 60).intervals.autoArchive == 60)
             #expect(try await f.manager.setAutoDelete(id, minutes: -1).intervals.autoDelete == -1)
-            await expectError(.invalidArgument, "autoStopInterval") { try await f.manager.setAutoStop(id, minutes: -3) }
+            await expectError(.invalidArgument, containing: "autoStopInterval") { try await f.manager.setAutoStop(id, minutes: -3) }
             f.clock.advance(by: 100)
             try await f.manager.touch(id)
             #expect(try await f.manager.get(id).lastActivityAt == f.clock.now())

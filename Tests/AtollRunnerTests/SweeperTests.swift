@@ -2,6 +2,7 @@ import AtollCore
 import AtollRuntime
 import AtollSandbox
 import AtollStore
+import AtollTestSupport
 import Foundation
 import Glibc
 import Testing

@@ -145,3 +145,17 @@ extension SandboxManager {
 
     public nonisolated func diskPath(_ sandbox: Sandbox) -> String { configuration.driver.diskPath(sandbox.id) }
 }
+
+/// Expects `body` to throw an `AtollError` with `code` whose message contains `text`.
+public func expectError<T>(_ code: AtollError.Code, containing text: String, sourceLocation: SourceLocation = #_sourceLocation,
+                           _ body: () async throws -> T) async {
+    do {
+        _ = try await body()
+        Issue.record("expected a \(code) error mentioning \"\(text)\", got success", sourceLocation: sourceLocation)
+    } catch let error as AtollError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+        #expect(error.message.contains(text), "\(error.message)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
+    }
+}
