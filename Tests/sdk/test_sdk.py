@@ -430,6 +430,18 @@ class ErrorTests(SDKTestCase):
         self.assertEqual(status, 401)
         self.assertEqual(body["statusCode"], 401)
 
+    def test_key_revocation(self):
+        created = subprocess.run([f"{BIN}/atoll", "keys", "create", "--data-dir", DATA_DIR, "--name", "short-lived"],
+                                 capture_output=True, check=True)
+        key = created.stdout.decode().strip()
+        self.assertEqual(http("GET", "/api/sandbox", key=key)[0], 200)
+        listing = subprocess.run([f"{BIN}/atoll", "keys", "list", "--data-dir", DATA_DIR], capture_output=True, check=True).stdout.decode()
+        self.assertNotIn(key, listing, "keys are stored hashed and never shown again")
+        self.assertIn(key[:12], listing)
+        subprocess.run([f"{BIN}/atoll", "keys", "revoke", "--data-dir", DATA_DIR, key[:12]], capture_output=True, check=True)
+        status, body = http("GET", "/api/sandbox", key=key)
+        self.assertEqual((status, body["code"]), (401, "unauthenticated"))
+
     def test_tenancy(self):
         mine = self.create(name=f"mine-{RUN}")
         other = client(OTHER_KEY)
