@@ -21,7 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        // C shim: everything between clone and execve, plus libseccomp / libcap / loop / openat2.
+        // C shim: everything between clone and execve, plus libseccomp / libcap / loop / openat2,
+        // rtnetlink (libmnl) and nftables (libnftables).
         .target(
             name: "CRuntime",
             path: "CRuntime",
@@ -29,7 +30,7 @@ let package = Package(
             sources: ["src"],
             publicHeadersPath: "include",
             cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Wno-unused-parameter"])],
-            linkerSettings: [.linkedLibrary("seccomp"), .linkedLibrary("cap")]
+            linkerSettings: [.linkedLibrary("seccomp"), .linkedLibrary("cap"), .linkedLibrary("nftables"), .linkedLibrary("mnl")]
         ),
         // Builds the sandbox's PID 1 (CRuntime/init) as a static binary and embeds it.
         .plugin(name: "EmbedInit", capability: .buildTool(), path: "Plugins/EmbedInit"),

@@ -87,7 +87,8 @@ typedef struct atoll_spawn_config {
     uint32_t nops;
     int idmap_userns_fd;       /* user namespace for ATOLL_OP_IDMAP_BIND steps */
     const char *hostname;
-    int loopback_up;           /* non-zero: bring "lo" up in the new network namespace */
+    int loopback_up;           /* non-zero: bring "lo" up in the sandbox's network namespace */
+    int netns_fd;              /* network namespace to join (made by atoll_net_sandbox_create), or -1 for a new empty one */
     atoll_cgroup_target cgroup;
     int exec_fd;               /* executable to run as PID 1 (a sealed memfd holding atoll-init) */
     char *const *argv;
@@ -96,7 +97,7 @@ typedef struct atoll_spawn_config {
 } atoll_spawn_config;
 
 /*
- * Starts a sandbox: clone3 into new mount, pid, uts, ipc, net and cgroup namespaces, join the
+ * Starts a sandbox: clone3 into new mount, pid, uts, ipc, net (or join `netns_fd`) and cgroup namespaces, join the
  * cgroup, run the root filesystem plan, set the hostname, join the user namespace, drop
  * privileges, load seccomp and execveat the init. Returns 0 and the host pid and a pidfd of the
  * sandbox's PID 1, or -errno with `err` filled in (the child has been reaped then).
@@ -190,6 +191,61 @@ int atoll_pidfd_wait(int pidfd, int block, atoll_exit *out, atoll_error *err);
  * (SIGINT/SIGHUP of a background job, nohup) stays ignored. Returns the read end or -errno.
  */
 int atoll_signal_pipe(const int *signals, int count, atoll_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Networking (shim_net.c). `host_ns_fd` is the network namespace that plays the host (-1: the
+ * caller's own); work in another one runs on a short-lived thread of its own. Addresses are
+ * IPv4 in host byte order.
+ * ------------------------------------------------------------------------------------------- */
+
+/*
+ * Makes sure the bridge `bridge` exists (created with a fixed random MAC), holds
+ * `gateway`/`prefix` and is up. A link of that name that is not a bridge is an error.
+ */
+int atoll_net_bridge_ensure(int host_ns_fd, const char *bridge, uint32_t gateway, uint8_t prefix, atoll_error *err);
+
+/// A sandbox's link to the bridge.
+typedef struct atoll_sandbox_link {
+    const char *bridge;        /* bridge the host end joins (as an isolated port) */
+    const char *host_name;     /* host end of the veth pair; an existing link of that name is replaced */
+    const char *peer_name;     /* sandbox end, e.g. "eth0" */
+    uint32_t address;          /* the sandbox's address (a /32 inside) */
+    uint32_t gateway;          /* the bridge's address: on-link route and default gateway */
+} atoll_sandbox_link;
+
+/*
+ * Creates a network namespace for a sandbox (IPv6 disabled, loopback up) linked to the bridge by
+ * a veth pair, with its address and routes, and returns an O_CLOEXEC fd to it. On failure
+ * nothing is left behind.
+ */
+int atoll_net_sandbox_create(int host_ns_fd, const atoll_sandbox_link *link, int *netns_fd_out, atoll_error *err);
+
+/// Deletes a link (a veth's host end takes its peer with it). Returns 0, 1 when there was none, or -errno.
+int atoll_net_link_delete(int host_ns_fd, const char *name, atoll_error *err);
+
+/*
+ * Lists the ports of `bridge` into `names` (each followed by a newline, NUL-terminated; names
+ * that do not fit are left out). Returns how many were listed (0 without a bridge), or -errno.
+ */
+int atoll_net_bridge_ports(int host_ns_fd, const char *bridge, char *names, size_t cap, atoll_error *err);
+
+/*
+ * Reads the sysctl file `path` (e.g. /proc/sys/net/ipv4/ip_forward) of the namespace into `old`
+ * (trailing newline removed) and, if `value` is not NULL and differs, writes `value`.
+ */
+int atoll_net_sysctl(int host_ns_fd, const char *path, const char *value, char *old, size_t oldcap, atoll_error *err);
+
+/*
+ * Runs nftables commands (one atomic transaction) with libnftables. `*output` and `*errors` get
+ * malloc'ed copies of what nft printed (or NULL); free them with free(). Returns 0 or -errno.
+ */
+int atoll_nft_run(int host_ns_fd, const char *commands, char **output, char **errors, atoll_error *err);
+
+/// Creates a new network namespace with loopback up and returns an O_CLOEXEC fd to it (it lives as long as that fd).
+int atoll_net_namespace_create(int *fd_out, atoll_error *err);
+
+/// socket(domain, type | SOCK_CLOEXEC, protocol) made inside the network namespace `ns_fd` (it stays bound to it). Returns the fd or -errno.
+int atoll_net_socket(int ns_fd, int domain, int type, int protocol, atoll_error *err);
 
 /// O_PATH, which Swift's Glibc module does not export (it needs _GNU_SOURCE).
 #define ATOLL_O_PATH 010000000

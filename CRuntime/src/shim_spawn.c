@@ -479,6 +479,12 @@ static __attribute__((noreturn)) void spawn_child(const void *config, int msgfd)
     memset(&m, 0, sizeof m);
     atoll_error *e = &m.error;
 
+    /* A prepared namespace (address, routes, link to the bridge) is joined first, so the plan's
+     * /proc/sys/net writes land in it. */
+    if (cfg->netns_fd >= 0 && setns(cfg->netns_fd, CLONE_NEWNET) < 0) {
+        atoll_fail(e, errno, "setns(net)", "sandbox network namespace");
+        child_die(msgfd, &m);
+    }
     if (join_cgroup_v1(&cfg->cgroup, e) < 0) child_die(msgfd, &m);
     /* The cgroup namespace is rooted where the process stands now, so it is created after the join. */
     if (unshare(CLONE_NEWCGROUP) < 0) { atoll_fail(e, errno, "unshare(CLONE_NEWCGROUP)", ""); child_die(msgfd, &m); }
@@ -501,7 +507,8 @@ static __attribute__((noreturn)) void spawn_child(const void *config, int msgfd)
 
 int atoll_spawn_sandbox(const atoll_spawn_config *cfg, pid_t *pid_out, int *pidfd_out, atoll_error *err) {
     int pidfd = -1, msgs = -1;
-    long pid = clone_child(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_PIDFD, &cfg->cgroup,
+    uint64_t net = cfg->netns_fd >= 0 ? 0 : CLONE_NEWNET;
+    long pid = clone_child(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | net | CLONE_PIDFD, &cfg->cgroup,
                            &pidfd, spawn_child, cfg, &msgs, "clone3(sandbox namespaces)", err);
     if (pid < 0) return (int)pid;
     int failed = read_msgs(msgs, NULL, err);

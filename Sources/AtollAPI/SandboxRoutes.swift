@@ -31,6 +31,13 @@ struct SandboxRoutes {
             try await respond(request, context) { try await manager.recover($0, organizationId: $1) }
         }
         api.post("sandbox/:idOrName/resize", use: resize)
+        api.post("sandbox/:idOrName/network-settings") { request, context in
+            let body = try await JSON.decode(NetworkSettingsBody.self, from: request, context: context)
+            return try await respond(request, context) {
+                try await manager.updateNetworkSettings($0, blockAll: body.networkBlockAll, allowList: body.networkAllowList,
+                                                        domainAllowList: body.domainAllowList, organizationId: $1)
+            }
+        }
         api.put("sandbox/:idOrName/labels", use: setLabels)
         api.post("sandbox/:idOrName/autostop/:minutes") { request, context in
             let minutes = try context.parameters.integer("minutes")

@@ -83,25 +83,34 @@ public struct NetworkPolicy: Sendable, Hashable, Codable {
 
     /// The wire form (comma-separated), or nil when open.
     public var allowListText: String? { allowList.map { $0.joined(separator: ",") } }
-}
 
-/// An IPv4 network in CIDR notation.
-public struct IPv4CIDR: Sendable, Hashable {
-    public var address: UInt32
-    public var prefix: Int
+    /// From the stored form (the wire's comma-separated list).
+    public init(blockAll: Bool, allowListText: String?) {
+        self.init(blockAll: blockAll, allowList: allowListText.map { $0.split(separator: ",").map(String.init) })
+    }
 
-    public init?(_ text: String) {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let prefix = Int(parts[1]), (0...32).contains(prefix), parts[1].allSatisfy(\.isNumber) else { return nil }
-        let octets = parts[0].split(separator: ".", omittingEmptySubsequences: false)
-        guard octets.count == 4 else { return nil }
-        var address: UInt32 = 0
-        for octet in octets {
-            guard !octet.isEmpty, octet.count <= 3, octet.allSatisfy(\.isNumber), let value = UInt32(octet), value <= 255 else { return nil }
-            address = address << 8 | value
+    /// Applies Daytona's network-settings update (the SDK's `update_network_settings`). The new
+    /// policy depends only on the update, as the SDK documents: `networkBlockAll: true` blocks
+    /// everything; `false` restores open egress and clears the allow list; an allow list replaces
+    /// the policy (an empty one: open). Domain allow lists are not supported:
+    /// saying so beats silently letting traffic through.
+    public static func forUpdate(blockAll: Bool?, allowList: String?, domainAllowList: String?) throws(AtollError) -> NetworkPolicy {
+        if let domains = domainAllowList, !domains.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw AtollError(.invalidArgument, "domainAllowList is not supported by Atoll: allow IPv4 networks with networkAllowList instead")
         }
-        self.address = address
-        self.prefix = prefix
+        switch (blockAll, allowList) {
+        case (nil, nil):
+            throw AtollError(.invalidArgument, "network settings need networkBlockAll or networkAllowList")
+        case (true?, let list?) where !list.trimmingCharacters(in: .whitespaces).isEmpty:
+            throw AtollError(.invalidArgument, "networkBlockAll is true and networkAllowList is not empty: choose one")
+        case (true?, _):
+            return NetworkPolicy(blockAll: true)
+        case (_, let list?):
+            let entries = try Self.parseAllowList(list)
+            return entries.isEmpty ? .open : NetworkPolicy(allowList: entries)
+        case (false?, nil):
+            return .open
+        }
     }
 }
 

@@ -60,8 +60,10 @@ public struct RuntimeConfiguration: Sendable {
     public init(dataDirectory: String = RuntimeConfiguration.defaultDataDirectory, snapshotsDirectory: String? = nil,
                 cgroupName: String = "atoll", organizationId: String = "default", idRangeStart: UInt32 = 1 << 28,
                 idRangeSlots: Int = 4096, limits: ResourceLimits = .defaults, pidsMax: Int = CgroupLimits.defaultPidsMax,
-                deadlines: TransitionDeadlines = .defaults, sweepInterval: Double = 10, activityFlushInterval: Double = 30) {
-        self.driver = DriverConfiguration(dataDirectory: dataDirectory, snapshotsDirectory: snapshotsDirectory, cgroupName: cgroupName)
+                deadlines: TransitionDeadlines = .defaults, sweepInterval: Double = 10, activityFlushInterval: Double = 30,
+                network: NetworkSettings? = .standard) {
+        self.driver = DriverConfiguration(dataDirectory: dataDirectory, snapshotsDirectory: snapshotsDirectory, cgroupName: cgroupName,
+                                          network: network)
         self.databasePath = "\(dataDirectory)/atoll.db"
         self.organizationId = organizationId
         self.idRangeStart = idRangeStart
@@ -77,7 +79,9 @@ public struct RuntimeConfiguration: Sendable {
 
     /// The defaults, with overrides from the environment (for operators and test harnesses):
     /// `ATOLL_SNAPSHOTS_DIR`, `ATOLL_CGROUP_NAME`, `ATOLL_ID_RANGE_START`, `ATOLL_PIDS_MAX`,
-    /// `ATOLL_MAX_CPU`, `ATOLL_MAX_MEMORY_GIB`, `ATOLL_MAX_DISK_GIB`.
+    /// `ATOLL_MAX_CPU`, `ATOLL_MAX_MEMORY_GIB`, `ATOLL_MAX_DISK_GIB`, and for networking
+    /// `ATOLL_NETWORK` (`bridge`, the default, or `none` for loopback only), `ATOLL_BRIDGE`,
+    /// `ATOLL_SUBNET` and `ATOLL_NETNS` (a network namespace to use as the host, by path).
     public static func fromEnvironment(dataDirectory: String, _ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RuntimeConfiguration {
         func number<T: FixedWidthInteger>(_ key: String, _ fallback: T) throws -> T {
             guard let text = environment[key] else { return fallback }
@@ -96,6 +100,17 @@ public struct RuntimeConfiguration: Sendable {
             maxMemoryGiB: try number("ATOLL_MAX_MEMORY_GIB", config.limits.maxMemoryGiB),
             maxDiskGiB: try number("ATOLL_MAX_DISK_GIB", config.limits.maxDiskGiB)
         )
+        switch environment["ATOLL_NETWORK"] ?? "bridge" {
+        case "none":
+            config.driver.network = nil
+        case "bridge":
+            let subnet = try SandboxSubnet(parsing: environment["ATOLL_SUBNET"] ?? NetworkSettings.defaultSubnet)
+            config.driver.network = try NetworkSettings(
+                bridge: environment["ATOLL_BRIDGE"] ?? NetworkSettings.defaultBridge, subnet: subnet,
+                namespacePath: environment["ATOLL_NETNS"].flatMap { $0.isEmpty ? nil : $0 })
+        case let other:
+            throw AtollError(.invalidArgument, "ATOLL_NETWORK=\(other.prefix(32)) is not a network mode: use bridge or none")
+        }
         return config
     }
 }

@@ -50,7 +50,7 @@ public struct Sandbox: Sendable, Hashable {
         resources = Resources(cpu: row.cpu, memoryGiB: row.memoryGiB, diskGiB: row.diskGiB)
         pidsMax = row.pidsMax
         intervals = LifecycleIntervals(autoStop: row.autoStop, autoArchive: row.autoArchive, autoDelete: row.autoDelete)
-        network = NetworkPolicy(blockAll: row.networkBlockAll, allowList: row.networkAllowList.map { $0.split(separator: ",").map(String.init) })
+        network = NetworkPolicy(blockAll: row.networkBlockAll, allowListText: row.networkAllowList)
         ids = IDRange(base: UInt32(row.uidBase), count: UInt32(row.uidCount))
         address = row.address
         initPid = row.initPid

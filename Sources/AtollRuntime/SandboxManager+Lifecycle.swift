@@ -62,7 +62,14 @@ extension SandboxManager {
         row = try database.insert(row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
                                   idRangeSlots: configuration.idRangeSlots, reason: "create")
         Failpoint.hit("create.after-insert")
-        let machine = try Self.machine(row)
+        let machine: SandboxMachine
+        do {
+            row = try withAddress(row)
+            machine = try Self.machine(row)
+        } catch {
+            fail(row.id, token: token, error, recoverable: true)
+            throw error
+        }
         do {
             try await driver.provision(machine)
             Failpoint.hit("create.after-provision")
@@ -114,8 +121,8 @@ extension SandboxManager {
 
     func startStopped(_ row: SandboxRow) async throws -> Sandbox {
         let (row, token) = try begin(row.id, from: [.stopped], to: .starting, operation: "started", reason: "start")
-        let machine = try Self.machine(row)
         do {
+            let machine = try Self.machine(try withAddress(row))
             let started = try await driver.start(machine)
             Failpoint.hit("start.after-start")
             return Sandbox(try finish(row.id, token: token, to: .started, reason: "started") { row in
@@ -123,7 +130,7 @@ extension SandboxManager {
                 row.initStartTime = Int64(started.startTime)
             })
         } catch {
-            try? await driver.stop(machine, initProcess: nil)
+            if let machine = try? Self.machine(try database.sandbox(id: row.id) ?? row) { try? await driver.stop(machine, initProcess: nil) }
             // Nothing was lost: the disk is as it was, so the sandbox is simply stopped again.
             _ = try? finish(row.id, token: token, to: .stopped, reason: "start failed: \(error)")
             throw error
@@ -132,7 +139,14 @@ extension SandboxManager {
 
     func startArchived(_ row: SandboxRow) async throws -> Sandbox {
         var (row, token) = try begin(row.id, from: [.archived], to: .restoring, operation: "started", reason: "start from archive")
-        let machine = try Self.machine(row)
+        let machine: SandboxMachine
+        do {
+            row = try withAddress(row)
+            machine = try Self.machine(row)
+        } catch {
+            _ = try? finish(row.id, token: token, to: .archived, reason: "restore failed: \(error)")
+            throw error
+        }
         guard let path = row.archivePath, let bytes = row.archiveBytes, let sha = row.archiveSHA256 else {
             let error = AtollError(.internal, "sandbox \(row.id) is archived but its archive is not recorded")
             fail(row.id, token: token, error, recoverable: false)
@@ -267,9 +281,11 @@ extension SandboxManager {
         guard current.recoverable else {
             throw AtollError(.conflict, "sandbox \(current.id) is not recoverable: \(current.errorReason ?? "no reason recorded"); delete it")
         }
-        let (row, token) = try begin(current.id, from: [.error], to: .starting, operation: "recovered", reason: "recover")
-        let machine = try Self.machine(row)
+        var (row, token) = try begin(current.id, from: [.error], to: .starting, operation: "recovered", reason: "recover")
+        var machine = try Self.machine(row)
         do {
+            row = try withAddress(row)
+            machine = try Self.machine(row)
             try await driver.stop(machine, initProcess: Self.initProcess(row))
             if !driver.hasDisk(machine) {
                 if let path = row.archivePath, let bytes = row.archiveBytes, let sha = row.archiveSHA256 {

@@ -15,6 +15,8 @@ public struct SweepReport: Sendable, Equatable {
     public var reconciled: [String] = []
     /// Things no sandbox owns any more that were removed.
     public var orphansRemoved: [String] = []
+    /// Host network changes worth telling an operator (forwarding enabled, stale links removed).
+    public var network: [String] = []
     /// Operations that failed (they are retried on the next sweep).
     public var failures: [String] = []
 
@@ -143,6 +145,11 @@ extension SandboxManager {
         }
         let database = self.database
         report.orphansRemoved = await driver.removeOrphans { id in (try? database.sandbox(id: id.rawValue)) != nil }
+        do {
+            report.network = try await prepareNetwork()
+        } catch {
+            report.failures.append("sandbox networking: \(error)")
+        }
         return report
     }
 

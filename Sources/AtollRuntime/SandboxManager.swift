@@ -89,8 +89,19 @@ public actor SandboxManager {
         SandboxMachine(
             id: try SandboxID(row.id), snapshot: row.snapshot,
             resources: Resources(cpu: row.cpu, memoryGiB: row.memoryGiB, diskGiB: row.diskGiB), pidsMax: row.pidsMax,
-            ids: IDRange(base: UInt32(row.uidBase), count: UInt32(row.uidCount)), env: StringMapColumn.decode(row.env), user: row.user
+            ids: IDRange(base: UInt32(row.uidBase), count: UInt32(row.uidCount)), env: StringMapColumn.decode(row.env), user: row.user,
+            network: row.address.flatMap { IPv4Address($0) }.map {
+                MachineNetwork(address: $0, policy: NetworkPolicy(blockAll: row.networkBlockAll, allowListText: row.networkAllowList))
+            }
         )
+    }
+
+    /// The row with an address on the sandbox subnet (assigned on first need, kept until delete).
+    func withAddress(_ row: SandboxRow) throws -> SandboxRow {
+        guard let subnet = configuration.driver.network?.subnet else { return row }
+        var row = row
+        row.address = try database.assignAddress(id: row.id, subnet: subnet, at: now).description
+        return row
     }
 
     static func initProcess(_ row: SandboxRow) -> InitProcess? {

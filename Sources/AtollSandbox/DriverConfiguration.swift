@@ -12,12 +12,16 @@ public struct DriverConfiguration: Sendable {
     public var cgroupName: String
     /// Output kept per stream of an exec; the rest is dropped and the result marked truncated.
     public var captureLimitBytes: Int
+    /// Sandbox networking; nil gives sandboxes a network namespace with loopback only.
+    public var network: NetworkSettings?
 
-    public init(dataDirectory: String, snapshotsDirectory: String? = nil, cgroupName: String = "atoll", captureLimitBytes: Int = 16 << 20) {
+    public init(dataDirectory: String, snapshotsDirectory: String? = nil, cgroupName: String = "atoll", captureLimitBytes: Int = 16 << 20,
+                network: NetworkSettings? = .standard) {
         self.dataDirectory = dataDirectory
         self.snapshotsDirectory = snapshotsDirectory ?? "\(dataDirectory)/snapshots"
         self.cgroupName = cgroupName
         self.captureLimitBytes = captureLimitBytes
+        self.network = network
     }
 
     public var sandboxesDirectory: String { "\(dataDirectory)/sandboxes" }
@@ -27,5 +31,7 @@ public struct DriverConfiguration: Sendable {
     public func sandboxDirectory(_ id: SandboxID) -> String { "\(sandboxesDirectory)/\(id)" }
     public func diskPath(_ id: SandboxID) -> String { "\(sandboxDirectory(id))/disk.img" }
     public func mountPoint(_ id: SandboxID) -> String { "\(sandboxDirectory(id))/mnt" }
+    /// Serialises network changes across processes (see `SandboxNetworking`).
+    public var networkLockPath: String { "\(dataDirectory)/network.lock" }
     public func archivePath(_ id: SandboxID) -> String { "\(archiveDirectory)/\(id).tar.zst" }
 }

@@ -17,8 +17,11 @@ public struct SandboxMachine: Sendable, Hashable {
     public var env: [String: String]
     /// Default user of execs.
     public var user: String
+    /// Address and egress policy (nil: no address assigned, so loopback only).
+    public var network: MachineNetwork?
 
-    public init(id: SandboxID, snapshot: String, resources: Resources, pidsMax: Int, ids: IDRange, env: [String: String], user: String) {
+    public init(id: SandboxID, snapshot: String, resources: Resources, pidsMax: Int, ids: IDRange, env: [String: String], user: String,
+                network: MachineNetwork? = nil) {
         self.id = id
         self.snapshot = snapshot
         self.resources = resources
@@ -26,6 +29,7 @@ public struct SandboxMachine: Sendable, Hashable {
         self.ids = ids
         self.env = env
         self.user = user
+        self.network = network
     }
 
     public var limits: CgroupLimits { CgroupLimits(resources, pidsMax: pidsMax) }
@@ -121,6 +125,13 @@ public protocol SandboxDriving: Sendable {
     /// archives) and says what it removed. `isKnown` is asked right before each removal, so a
     /// sandbox another process creates meanwhile is left alone.
     func removeOrphans(isKnown: @escaping @Sendable (SandboxID) -> Bool) async -> [String]
+    /// Brings up the host side of sandbox networking and makes the firewall and links match the
+    /// sandboxes `current()` returns (those that are or may soon be running; read under the
+    /// network lock). Returns notes for the log (a host setting it changed).
+    func prepareNetwork(current: @escaping @Sendable () throws -> [SandboxMachine]) async throws -> [String]
+    /// Applies a running sandbox's network policy at once. `current` (read under the network
+    /// lock) is the sandbox as it is now, or nil when it no longer runs.
+    func updateNetworkPolicy(current: @escaping @Sendable () throws -> SandboxMachine?) async throws
 }
 
 /// The real driver: namespaces, cgroups, loop-backed disks and archives on this host.
@@ -130,6 +141,8 @@ public final class SandboxDriver: SandboxDriving {
     let spawner: any Spawning
     let snapshots: SnapshotStore
     let rootCapabilities: CapabilitySet
+    /// Nil when sandboxes get loopback only.
+    public let networking: SandboxNetworking?
 
     /// Handles of started sandboxes: PID 1's pidfd and the cgroup placement handles.
     struct Live: Sendable {
@@ -151,6 +164,7 @@ public final class SandboxDriver: SandboxDriving {
         self.spawner = try LinuxSpawner()
         self.snapshots = SnapshotStore(directory: configuration.snapshotsDirectory)
         self.rootCapabilities = try CapabilitySet.sandboxRoot()
+        self.networking = try configuration.network.map { try SandboxNetworking(settings: $0, lockPath: configuration.networkLockPath) }
         for dir in [configuration.dataDirectory, configuration.sandboxesDirectory, configuration.archiveDirectory] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
         }
@@ -210,22 +224,67 @@ public final class SandboxDriver: SandboxDriving {
         } else {
             try cgroups.create(id.rawValue, limits: machine.limits)
         }
+        var attached: FirewallEntry?
         do {
+            let networkNamespace = try attachNetwork(machine)
+            attached = networkNamespace?.entry
             let loop = try LoopAttachment.attach(disk)
             let plan = try RootfsPlan(diskDevice: loop.devicePath, diskMountPoint: configuration.mountPoint(id),
                                       snapshotRoot: snapshot.root, ids: machine.ids).steps()
             let placement = try cgroups.placement(id.rawValue)
             let spec = SpawnSpec(plan: plan, userNamespace: try UserNamespace.create(machine.ids), hostname: id.rawValue,
-                                 cgroup: placement, identity: .root(capabilities: rootCapabilities))
+                                 cgroup: placement, identity: .root(capabilities: rootCapabilities),
+                                 network: networkNamespace?.namespace)
             let handle = try spawner.spawn(spec)
-            // The sandbox's mount now holds the loop device; autoclear detaches it when that goes.
+            // The sandbox's mount now holds the loop device (autoclear detaches it when that goes)
+            // and its PID 1 the network namespace.
             loop.handle.close()
+            networkNamespace?.namespace.close()
             let initProcess = InitProcess(pid: handle.pid, startTime: ProcFS.startTime(handle.pid) ?? 0)
             live.withLock { $0[id] = Live(initProcess: initProcess, handle: handle, placement: placement) }
+            if attached != nil { try writeResolvConf(machine, initProcess: initProcess) }
             return initProcess
         } catch {
             try? cgroups.killAll(id.rawValue)
+            if let attached { try? networking?.detach(slot: attached.slot) }
             throw error
+        }
+    }
+
+    // MARK: - Network
+
+    /// The sandbox's prepared network namespace, or nil when sandboxes get loopback only.
+    func attachNetwork(_ machine: SandboxMachine) throws -> (namespace: OwnedFD, entry: FirewallEntry)? {
+        guard let networking else { return nil }
+        guard let entry = networking.entry(machine.id, machine.network) else {
+            throw AtollError(.internal, "sandbox \(machine.id) has no address on the sandbox subnet \(networking.settings.subnet.cidr)")
+        }
+        return (try networking.attach(entry), entry)
+    }
+
+    /// The host's resolvers, as a file of the sandbox's root (written through the sandbox's root
+    /// with openat2, so a symlink planted in the sandbox cannot redirect it).
+    func writeResolvConf(_ machine: SandboxMachine, initProcess: InitProcess) throws {
+        let files = try files(machine, initProcess: initProcess, user: "root")
+        _ = try files.write("/etc/resolv.conf", bytes: Array(ResolvConf.forSandbox().utf8), mode: 0o644)
+    }
+
+    func detachNetwork(_ machine: SandboxMachine) throws {
+        guard let networking, let entry = networking.entry(machine.id, machine.network) else { return }
+        try networking.detach(slot: entry.slot)
+    }
+
+    public func prepareNetwork(current: @escaping @Sendable () throws -> [SandboxMachine]) async throws -> [String] {
+        guard let networking else { return [] }
+        return try await Blocking.run("atoll-network") {
+            try networking.prepare { try current().compactMap { networking.entry($0.id, $0.network) } }
+        }
+    }
+
+    public func updateNetworkPolicy(current: @escaping @Sendable () throws -> SandboxMachine?) async throws {
+        guard let networking else { return }
+        try await Blocking.run("atoll-network") {
+            try networking.update { try current().flatMap { networking.entry($0.id, $0.network) } }
         }
     }
 
@@ -241,6 +300,7 @@ public final class SandboxDriver: SandboxDriving {
                 try Self.waitForExit(pid: initProcess.pid, pidfd: handle)
             }
             if KernelFile.exists(disk) { try LoopAttachment.waitDetached(image: disk) }
+            try self.detachNetwork(machine)
         }
     }
 
@@ -265,6 +325,7 @@ public final class SandboxDriver: SandboxDriving {
             // Reap PID 1 if this process started it (otherwise it would linger as a zombie).
             if let cached { try Self.waitForExit(pid: cached.initProcess.pid, pidfd: cached.handle.pidfd) }
             try cgroups.remove(id.rawValue)
+            try self.detachNetwork(machine)
             let dir = config.sandboxDirectory(id)
             guard KernelFile.exists(dir) else { return }
             if KernelFile.exists(config.diskPath(id)) { try LoopAttachment.waitDetached(image: config.diskPath(id)) }

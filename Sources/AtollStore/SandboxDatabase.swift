@@ -77,6 +77,7 @@ public final class SandboxDatabase: Sendable {
             }
         }
         registerKeyMigrations(&migrator)
+        registerAddressMigrations(&migrator)
         return migrator
     }
 

@@ -172,6 +172,18 @@ public struct ResizeBody: Codable, Sendable {
     }
 }
 
+/// `POST /api/sandbox/{id}/network-settings` (Daytona's `UpdateSandboxNetworkSettings`).
+public struct NetworkSettingsBody: Codable, Sendable {
+    public var networkBlockAll: Bool?
+    public var networkAllowList: String?
+    public var domainAllowList: String?
+    public init(networkBlockAll: Bool? = nil, networkAllowList: String? = nil, domainAllowList: String? = nil) {
+        self.networkBlockAll = networkBlockAll
+        self.networkAllowList = networkAllowList
+        self.domainAllowList = domainAllowList
+    }
+}
+
 public struct URLBody: Codable, Sendable {
     public var url: String
     public init(url: String) { self.url = url }

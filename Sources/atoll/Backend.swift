@@ -49,6 +49,7 @@ protocol Backend: Sendable {
     func delete(_ id: String) async throws -> SandboxDTO
     func resize(_ id: String, cpu: Int?, memory: Int?, disk: Int?) async throws -> SandboxDTO
     func setLabels(_ id: String, _ labels: [String: String]) async throws -> [String: String]
+    func setNetwork(_ id: String, _ settings: NetworkSettingsBody) async throws -> SandboxDTO
     /// Runs a command; output goes to `onOutput` (as it comes when embedded, at the end remotely).
     func exec(_ id: String, _ command: CommandLine, cwd: String?, env: [String: String], user: String?, timeout: Double?,
               forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void) async throws -> RunOutcome
@@ -111,6 +112,11 @@ struct EmbeddedBackend: Backend {
 
     func resize(_ id: String, cpu: Int?, memory: Int?, disk: Int?) async throws -> SandboxDTO {
         dto(try await manager.resize(id, cpu: cpu, memoryGiB: memory, diskGiB: disk))
+    }
+
+    func setNetwork(_ id: String, _ settings: NetworkSettingsBody) async throws -> SandboxDTO {
+        dto(try await manager.updateNetworkSettings(id, blockAll: settings.networkBlockAll, allowList: settings.networkAllowList,
+                                                    domainAllowList: settings.domainAllowList))
     }
 
     func setLabels(_ id: String, _ labels: [String: String]) async throws -> [String: String] {
@@ -253,6 +259,10 @@ struct RemoteBackend: Backend {
 
     func resize(_ id: String, cpu: Int?, memory: Int?, disk: Int?) async throws -> SandboxDTO {
         try await decode(SandboxDTO.self, "POST", sandbox(id) + "/resize", json: ResizeBody(cpu: cpu, memory: memory, disk: disk), timeout: 600)
+    }
+
+    func setNetwork(_ id: String, _ settings: NetworkSettingsBody) async throws -> SandboxDTO {
+        try await decode(SandboxDTO.self, "POST", sandbox(id) + "/network-settings", json: settings)
     }
 
     func setLabels(_ id: String, _ labels: [String: String]) async throws -> [String: String] {

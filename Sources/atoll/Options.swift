@@ -21,7 +21,16 @@ struct RuntimeOptions: ParsableArguments {
 
     /// Opens the runner embedded in this process, reconciling what an earlier process left.
     func open(reconcile: Bool = true) async throws -> SandboxManager {
-        try await SandboxManager.open(configuration: .fromEnvironment(dataDirectory: dataDir), reconcile: reconcile)
+        let manager = try await SandboxManager.open(configuration: .fromEnvironment(dataDirectory: dataDir), reconcile: false)
+        if reconcile {
+            let report = await manager.reconcile()
+            // A host setting changed on the user's behalf (IPv4 forwarding) is said out loud.
+            for line in report.network { FileHandle.standardError.write(Data("atoll: \(line)\n".utf8)) }
+            for line in report.failures where line.hasPrefix("sandbox networking") {
+                FileHandle.standardError.write(Data("atoll: \(line)\n".utf8))
+            }
+        }
+        return manager
     }
 }
 

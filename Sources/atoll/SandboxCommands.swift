@@ -168,6 +168,33 @@ struct Resize: AsyncParsableCommand {
     }
 }
 
+/// `atoll network`
+struct Network: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Change a sandbox's egress: open, block all, or an allow list of IPv4 networks (live while started).",
+        discussion: "atoll network my-box --block-all\natoll network my-box --allow 10.0.0.0/8,192.168.1.0/24\natoll network my-box --open")
+
+    @OptionGroup var runtime: RuntimeOptions
+    @Argument(help: "Sandbox id or name.") var sandbox: String
+    @Flag(help: "Block all traffic (loopback only).") var blockAll = false
+    @Option(help: "Comma-separated IPv4 CIDRs the sandbox may reach; nothing else.") var allow: String?
+    @Flag(help: "Open egress (clears an allow list).") var open = false
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        let chosen = [blockAll, allow != nil, open].filter { $0 }.count
+        guard chosen == 1 else { throw ValidationError("choose exactly one of --block-all, --allow and --open") }
+    }
+
+    func run() async throws {
+        try await withBackend(runtime) { backend in
+            let body = NetworkSettingsBody(networkBlockAll: blockAll ? true : open ? false : nil, networkAllowList: allow)
+            let s = try await backend.setNetwork(sandbox, body)
+            if json { try Output.json(s) } else { Output.details(s) }
+        }
+    }
+}
+
 /// `atoll labels`
 struct Labels: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Replace a sandbox's labels.")

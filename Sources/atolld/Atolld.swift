@@ -59,7 +59,16 @@ struct Atolld: AsyncParsableCommand {
             logger.critical("cannot open the runner", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
+        if let network = configuration.driver.network {
+            logger.notice("sandbox network", metadata: [
+                "bridge": .string(network.bridge), "subnet": .string("\(network.subnet.cidr)"),
+                "namespace": .string(network.namespacePath ?? "the daemon's own"),
+            ])
+        } else {
+            logger.notice("sandbox network: none (ATOLL_NETWORK=none): sandboxes get loopback only")
+        }
         let report = await manager.reconcile()
+        for line in report.network { logger.notice("host network changed", metadata: ["what": .string(line)]) }
         for line in report.reconciled { logger.notice("reconciled", metadata: ["what": .string(line)]) }
         for line in report.deleted { logger.notice("deleted abandoned sandbox", metadata: ["id": .string(line)]) }
         for line in report.orphansRemoved { logger.notice("removed orphan", metadata: ["what": .string(line)]) }

@@ -32,6 +32,8 @@ struct CrashTests {
         env["ATOLL_CGROUP_NAME"] = configuration.driver.cgroupName
         env["ATOLL_ID_RANGE_START"] = "\(configuration.idRangeStart)"
         env["ATOLL_FAILPOINT"] = failpoint
+        // The test runner's own network namespace plays the host: the real one is never touched.
+        env["ATOLL_NETNS"] = configuration.driver.network?.namespacePath
         process.environment = env
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

@@ -19,12 +19,20 @@ struct RunCommandTests {
     final class Scratch {
         let dataDirectory = "/var/tmp/atoll-cli-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let cgroupName = "atoll-test-cli-\(getpid())"
+        /// The network namespace that plays the host for the binary (gone with this object).
+        let hostNamespace = try? HostNetwork.makeNamespace()
 
         var environment: [String: String] {
             var env = ProcessInfo.processInfo.environment
             env["ATOLL_SNAPSHOTS_DIR"] = TestEnvironment.snapshotsDirectory
             env["ATOLL_CGROUP_NAME"] = cgroupName
             env["ATOLL_ID_RANGE_START"] = "\((1 << 31) + UInt32(getpid() % 64) * 16 * 65536)"
+            // Never the real host's network: a namespace of the test's, or none at all.
+            if let hostNamespace {
+                env["ATOLL_NETNS"] = "/proc/\(getpid())/fd/\(hostNamespace.raw)"
+            } else {
+                env["ATOLL_NETWORK"] = "none"
+            }
             return env
         }
 

@@ -14,12 +14,15 @@ final class FakeDriver: SandboxDriving, @unchecked Sendable {
     private var archives: [String: SandboxID] = [:]
     private var failures: [String: AtollError] = [:]
     private var gates: [String: Bool] = [:]
+    /// What each network preparation (one per runner open) was given, kept apart from `calls`.
+    private var preparations: [[String]] = []
     var snapshots: Set<String> = ["default"]
 
     /// PID 1 of a fake sandbox: this test process, which is certainly running.
     static let liveInit = InitProcess(pid: getpid(), startTime: ProcFS.startTime(getpid()) ?? 0)
 
     var calls: [String] { lock.withLock { log } }
+    var networkPreparations: [[String]] { lock.withLock { preparations } }
     func calls(_ prefix: String) -> [String] { calls.filter { $0.hasPrefix(prefix) } }
     func hasArchive(_ id: SandboxID) -> Bool { lock.withLock { archives.values.contains(id) } }
     func diskExists(_ id: SandboxID) -> Bool { lock.withLock { disks.contains(id) } }
@@ -117,4 +120,18 @@ final class FakeDriver: SandboxDriving, @unchecked Sendable {
     func usage(_ machine: SandboxMachine) async throws -> CgroupUsage { CgroupUsage() }
 
     func removeOrphans(isKnown: @escaping @Sendable (SandboxID) -> Bool) async -> [String] { [] }
+}
+
+extension FakeDriver {
+    func prepareNetwork(current: @escaping @Sendable () throws -> [SandboxMachine]) async throws -> [String] {
+        let machines = try current()
+        lock.withLock { preparations.append(machines.map(\.id.rawValue).sorted()) }
+        return []
+    }
+
+    func updateNetworkPolicy(current: @escaping @Sendable () throws -> SandboxMachine?) async throws {
+        let machine = try current()
+        let policy = machine?.network.map { $0.policy.blockAll ? "block-all" : $0.policy.allowListText ?? "open" } ?? "not running"
+        try await enter("updateNetworkPolicy", "\(machine?.id.rawValue ?? "-") \(policy)")
+    }
 }

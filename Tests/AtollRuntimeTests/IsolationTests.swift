@@ -149,11 +149,31 @@ extension SandboxTests {
             }
         }
 
-        @Test("hostname is the sandbox id and the network namespace has only loopback")
+        @Test("hostname is the sandbox id; the network namespace has loopback and eth0 with the sandbox's address, a default route through the gateway, no IPv6 and the host's resolvers")
         func utsAndNetwork() async throws {
             try await withSandbox { manager, sandbox in
-                let result = try await manager.sh(sandbox.id, "hostname; cat /etc/hostname; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '")
-                #expect(result.stdoutText == "\(sandbox.id)\n\(sandbox.id)\nlo\n")
+                let names = try await manager.sh(sandbox.id, "hostname; cat /etc/hostname; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort")
+                #expect(names.stdoutText == "\(sandbox.id)\n\(sandbox.id)\neth0\nlo\n")
+                let code = """
+                    import fcntl, socket, struct
+                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    print(socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", b"eth0"))[20:24]))  # SIOCGIFADDR
+                    for line in open("/proc/net/route").read().splitlines()[1:]:
+                        f = line.split()
+                        if f[1] == "00000000":
+                            print("default via", socket.inet_ntoa(struct.pack("<I", int(f[2], 16))), "dev", f[0])
+                    try:
+                        print("ipv6 addresses:", len(open("/proc/net/if_inet6").read().splitlines()))
+                    except FileNotFoundError:
+                        print("ipv6 addresses: 0")
+                    """
+                let result = try await manager.code(sandbox.id, .python, code)
+                let address = try #require(sandbox.address)
+                let subnet = try SandboxSubnet(parsing: NetworkSettings.defaultSubnet)
+                #expect(subnet.slot(of: try #require(IPv4Address(address))) != nil)
+                #expect(result.stdoutText == "\(address)\ndefault via \(subnet.gateway) dev eth0\nipv6 addresses: 0\n", "\(result.stderrText)")
+                let resolv = try await manager.sh(sandbox.id, "cat /etc/resolv.conf")
+                #expect(resolv.stdoutText == ResolvConf.forSandbox())
             }
         }
     }

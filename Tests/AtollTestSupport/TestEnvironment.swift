@@ -58,8 +58,10 @@ public struct TestRuntime: Sendable {
     nonisolated(unsafe) static var counter: UInt32 = 0
     static let lock = NSLock()
 
-    /// A configuration of the tests' own (directory, cgroup name, id region).
-    public static func configuration(pidsMax: Int = CgroupLimits.defaultPidsMax) throws -> RuntimeConfiguration {
+    /// A configuration of the tests' own (directory, cgroup name, id region, and a network
+    /// namespace of its own playing the host, so the real host's network is never touched).
+    /// `hostNamespace` (a path) makes a given namespace the host instead of a new one.
+    public static func configuration(pidsMax: Int = CgroupLimits.defaultPidsMax, hostNamespace: String? = nil) throws -> RuntimeConfiguration {
         let n: UInt32 = lock.withLock {
             counter += 1
             return counter
@@ -72,12 +74,15 @@ public struct TestRuntime: Sendable {
         let block = UInt32(getpid() % 16) * 64 + (n % 64)
         return RuntimeConfiguration(
             dataDirectory: data, snapshotsDirectory: TestEnvironment.snapshotsDirectory, cgroupName: "atoll-test-\(token)",
-            idRangeStart: UInt32(1 << 30) + block * 16 * 65536, idRangeSlots: 16, pidsMax: pidsMax
+            idRangeStart: UInt32(1 << 30) + block * 16 * 65536, idRangeSlots: 16, pidsMax: pidsMax,
+            network: try hostNamespace.map { try NetworkSettings(subnet: try SandboxSubnet(parsing: NetworkSettings.defaultSubnet), namespacePath: $0) }
+                ?? TestHostNamespace.settings(for: data)
         )
     }
 
-    public static func make(pidsMax: Int = CgroupLimits.defaultPidsMax, clock: any Clock = SystemClock()) async throws -> TestRuntime {
-        let configuration = try configuration(pidsMax: pidsMax)
+    public static func make(pidsMax: Int = CgroupLimits.defaultPidsMax, clock: any Clock = SystemClock(),
+                            hostNamespace: String? = nil) async throws -> TestRuntime {
+        let configuration = try configuration(pidsMax: pidsMax, hostNamespace: hostNamespace)
         return TestRuntime(manager: try await SandboxManager.open(configuration: configuration, clock: clock), configuration: configuration)
     }
 
@@ -101,14 +106,15 @@ public struct TestRuntime: Sendable {
             }
             if let driver = manager.driver as? SandboxDriver { driver.cgroups.removeTopLevelIfEmpty() }
         }
+        TestHostNamespace.release(for: configuration.dataDirectory)
         try? FileManager.default.removeItem(atPath: configuration.dataDirectory)
     }
 }
 
 /// Runs `body` with a fresh test runner and always cleans up.
-public func withTestRuntime<T>(pidsMax: Int = CgroupLimits.defaultPidsMax, clock: any Clock = SystemClock(),
+public func withTestRuntime<T>(pidsMax: Int = CgroupLimits.defaultPidsMax, clock: any Clock = SystemClock(), hostNamespace: String? = nil,
                                _ body: (SandboxManager) async throws -> T) async throws -> T {
-    let test = try await TestRuntime.make(pidsMax: pidsMax, clock: clock)
+    let test = try await TestRuntime.make(pidsMax: pidsMax, clock: clock, hostNamespace: hostNamespace)
     do {
         let value = try await body(test.manager)
         await test.cleanUp()

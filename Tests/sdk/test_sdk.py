@@ -420,6 +420,65 @@ class EscapeTests(SDKTestCase):
         self.assertTrue(seen <= {b"decoy\n", (sb.id + "\n").encode()}, seen)
 
 
+PROBE = '''
+import errno, socket, sys
+s = socket.socket()
+s.settimeout(30)
+try:
+    s.connect(("203.0.113.10", 8080))
+    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+    reply = b""
+    while chunk := s.recv(4096):
+        reply += chunk
+    print("ok", reply.split(b"\\r\\n\\r\\n", 1)[1].decode().strip())
+except socket.timeout:
+    print("timeout")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, str(e.errno)))
+'''
+
+
+class NetworkTests(SDKTestCase):
+    """Egress policies through the SDK, checked with real traffic to a server in a network
+    namespace the suite made (behind atolld's host namespace uplink)."""
+
+    def probe(self, sandbox):
+        return sandbox.process.code_run(PROBE).result.strip()
+
+    def test_block_all_allow_list_and_restore(self):
+        sandbox = self.create(network_block_all=True)
+        self.assertTrue(sandbox.network_block_all)
+        self.assertEqual(self.probe(sandbox), "EHOSTUNREACH")
+        sandbox.update_network_settings(network_allow_list="203.0.113.0/24")
+        self.assertFalse(sandbox.network_block_all)
+        self.assertEqual(sandbox.network_allow_list, "203.0.113.0/24")
+        self.assertEqual(self.probe(sandbox), "ok outside")
+        sandbox.update_network_settings(network_allow_list="198.51.100.0/24")
+        self.assertEqual(self.probe(sandbox), "EHOSTUNREACH")
+        sandbox.update_network_settings(network_block_all=False)
+        self.assertIsNone(sandbox.network_allow_list)
+        self.assertEqual(self.probe(sandbox), "ok outside")
+        fetched = self.daytona.get(sandbox.id)
+        self.assertFalse(fetched.network_block_all)
+        self.assertIsNone(fetched.network_allow_list)
+
+    def test_allow_list_at_create_and_bad_settings(self):
+        sandbox = self.create(network_allow_list="203.0.113.10/32")
+        self.assertEqual(self.probe(sandbox), "ok outside")
+        with self.assertRaises(DaytonaError) as bad:
+            sandbox.update_network_settings(network_allow_list="203.0.113.0/33")
+        self.assertIn("203.0.113.0/33", str(bad.exception))
+        with self.assertRaises(DaytonaError) as domains:
+            sandbox.update_network_settings(domain_allow_list="example.com")
+        self.assertIn("domainAllowList is not supported", str(domains.exception))
+        self.assertEqual(self.daytona.get(sandbox.id).network_allow_list, "203.0.113.10/32")
+        status, body = http("POST", f"/api/sandbox/{sandbox.id}/network-settings", raw=b"{not json")
+        self.assertEqual(status, 400)
+        with self.assertRaises(DaytonaError) as created:
+            self.create(network_allow_list="10.0.0.0/8,nonsense")
+        self.assertIn("nonsense", str(created.exception))
+
+
 class ErrorTests(SDKTestCase):
     def test_unknown_ids_and_bad_keys(self):
         with self.assertRaises(DaytonaNotFoundError):
@@ -520,7 +579,10 @@ class DaemonRestartTests(unittest.TestCase):
 
     def test_graceful_shutdown_and_readoption(self):
         data = tempfile.mkdtemp(prefix="atoll-sdk-restart-", dir="/var/tmp")
+        # A network namespace of its own: two runners on one host namespace would each rebuild
+        # the one firewall from their own database.
         env = dict(os.environ, ATOLL_CGROUP_NAME=os.environ.get("ATOLL_CGROUP_NAME", "atoll-sdk") + "-r",
+                   ATOLL_NETNS=os.environ["ATOLL_RESTART_NETNS"],
                    ATOLL_ID_RANGE_START=str(int(os.environ["ATOLL_ID_RANGE_START"]) + (1 << 27)))
         key = "atl_restart_" + uuid.uuid4().hex
 

@@ -52,13 +52,17 @@ public struct SpawnSpec {
     public var hostname: String
     public var cgroup: CgroupPlacement
     public var identity: ProcessIdentity
+    /// A prepared network namespace to join; nil makes a new one with loopback only.
+    public var network: OwnedFD?
 
-    public init(plan: [PlanStep], userNamespace: OwnedFD, hostname: String, cgroup: CgroupPlacement, identity: ProcessIdentity) {
+    public init(plan: [PlanStep], userNamespace: OwnedFD, hostname: String, cgroup: CgroupPlacement, identity: ProcessIdentity,
+                network: OwnedFD? = nil) {
         self.plan = plan
         self.userNamespace = userNamespace
         self.hostname = hostname
         self.cgroup = cgroup
         self.identity = identity
+        self.network = network
     }
 }
 
@@ -206,6 +210,7 @@ public final class LinuxSpawner: Spawning {
         config.idmap_userns_fd = spec.userNamespace.raw
         config.hostname = arena.string(spec.hostname)
         config.loopback_up = 1
+        config.netns_fd = spec.network?.raw ?? -1
         config.cgroup = cCgroup(spec.cgroup, arena: arena)
         config.exec_fd = initBinary.raw
         config.argv = arena.stringArray(["atoll-init"])
@@ -214,7 +219,7 @@ public final class LinuxSpawner: Spawning {
         var pid: pid_t = 0
         var pidfd: Int32 = -1
         var failure = atoll_error()
-        let rc = withExtendedLifetime((arena, spec.cgroup, spec.userNamespace)) {
+        let rc = withExtendedLifetime((arena, spec.cgroup, spec.userNamespace, spec.network)) {
             atoll_spawn_sandbox(&config, &pid, &pidfd, &failure)
         }
         guard rc == 0 else { throw SystemError.error(failure) }
