@@ -80,6 +80,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Benchmarks: Atoll's figures side by side with peers, in one run.
+        .executableTarget(
+            name: "atoll-bench",
+            dependencies: ["AtollLinux", "AtollCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
         // Shared helpers of the test targets: privileged-test rules, throwaway runtimes.
         .target(
             name: "AtollTestSupport",

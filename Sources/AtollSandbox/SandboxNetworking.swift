@@ -107,12 +107,13 @@ public final class SandboxNetworking: Sendable {
         }
     }
 
-    /// Removes the sandbox's link and firewall entry (both may already be gone).
+    /// Removes the sandbox's firewall entry (it may already be gone). Its link is not deleted
+    /// here: the veth pair belongs to the sandbox's namespace, which the kernel tears down, link
+    /// included, once the sandbox's last process is gone. Deleting it synchronously would wait
+    /// for an RCU grace period (~20 ms); a port without its entry passes nothing meanwhile, and a
+    /// restart of the same sandbox replaces a link that is still there.
     public func detach(slot: Int) throws {
-        try withLock {
-            try host.deleteLink(rules.portName(slot: slot))
-            try host.nft(rules.remove(slot: slot))
-        }
+        try withLock { try host.nft(rules.remove(slot: slot)) }
     }
 
     /// Replaces a running sandbox's policy, at once. `current` is read under the lock, so of two
