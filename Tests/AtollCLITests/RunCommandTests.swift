@@ -124,8 +124,13 @@ struct RunCommandTests {
     func interrupt(signal: Int32) async throws {
         let scratch = Scratch()
         let (process, out, _) = try start(["-c", "import time; print('ready', flush=True); time.sleep(60)"], scratch: scratch)
-        // Wait until the program runs inside its sandbox.
-        let ready = out.fileHandleForReading.availableData
+        // Wait until the program runs inside its sandbox (the line may arrive in pieces).
+        var ready = Data()
+        while !ready.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            ready += chunk
+        }
         #expect(String(decoding: ready, as: UTF8.self) == "ready\n")
         #expect(scratch.sandboxes.count == 1)
         kill(process.processIdentifier, signal)
@@ -138,7 +143,12 @@ struct RunCommandTests {
     func killed() async throws {
         let scratch = Scratch()
         let (process, out, _) = try start(["-c", "import time; print('ready', flush=True); time.sleep(60)"], scratch: scratch)
-        _ = out.fileHandleForReading.availableData
+        var ready = Data()
+        while !ready.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            ready += chunk
+        }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         #expect(scratch.sandboxes.count == 1)
