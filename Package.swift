@@ -87,6 +87,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The cgroup backend protocol against the running kernel: on the host (v1 here) and as PID 1
+        // of a cgroup v2 guest (scripts/cgroup-v2-vm).
+        .executableTarget(
+            name: "atoll-cgroup-conformance",
+            dependencies: ["AtollLinux", "AtollCore"],
+            swiftSettings: swiftSettings
+        ),
+
         // Shared helpers of the test targets: privileged-test rules, throwaway runtimes.
         .target(
             name: "AtollTestSupport",

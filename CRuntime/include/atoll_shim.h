@@ -126,6 +126,22 @@ typedef struct atoll_exec_config {
  */
 int atoll_exec_in_sandbox(const atoll_exec_config *cfg, pid_t *pid_out, atoll_error *err);
 
+/// A host program to start directly inside a cgroup.
+typedef struct atoll_placed_config {
+    const char *path;          /* absolute path of the program */
+    char *const *argv;
+    char *const *envp;
+    atoll_cgroup_target cgroup;
+    int stdin_fd, stdout_fd, stderr_fd;  /* become 0, 1, 2; -1: /dev/null */
+} atoll_placed_config;
+
+/*
+ * Starts a host program (no new namespaces, same credentials) that is in the cgroup before it
+ * runs anything: CLONE_INTO_CGROUP on v2, cgroup.procs writes on v1. Returns 0 with its pid and a
+ * pidfd (the caller reaps it), or -errno with `err` filled in.
+ */
+int atoll_spawn_placed(const atoll_placed_config *cfg, pid_t *pid_out, int *pidfd_out, atoll_error *err);
+
 /*
  * Creates a user namespace mapping ids [0, count) to [uid_base, uid_base+count) and
  * [gid_base, gid_base+count), held by a short-lived child, and returns an O_CLOEXEC fd to it.

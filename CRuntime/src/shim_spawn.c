@@ -588,3 +588,38 @@ int atoll_exec_in_sandbox(const atoll_exec_config *cfg, pid_t *pid_out, atoll_er
     *pid_out = pid;
     return 0;
 }
+
+/* -------------------------------------------------------------------------------------------
+ * A host program placed into a cgroup from its first instruction (helpers, conformance tests).
+ * ----------------------------------------------------------------------------------------- */
+
+static __attribute__((noreturn)) void placed_child(const void *config, int msgfd) {
+    const atoll_placed_config *cfg = config;
+    struct child_msg m;
+    memset(&m, 0, sizeof m);
+    atoll_error *e = &m.error;
+    if (join_cgroup_v1(&cfg->cgroup, e) < 0) child_die(msgfd, &m);
+    if (setup_stdio(cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd, e) < 0) child_die(msgfd, &m);
+    syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+    reset_signals();
+    execve(cfg->path, cfg->argv, cfg->envp);
+    atoll_fail(e, errno, "execve", cfg->path);
+    child_die(msgfd, &m);
+}
+
+int atoll_spawn_placed(const atoll_placed_config *cfg, pid_t *pid_out, int *pidfd_out, atoll_error *err) {
+    int pidfd = -1, msgs = -1;
+    long pid = clone_child(CLONE_PIDFD, &cfg->cgroup, &pidfd, placed_child, cfg, &msgs, "clone3(into cgroup)", err);
+    if (pid < 0) return (int)pid;
+    int failed = read_msgs(msgs, NULL, err);
+    close(msgs);
+    if (failed) {
+        siginfo_t info;
+        while (waitid(P_PID, (id_t)pid, &info, WEXITED) < 0 && errno == EINTR) {}
+        close(pidfd);
+        return -err->err;
+    }
+    *pid_out = (pid_t)pid;
+    *pidfd_out = pidfd;
+    return 0;
+}

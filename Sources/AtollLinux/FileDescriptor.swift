@@ -1,4 +1,5 @@
 import AtollCore
+import CRuntime
 import Glibc
 
 /// An open file descriptor owned by exactly one object, closed when that object goes away.
@@ -84,5 +85,16 @@ public enum KernelFile {
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+}
+
+/// Pipes whose both ends are close-on-exec.
+public enum KernelPipe {
+    /// A new pipe: (read end, write end).
+    public static func make() throws(AtollError) -> (read: OwnedFD, write: OwnedFD) {
+        var fds: [Int32] = [-1, -1]
+        let rc = atoll_pipe_cloexec(&fds)
+        guard rc == 0 else { throw SystemError.error("pipe2", errno: -rc) }
+        return (OwnedFD(fds[0]), OwnedFD(fds[1]))
     }
 }
