@@ -9,6 +9,7 @@ import NIOCore
 /// Turns every error into that JSON body with the status its code maps to, and logs it.
 struct ErrorMiddleware: RouterMiddleware {
     typealias Context = AtollContext
+    let metrics: RequestMetrics
 
     func handle(_ request: Request, context: AtollContext, next: (Request, AtollContext) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -70,6 +71,7 @@ struct ErrorMiddleware: RouterMiddleware {
     func log(_ request: Request, _ context: AtollContext, status: Int, start: ContinuousClock.Instant, message: String? = nil) {
         let elapsed = ContinuousClock.now - start
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        metrics.record(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: status, seconds: ms / 1000)
         var metadata: Logger.Metadata = [
             "method": .string(request.method.rawValue), "path": .string(request.uri.path), "status": .stringConvertible(status),
             "ms": .string(String(format: "%.1f", ms)),

@@ -24,14 +24,21 @@ public struct ServerSettings: Sendable {
     }
 }
 
-/// Builds the HTTP application: `/api` (Daytona's sandbox API), `/toolbox/{id}/…`, `/health`.
+/// Builds the HTTP application: `/api` (Daytona's sandbox API and Atoll's `/api/usage`),
+/// `/toolbox/{id}/…`, `/metrics` (Prometheus), `/health`.
 public enum AtollServer {
-    public static func router(manager: SandboxManager, settings: ServerSettings) -> Router<AtollContext> {
+    public static func router(manager: SandboxManager, settings: ServerSettings, metrics: RequestMetrics = RequestMetrics()) -> Router<AtollContext> {
         let router = Router(context: AtollContext.self)
-        router.add(middleware: ErrorMiddleware())
+        router.add(middleware: ErrorMiddleware(metrics: metrics))
         router.get("health") { _, _ in try JSON.response(["status": "ok", "version": AtollVersion.current]) }
+        // Prometheus scrapes with a bearer key too; a key sees its organization's sandboxes.
+        router.group("metrics").add(middleware: AuthMiddleware(database: manager.database)).get { _, context in
+            let text = try await Prometheus.render(manager: manager, requests: metrics, organizationId: try context.organization())
+            return Response(status: .ok, headers: [.contentType: Prometheus.contentType], body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
         let api = router.group("api").add(middleware: AuthMiddleware(database: manager.database))
         SandboxRoutes(manager: manager, server: settings).register(api)
+        UsageRoutes(manager: manager).register(api)
         let toolbox = router.group("toolbox").add(middleware: AuthMiddleware(database: manager.database))
         ToolboxRoutes(manager: manager).register(toolbox)
         return router

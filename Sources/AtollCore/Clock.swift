@@ -30,4 +30,9 @@ public final class ManualClock: Clock, @unchecked Sendable {
     }
 
     public func advance(minutes: Double) { advance(by: minutes * 60) }
+
+    /// Sets the time (tests of calendar boundaries such as midnight UTC).
+    public func set(_ date: Date) {
+        lock.withLock { current = date }
+    }
 }

@@ -32,6 +32,20 @@ public struct TransitionDeadlines: Sendable, Hashable {
     }
 }
 
+/// The meter: how often it samples, how long per-second detail and rollups are kept, and the
+/// prices `estimatedCost` uses.
+public struct MeteringConfiguration: Sendable, Hashable {
+    /// Seconds between two samples of every started sandbox.
+    public var interval: Double = 1
+    /// Per-second samples are kept this long, then folded into per-minute rows.
+    public var detailSeconds: Double = 3600
+    /// Per-minute rows and closed periods are kept this long.
+    public var retentionDays: Double = 90
+    public var prices: PriceTable = .defaults
+
+    public init() {}
+}
+
 /// Settings of the runner. The defaults are a production host's; test harnesses point every
 /// location at their own directory, cgroup name and id region, and pass a manual clock.
 public struct RuntimeConfiguration: Sendable {
@@ -53,6 +67,7 @@ public struct RuntimeConfiguration: Sendable {
     /// How often a sandbox's in-memory activity time is written to the database (a crash loses
     /// at most this much activity, never a state).
     public var activityFlushInterval: Double
+    public var metering = MeteringConfiguration()
 
     /// `/var/lib/atoll`, the host default.
     public static let defaultDataDirectory = "/var/lib/atoll"
@@ -81,7 +96,10 @@ public struct RuntimeConfiguration: Sendable {
     /// `ATOLL_SNAPSHOTS_DIR`, `ATOLL_CGROUP_NAME`, `ATOLL_ID_RANGE_START`, `ATOLL_PIDS_MAX`,
     /// `ATOLL_MAX_CPU`, `ATOLL_MAX_MEMORY_GIB`, `ATOLL_MAX_DISK_GIB`, and for networking
     /// `ATOLL_NETWORK` (`bridge`, the default, or `none` for loopback only), `ATOLL_BRIDGE`,
-    /// `ATOLL_SUBNET` and `ATOLL_NETNS` (a network namespace to use as the host, by path).
+    /// `ATOLL_SUBNET` and `ATOLL_NETNS` (a network namespace to use as the host, by path), and for
+    /// metering `ATOLL_USAGE_DETAIL_SECONDS`, `ATOLL_USAGE_RETENTION_DAYS` and the prices
+    /// `ATOLL_PRICE_VCPU_SECOND`, `ATOLL_PRICE_MEMORY_GIB_SECOND`, `ATOLL_PRICE_DISK_GIB_SECOND`,
+    /// `ATOLL_PRICE_ARCHIVE_GIB_MONTH`, `ATOLL_PRICE_CURRENCY`.
     public static func fromEnvironment(dataDirectory: String, _ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RuntimeConfiguration {
         func number<T: FixedWidthInteger>(_ key: String, _ fallback: T) throws -> T {
             guard let text = environment[key] else { return fallback }
@@ -100,6 +118,25 @@ public struct RuntimeConfiguration: Sendable {
             maxMemoryGiB: try number("ATOLL_MAX_MEMORY_GIB", config.limits.maxMemoryGiB),
             maxDiskGiB: try number("ATOLL_MAX_DISK_GIB", config.limits.maxDiskGiB)
         )
+        func decimal(_ key: String, _ fallback: Double) throws -> Double {
+            guard let text = environment[key] else { return fallback }
+            guard let value = Double(text), value.isFinite, value >= 0 else {
+                throw AtollError(.invalidArgument, "\(key)=\(text.prefix(32)) is not a non-negative number")
+            }
+            return value
+        }
+        config.metering.detailSeconds = try decimal("ATOLL_USAGE_DETAIL_SECONDS", config.metering.detailSeconds)
+        config.metering.retentionDays = try decimal("ATOLL_USAGE_RETENTION_DAYS", config.metering.retentionDays)
+        config.metering.prices.vcpuSecond = try decimal("ATOLL_PRICE_VCPU_SECOND", config.metering.prices.vcpuSecond)
+        config.metering.prices.memoryGiBSecond = try decimal("ATOLL_PRICE_MEMORY_GIB_SECOND", config.metering.prices.memoryGiBSecond)
+        config.metering.prices.diskGiBSecond = try decimal("ATOLL_PRICE_DISK_GIB_SECOND", config.metering.prices.diskGiBSecond)
+        config.metering.prices.archiveGiBMonth = try decimal("ATOLL_PRICE_ARCHIVE_GIB_MONTH", config.metering.prices.archiveGiBMonth)
+        if let currency = environment["ATOLL_PRICE_CURRENCY"] {
+            guard (1...8).contains(currency.count), currency.allSatisfy({ $0.isLetter }) else {
+                throw AtollError(.invalidArgument, "ATOLL_PRICE_CURRENCY=\(currency.prefix(16)) is not a currency code such as USD")
+            }
+            config.metering.prices.currency = currency
+        }
         switch environment["ATOLL_NETWORK"] ?? "bridge" {
         case "none":
             config.driver.network = nil

@@ -405,7 +405,7 @@ extension SandboxManager {
             try await driver.destroy(machine)
             Failpoint.hit("delete.after-destroy")
             if let path = row.archivePath { try driver.removeArchive(path: path) }
-            try database.delete(id: row.id)
+            try database.delete(id: row.id, at: now)
         } catch {
             fail(row.id, token: token, error, recoverable: false)
             throw error

@@ -161,7 +161,9 @@ extension SandboxManager {
         let machine = try Self.machine(row)
         let initProcess = Self.initProcess(row)
         func settle(_ to: SandboxState, _ reason: String, _ change: @escaping (inout SandboxRow) -> Void = { _ in }) throws {
-            try database.update(id: row.id, reason: reason, at: now) { r in
+            // What changed happened while no runner watched: allocation periods end at their
+            // last durable sample, so the time nobody saw is neither billed nor lost twice.
+            try database.update(id: row.id, reason: reason, at: now, boundary: .lastSample) { r in
                 try Self.checkTable(from: r.sandboxState, to: to, id: r.id)
                 r.state = to.rawValue
                 r.opPid = nil
@@ -180,7 +182,7 @@ extension SandboxManager {
         case .started:
             if let initProcess, initProcess.isRunning { return nil }
             try await driver.stop(machine, initProcess: initProcess)
-            try database.update(id: row.id, reason: "PID 1 was gone when the runner started", at: now) { r in
+            try database.update(id: row.id, reason: "PID 1 was gone when the runner started", at: now, boundary: .lastSample) { r in
                 r.state = SandboxState.stopping.rawValue
             }
             try settle(.stopped, "PID 1 was gone when the runner started", clearInit)

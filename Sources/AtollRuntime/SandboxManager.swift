@@ -25,6 +25,10 @@ public actor SandboxManager {
     var activity: [String: Double] = [:]
     var lastActivityFlush: [String: Double] = [:]
     var sweeper: Task<Void, Never>?
+    /// The meter loop (daemon), the last compaction of usage samples, failed rounds.
+    var meter: Task<Void, Never>?
+    var lastCompaction: Double = 0
+    public internal(set) var meterFailures = 0
     /// Process sessions by sandbox id, then session id (see `SandboxManager+Sessions`).
     var sessions: [String: [String: SessionState]] = [:]
 
@@ -215,6 +219,8 @@ public actor SandboxManager {
     public func close() async {
         sweeper?.cancel()
         sweeper = nil
+        meter?.cancel()
+        meter = nil
         for (id, at) in activity { _ = try? database.update(id: id, at: now) { $0.lastActivityAt = max($0.lastActivityAt, at) } }
         for job in background.values { await job.task.value }
     }

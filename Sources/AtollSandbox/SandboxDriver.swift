@@ -121,6 +121,9 @@ public protocol SandboxDriving: Sendable {
     func removeDisk(_ machine: SandboxMachine) async throws
     func removeArchive(path: String) throws
     func usage(_ machine: SandboxMachine) async throws -> CgroupUsage
+    /// Bytes the sandbox's disk occupies on the host (its sparse image's allocated blocks; 0
+    /// without a disk).
+    func diskBytes(_ machine: SandboxMachine) -> UInt64
     /// Removes what belongs to no known sandbox (cgroups, directories, archives, temporary
     /// archives) and says what it removed. `isKnown` is asked right before each removal, so a
     /// sandbox another process creates meanwhile is left alone.
@@ -352,6 +355,12 @@ public final class SandboxDriver: SandboxDriving {
     public func usage(_ machine: SandboxMachine) async throws -> CgroupUsage {
         guard cgroups.exists(machine.id.rawValue) else { return CgroupUsage() }
         return try cgroups.usage(machine.id.rawValue)
+    }
+
+    public func diskBytes(_ machine: SandboxMachine) -> UInt64 {
+        var info = stat()
+        guard stat(configuration.diskPath(machine.id), &info) == 0 else { return 0 }
+        return UInt64(info.st_blocks) * 512
     }
 
     public func removeDisk(_ machine: SandboxMachine) async throws {

@@ -78,6 +78,7 @@ public final class SandboxDatabase: Sendable {
         }
         registerKeyMigrations(&migrator)
         registerAddressMigrations(&migrator)
+        registerMeteringMigrations(&migrator)
         return migrator
     }
 
@@ -130,10 +131,11 @@ public final class SandboxDatabase: Sendable {
 
     /// Changes a sandbox in one transaction. When `expecting` is given the current state must be
     /// one of them (otherwise `StateMismatch` carries the current row); a state change is appended
-    /// to the history with `reason`.
+    /// to the history with `reason`, and the allocation period follows it (see `Metering`), its
+    /// boundary at `at` or, for `.lastSample`, at the period's last durable sample.
     @discardableResult
     public func update(id: String, expecting: Set<SandboxState>? = nil, reason: String? = nil, at: Double,
-                       _ change: (inout SandboxRow) throws -> Void) throws -> SandboxRow {
+                       boundary: PeriodBoundary = .now, _ change: (inout SandboxRow) throws -> Void) throws -> SandboxRow {
         try write { db in
             guard var row = try SandboxRow.fetchOne(db, key: id) else {
                 throw AtollError(.notFound, "sandbox \(id) not found")
@@ -146,13 +148,15 @@ public final class SandboxDatabase: Sendable {
             if row.state != before {
                 try TransitionRow(sandboxId: id, at: at, fromState: before, toState: row.state, reason: reason).insert(db)
             }
+            try Self.applyAllocation(db, row: row, at: at, boundary: boundary, reason: reason ?? "\(before) → \(row.state)")
             return row
         }
     }
 
-    /// Removes a sandbox and its history.
-    public func delete(id: String) throws {
+    /// Removes a sandbox and its history; its allocation periods are closed at `at` and kept.
+    public func delete(id: String, at: Double) throws {
         try write { db in
+            try Self.closeAllocation(db, sandboxId: id, at: at, reason: "deleted")
             _ = try SandboxRow.deleteOne(db, key: id)
             try TransitionRow.filter(Column("sandboxId") == id).deleteAll(db)
         }

@@ -50,6 +50,7 @@ protocol Backend: Sendable {
     func resize(_ id: String, cpu: Int?, memory: Int?, disk: Int?) async throws -> SandboxDTO
     func setLabels(_ id: String, _ labels: [String: String]) async throws -> [String: String]
     func setNetwork(_ id: String, _ settings: NetworkSettingsBody) async throws -> SandboxDTO
+    func usage(sandboxId: String?, from: Date, to: Date, groupBy: String) async throws -> UsageResponse
     /// Runs a command; output goes to `onOutput` (as it comes when embedded, at the end remotely).
     func exec(_ id: String, _ command: CommandLine, cwd: String?, env: [String: String], user: String?, timeout: Double?,
               forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void) async throws -> RunOutcome
@@ -112,6 +113,11 @@ struct EmbeddedBackend: Backend {
 
     func resize(_ id: String, cpu: Int?, memory: Int?, disk: Int?) async throws -> SandboxDTO {
         dto(try await manager.resize(id, cpu: cpu, memoryGiB: memory, diskGiB: disk))
+    }
+
+    func usage(sandboxId: String?, from: Date, to: Date, groupBy: String) async throws -> UsageResponse {
+        UsageResponse(try await manager.usageReport(UsageQuery(
+            sandboxId: sandboxId, from: from, to: to, groupBy: try UsageGrouping(parsing: groupBy))))
     }
 
     func setNetwork(_ id: String, _ settings: NetworkSettingsBody) async throws -> SandboxDTO {
@@ -259,6 +265,12 @@ struct RemoteBackend: Backend {
 
     func resize(_ id: String, cpu: Int?, memory: Int?, disk: Int?) async throws -> SandboxDTO {
         try await decode(SandboxDTO.self, "POST", sandbox(id) + "/resize", json: ResizeBody(cpu: cpu, memory: memory, disk: disk), timeout: 600)
+    }
+
+    func usage(sandboxId: String?, from: Date, to: Date, groupBy: String) async throws -> UsageResponse {
+        var query = "from=\(from.timeIntervalSince1970)&to=\(to.timeIntervalSince1970)&groupBy=\(Self.query(groupBy))"
+        if let sandboxId { query += "&sandboxId=\(Self.query(sandboxId))" }
+        return try await decode(UsageResponse.self, "GET", "/api/usage?\(query)")
     }
 
     func setNetwork(_ id: String, _ settings: NetworkSettingsBody) async throws -> SandboxDTO {

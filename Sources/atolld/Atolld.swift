@@ -75,6 +75,8 @@ struct Atolld: AsyncParsableCommand {
         for line in report.failures { logger.error("reconcile failed", metadata: ["what": .string(line)]) }
         try setUpKeys(manager.database, logger: logger)
         await manager.startSweeper()
+        // Per-second metering of every started sandbox (GET /api/usage, /metrics).
+        await manager.startMeter()
 
         let dataDirectory = configuration.dataDirectory
         let app = AtollServer.application(manager: manager, host: host, port: port, logger: logger) { actualPort in

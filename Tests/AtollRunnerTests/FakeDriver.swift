@@ -16,6 +16,8 @@ final class FakeDriver: SandboxDriving, @unchecked Sendable {
     private var gates: [String: Bool] = [:]
     /// What each network preparation (one per runner open) was given, kept apart from `calls`.
     private var preparations: [[String]] = []
+    private var usages: [SandboxID: CgroupUsage] = [:]
+    private var diskSizes: [SandboxID: UInt64] = [:]
     var snapshots: Set<String> = ["default"]
 
     /// PID 1 of a fake sandbox: this test process, which is certainly running.
@@ -117,7 +119,12 @@ final class FakeDriver: SandboxDriving, @unchecked Sendable {
         }
     }
 
-    func usage(_ machine: SandboxMachine) async throws -> CgroupUsage { CgroupUsage() }
+    func usage(_ machine: SandboxMachine) async throws -> CgroupUsage { lock.withLock { usages[machine.id] ?? CgroupUsage() } }
+    func diskBytes(_ machine: SandboxMachine) -> UInt64 { lock.withLock { disks.contains(machine.id) ? diskSizes[machine.id] ?? 1 << 20 : 0 } }
+
+    /// What `usage` reports for a sandbox from now on (the meter's readings).
+    func setUsage(_ id: SandboxID, _ usage: CgroupUsage) { lock.withLock { usages[id] = usage } }
+    func setDiskBytes(_ id: SandboxID, _ bytes: UInt64) { lock.withLock { diskSizes[id] = bytes } }
 
     func removeOrphans(isKnown: @escaping @Sendable (SandboxID) -> Bool) async -> [String] { [] }
 }

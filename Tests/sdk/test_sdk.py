@@ -6,10 +6,8 @@ ATOLL_OTHER_KEY (a key of a second organization), ATOLL_DATA_DIR and ATOLL_BIN.
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 import urllib.error
@@ -21,6 +19,8 @@ from daytona import (CodeRunParams, CreateSandboxFromImageParams, CreateSandboxF
 from daytona.common.errors import (DaytonaAuthenticationError, DaytonaBadRequestError, DaytonaError,
                                    DaytonaFileNotFoundError, DaytonaNotFoundError,
                                    DaytonaProcessExecutionTimeoutError)
+
+from private_daemon import PrivateDaemon
 
 API_URL = os.environ["DAYTONA_API_URL"]
 API_KEY = os.environ["DAYTONA_API_KEY"]
@@ -578,69 +578,27 @@ class DaemonRestartTests(unittest.TestCase):
     """SIGTERM stops atolld gracefully and leaves sandboxes running; a new atolld adopts them."""
 
     def test_graceful_shutdown_and_readoption(self):
-        data = tempfile.mkdtemp(prefix="atoll-sdk-restart-", dir="/var/tmp")
-        # A network namespace of its own: two runners on one host namespace would each rebuild
-        # the one firewall from their own database.
-        env = dict(os.environ, ATOLL_CGROUP_NAME=os.environ.get("ATOLL_CGROUP_NAME", "atoll-sdk") + "-r",
-                   ATOLL_NETNS=os.environ["ATOLL_RESTART_NETNS"],
-                   ATOLL_ID_RANGE_START=str(int(os.environ["ATOLL_ID_RANGE_START"]) + (1 << 27)))
-        key = "atl_restart_" + uuid.uuid4().hex
-
-        def start_daemon():
-            log = open(os.path.join(data, "atolld.log"), "ab")
-            process = subprocess.Popen([f"{BIN}/atolld", "--data-dir", data, "--listen", "127.0.0.1:0", "--api-key", key],
-                                       env=env, stdout=subprocess.DEVNULL, stderr=log)
-            log.close()
-            url_file = os.path.join(data, "atolld.url")
-            for _ in range(200):
-                if os.path.exists(url_file):
-                    with open(url_file) as f:
-                        url = f.read().strip()
-                    if url:
-                        return process, url
-                time.sleep(0.05)
-            process.kill()
-            with open(os.path.join(data, "atolld.log")) as f:
-                self.fail("atolld did not start: " + f.read())
-
+        daemon = PrivateDaemon("r", os.environ["ATOLL_RESTART_NETNS"], id_offset=1 << 27)
         try:
-            daemon, url = start_daemon()
-            daytona = Daytona(DaytonaConfig(api_key=key, api_url=url + "/api"))
+            daemon.start()
+            daytona = daemon.client()
             sandbox = daytona.create()
             sandbox.process.exec("nohup sleep 300 >/dev/null 2>&1 &")
-            daemon.send_signal(signal.SIGTERM)
-            self.assertEqual(daemon.wait(timeout=30), 0)
-            self.assertFalse(os.path.exists(os.path.join(data, "atolld.url")), "a stopped daemon removes its endpoint file")
-            info = json.loads(subprocess.check_output([f"{BIN}/atoll", "info", "--data-dir", data, "--json", sandbox.id], env=env))
+            self.assertEqual(daemon.terminate(), 0)
+            self.assertFalse(os.path.exists(os.path.join(daemon.data, "atolld.url")), "a stopped daemon removes its endpoint file")
+            info = json.loads(daemon.atoll("info", "--json", sandbox.id, check=True).stdout)
             self.assertEqual(info["state"], "started")
             # Still running with its processes: the embedded runner (no daemon now) adopts it.
-            alive = subprocess.run([f"{BIN}/atoll", "exec", "--embedded", "--data-dir", data, sandbox.id, "--", "pgrep", "-c", "sleep"],
-                                   env=env, capture_output=True)
+            alive = daemon.atoll("exec", "--embedded", sandbox.id, "--", "pgrep", "-c", "sleep")
             self.assertEqual(alive.stdout, b"1\n", alive.stderr)
-            daemon, url = start_daemon()
-            daytona = Daytona(DaytonaConfig(api_key=key, api_url=url + "/api"))
+            daemon.start()
+            daytona = daemon.client()
             again = daytona.get(sandbox.id)
             self.assertEqual(again.state, "started")
             self.assertEqual(again.process.exec("pgrep -c sleep").result, "1\n")
             daytona.delete(again)
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=30)
         finally:
-            subprocess.run([f"{BIN}/atoll", "gc", "--data-dir", data], env=env, capture_output=True)
-            for sandbox_id in os.listdir(os.path.join(data, "sandboxes")) if os.path.isdir(os.path.join(data, "sandboxes")) else []:
-                subprocess.run([f"{BIN}/atoll", "delete", "--data-dir", data, sandbox_id], env=env, capture_output=True)
-            shutil.rmtree(data, ignore_errors=True)
-            for root in os.listdir("/sys/fs/cgroup"):
-                path = f"/sys/fs/cgroup/{root}/{env['ATOLL_CGROUP_NAME']}"
-                if os.path.isdir(path):
-                    try:
-                        os.rmdir(path)
-                    except OSError:
-                        pass
-
-
-if __name__ == "__main__":
-    unittest.main()
+            daemon.cleanup()
 
 
 class CLIThroughDaemonTests(unittest.TestCase):
@@ -682,3 +640,7 @@ class CLIThroughDaemonTests(unittest.TestCase):
         finally:
             self.atoll("delete", sandbox_id, check=False)
         self.assertEqual(self.atoll("info", sandbox_id, check=False).returncode, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
