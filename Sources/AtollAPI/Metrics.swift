@@ -86,7 +86,7 @@ enum Prometheus {
     }
 
     /// Every series: the caller's organization's sandboxes (state, CPU, memory, disk, OOM kills),
-    /// sandbox counts per state, the meter, and the daemon's requests.
+    /// sandbox counts per state, the warm pools, the meter, and the daemon's requests.
     static func render(manager: SandboxManager, requests: RequestMetrics, organizationId: String) async throws -> String {
         let sandboxes = try await manager.list(organizationId: organizationId)
         let meters = Dictionary(try await manager.meters(organizationId: organizationId).map { ($0.sandboxId, $0) }, uniquingKeysWith: { a, _ in a })
@@ -114,6 +114,15 @@ enum Prometheus {
         for state in states {
             text += "atoll_sandboxes{state=\(quote(state.rawValue))} \(sandboxes.filter { $0.state == state }.count)\n"
         }
+        let pools = try await manager.warmPoolStatus()
+        text += "# HELP atoll_warm_pool_ready Warm pool members started and ready to be claimed, per key.\n# TYPE atoll_warm_pool_ready gauge\n"
+        for pool in pools { text += "atoll_warm_pool_ready{key=\(quote(pool.key.description))} \(pool.ready)\n" }
+        text += "# HELP atoll_warm_pool_size Configured warm pool size, per key.\n# TYPE atoll_warm_pool_size gauge\n"
+        for pool in pools { text += "atoll_warm_pool_size{key=\(quote(pool.key.description))} \(pool.size)\n" }
+        text += "# HELP atoll_warm_pool_claims_total Creates served from the warm pool.\n# TYPE atoll_warm_pool_claims_total counter\n"
+        for pool in pools { text += "atoll_warm_pool_claims_total{key=\(quote(pool.key.description))} \(pool.claims)\n" }
+        text += "# HELP atoll_warm_pool_misses_total Matching creates built cold because the pool was empty.\n# TYPE atoll_warm_pool_misses_total counter\n"
+        for pool in pools { text += "atoll_warm_pool_misses_total{key=\(quote(pool.key.description))} \(pool.misses)\n" }
         text += "# HELP atoll_meter_failed_rounds_total Meter rounds that could not be recorded.\n# TYPE atoll_meter_failed_rounds_total counter\n"
         text += "atoll_meter_failed_rounds_total \(await manager.meterFailures)\n"
         requests.render(into: &text)

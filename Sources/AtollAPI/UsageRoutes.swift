@@ -4,12 +4,16 @@ import AtollWire
 import Foundation
 import Hummingbird
 
-/// Atoll's own endpoints next to Daytona's API (docs/atoll-openapi.json): `GET /api/usage`.
+/// Atoll's own endpoints next to Daytona's API (docs/atoll-openapi.json): `GET /api/usage` and
+/// `GET /api/warm-pool`.
 struct UsageRoutes {
     let manager: SandboxManager
 
     func register(_ api: RouterGroup<AtollContext>) {
         api.get("usage", use: usage)
+        api.get("warm-pool") { _, _ in
+            try JSON.response(try await manager.warmPoolStatus().map(WarmPoolDTO.init))
+        }
     }
 
     /// `sandboxId`, `from` and `to` (ISO 8601 or seconds since 1970; default the last 24 hours)

@@ -68,6 +68,12 @@ public struct RuntimeConfiguration: Sendable {
     /// at most this much activity, never a state).
     public var activityFlushInterval: Double
     public var metering = MeteringConfiguration()
+    /// Warm pools: ready sandboxes per key that a matching create claims instead of building one.
+    /// Kept filled only by a runner that calls `startWarmPool()` (the daemon); any runner claims.
+    public var warmPool: WarmPoolConfiguration
+
+    /// Ready sandboxes of the default key kept by default.
+    public static let defaultWarmPoolSize = 2
 
     /// `/var/lib/atoll`, the host default.
     public static let defaultDataDirectory = "/var/lib/atoll"
@@ -88,6 +94,7 @@ public struct RuntimeConfiguration: Sendable {
         self.deadlines = deadlines
         self.sweepInterval = sweepInterval
         self.activityFlushInterval = activityFlushInterval
+        self.warmPool = .defaultKey(size: Self.defaultWarmPoolSize, pidsMax: pidsMax)
     }
 
     public var dataDirectory: String { driver.dataDirectory }
@@ -99,7 +106,8 @@ public struct RuntimeConfiguration: Sendable {
     /// `ATOLL_SUBNET` and `ATOLL_NETNS` (a network namespace to use as the host, by path), and for
     /// metering `ATOLL_USAGE_DETAIL_SECONDS`, `ATOLL_USAGE_RETENTION_DAYS` and the prices
     /// `ATOLL_PRICE_VCPU_SECOND`, `ATOLL_PRICE_MEMORY_GIB_SECOND`, `ATOLL_PRICE_DISK_GIB_SECOND`,
-    /// `ATOLL_PRICE_ARCHIVE_GIB_MONTH`, `ATOLL_PRICE_CURRENCY`.
+    /// `ATOLL_PRICE_ARCHIVE_GIB_MONTH`, `ATOLL_PRICE_CURRENCY`, and `ATOLL_WARM_POOL` (see
+    /// `WarmPoolConfiguration.parse`).
     public static func fromEnvironment(dataDirectory: String, _ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RuntimeConfiguration {
         func number<T: FixedWidthInteger>(_ key: String, _ fallback: T) throws -> T {
             guard let text = environment[key] else { return fallback }
@@ -118,6 +126,8 @@ public struct RuntimeConfiguration: Sendable {
             maxMemoryGiB: try number("ATOLL_MAX_MEMORY_GIB", config.limits.maxMemoryGiB),
             maxDiskGiB: try number("ATOLL_MAX_DISK_GIB", config.limits.maxDiskGiB)
         )
+        config.warmPool = try WarmPoolConfiguration.parse(environment["ATOLL_WARM_POOL"] ?? "\(defaultWarmPoolSize)",
+                                                          pidsMax: config.pidsMax, limits: config.limits)
         func decimal(_ key: String, _ fallback: Double) throws -> Double {
             guard let text = environment[key] else { return fallback }
             guard let value = Double(text), value.isFinite, value >= 0 else {

@@ -11,6 +11,31 @@ extension SandboxManager {
     /// before anything is made, with a message naming the field and the limit. If the machinery
     /// fails, the sandbox stays in `error` (recoverable) with the reason, and the error is thrown.
     public func create(_ parameters: CreateParameters) async throws -> Sandbox {
+        let plan = try createPlan(parameters)
+        // A chosen id asks for a sandbox built with it; anything else may come from a warm pool.
+        if parameters.id == nil, let claimed = try await claimWarm(plan) { return claimed }
+        return try await build(plan, pool: nil)
+    }
+
+    /// A create's parameters, validated and with every default filled in.
+    struct CreatePlan {
+        var id: SandboxID
+        var name: String?
+        var organizationId: String
+        var labels: [String: String]
+        var env: [String: String]
+        var user: String
+        var resources: Resources
+        var pidsMax: Int
+        var snapshot: String
+        var intervals: LifecycleIntervals
+        var network: NetworkPolicy
+        var owner: ProcessRef?
+
+        var poolKey: WarmPoolKey { WarmPoolKey(snapshot: snapshot, resources: resources, user: user, pidsMax: pidsMax) }
+    }
+
+    func createPlan(_ parameters: CreateParameters) throws -> CreatePlan {
         let resources = parameters.resources ?? .defaults
         try configuration.limits.validate(resources)
         try EnvironmentValidation.validate(parameters.env)
@@ -37,30 +62,40 @@ extension SandboxManager {
         }
         let snapshot = parameters.snapshot ?? "default"
         try driver.checkSnapshot(snapshot)
-        let id = parameters.id ?? SandboxID.random()
-        let name = parameters.name ?? id.rawValue
-        try Naming.validateName(name)
+        if let name = parameters.name { try Naming.validateName(name) }
+        return CreatePlan(
+            id: parameters.id ?? SandboxID.random(), name: parameters.name,
+            organizationId: parameters.organizationId ?? configuration.organizationId, labels: labels, env: parameters.env,
+            user: user, resources: resources, pidsMax: pidsMax, snapshot: snapshot, intervals: intervals,
+            network: parameters.network, owner: parameters.ownedByCurrentProcess ? me : nil)
+    }
 
+    /// The cold path: a new disk, cgroup, network and PID 1. `pool` marks a warm pool member.
+    func build(_ plan: CreatePlan, pool: String?) async throws -> Sandbox {
+        let id = plan.id
+        let name = plan.name ?? id.rawValue
+        try Naming.validateName(name)
         let at = now
         let token = UUID().uuidString
-        let owner = parameters.ownedByCurrentProcess ? me : nil
+        let owner = plan.owner
         var row = SandboxRow(
-            id: id.rawValue, organizationId: parameters.organizationId ?? configuration.organizationId, name: name,
-            state: SandboxState.creating.rawValue, errorReason: nil, recoverable: false, snapshot: snapshot, user: user,
-            env: StringMapColumn.encode(parameters.env), labels: StringMapColumn.encode(labels),
-            cpu: resources.cpu, memoryGiB: resources.memoryGiB, diskGiB: resources.diskGiB, pidsMax: pidsMax,
-            autoStop: intervals.autoStop, autoArchive: intervals.autoArchive, autoDelete: intervals.autoDelete,
-            networkBlockAll: parameters.network.blockAll, networkAllowList: parameters.network.allowListText,
+            id: id.rawValue, organizationId: plan.organizationId, name: name,
+            state: SandboxState.creating.rawValue, errorReason: nil, recoverable: false, snapshot: plan.snapshot, user: plan.user,
+            env: StringMapColumn.encode(plan.env), labels: StringMapColumn.encode(plan.labels),
+            cpu: plan.resources.cpu, memoryGiB: plan.resources.memoryGiB, diskGiB: plan.resources.diskGiB, pidsMax: plan.pidsMax,
+            autoStop: plan.intervals.autoStop, autoArchive: plan.intervals.autoArchive, autoDelete: plan.intervals.autoDelete,
+            networkBlockAll: plan.network.blockAll, networkAllowList: plan.network.allowListText,
             uidBase: 0, uidCount: 0, address: nil, initPid: nil, initStartTime: nil,
             archivePath: nil, archiveBytes: nil, archiveSHA256: nil,
             ownerPid: owner?.pid, ownerStartTime: owner.map { Int64($0.startTime) },
             opPid: me.pid, opStartTime: Int64(me.startTime), opToken: token,
             deadline: at + configuration.deadlines.creating, createdAt: at, updatedAt: at, lastActivityAt: at
         )
+        row.pool = pool
         // The row exists before anything on disk does, so no other process takes the disk,
         // cgroup or directory for an orphan.
         row = try database.insert(row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
-                                  idRangeSlots: configuration.idRangeSlots, reason: "create")
+                                  idRangeSlots: configuration.idRangeSlots, reason: pool == nil ? "create" : "create for the warm pool")
         Failpoint.hit("create.after-insert")
         let machine: SandboxMachine
         do {

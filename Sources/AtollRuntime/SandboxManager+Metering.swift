@@ -102,7 +102,7 @@ extension SandboxManager {
         let at = now
         guard let rows = try? database.all() else { return 0 }
         var readings: [MeterReading] = []
-        for row in rows where row.sandboxState == .started {
+        for row in rows where row.sandboxState == .started && row.pool == nil {
             // A sandbox stopping meanwhile has no cgroup to read: it is simply not sampled.
             guard let machine = try? Self.machine(row), let usage = try? await driver.usage(machine) else { continue }
             readings.append(MeterReading(

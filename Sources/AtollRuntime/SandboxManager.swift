@@ -29,6 +29,10 @@ public actor SandboxManager {
     var meter: Task<Void, Never>?
     var lastCompaction: Double = 0
     public internal(set) var meterFailures = 0
+    /// The warm pool's refill loop (daemon), its wake-up signal and counters per key.
+    var poolTask: Task<Void, Never>?
+    var poolWake: AsyncStream<Void>.Continuation?
+    var poolCounters: [WarmPoolKey: WarmPoolCounters] = [:]
     /// Process sessions by sandbox id, then session id (see `SandboxManager+Sessions`).
     var sessions: [String: [String: SessionState]] = [:]
 
@@ -221,6 +225,12 @@ public actor SandboxManager {
         sweeper = nil
         meter?.cancel()
         meter = nil
+        // The refill loop finishes the member it is building, then ends.
+        poolTask?.cancel()
+        poolWake?.finish()
+        poolWake = nil
+        await poolTask?.value
+        poolTask = nil
         for (id, at) in activity { _ = try? database.update(id: id, at: now) { $0.lastActivityAt = max($0.lastActivityAt, at) } }
         for job in background.values { await job.task.value }
     }

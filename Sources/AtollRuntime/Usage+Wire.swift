@@ -36,3 +36,11 @@ extension UsageResponse {
             items: report.items.map { item($0, total: false) }, total: item(report.total, total: true))
     }
 }
+
+extension WarmPoolDTO {
+    public init(_ status: WarmPoolStatus) {
+        self.init(snapshot: status.key.snapshot, cpu: status.key.resources.cpu, memory: status.key.resources.memoryGiB,
+                  disk: status.key.resources.diskGiB, user: status.key.user, size: status.size, ready: status.ready,
+                  creating: status.creating, claims: status.claims, misses: status.misses, lastError: status.lastError)
+    }
+}

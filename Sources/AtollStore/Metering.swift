@@ -182,8 +182,9 @@ extension SandboxDatabase {
     /// transaction as every change of a sandbox row.
     static func applyAllocation(_ db: Database, row: SandboxRow, at: Double, boundary: PeriodBoundary, reason: String?) throws {
         let open = try AllocationPeriodRow.filter(Column("sandboxId") == row.id && Column("endedAt") == nil).fetchOne(db)
-        let rule = AllocationRule.forState(row.sandboxState, cpu: row.cpu, memoryGiB: row.memoryGiB, diskGiB: row.diskGiB,
-                                           archiveBytes: row.archiveBytes)
+        // A pooled sandbox is allocated to nobody: its periods start when it is claimed.
+        let rule = row.pool != nil ? .none : AllocationRule.forState(row.sandboxState, cpu: row.cpu, memoryGiB: row.memoryGiB,
+                                                                     diskGiB: row.diskGiB, archiveBytes: row.archiveBytes)
         let wanted: Allocation?
         switch rule {
         case .keep:

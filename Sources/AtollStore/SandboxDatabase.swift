@@ -79,6 +79,7 @@ public final class SandboxDatabase: Sendable {
         registerKeyMigrations(&migrator)
         registerAddressMigrations(&migrator)
         registerMeteringMigrations(&migrator)
+        registerWarmPoolMigrations(&migrator)
         return migrator
     }
 

@@ -55,6 +55,9 @@ public struct SandboxRow: Codable, Sendable, Hashable, FetchableRecord, Persista
     public var createdAt: Double
     public var updatedAt: Double
     public var lastActivityAt: Double
+    /// The warm pool key (`WarmPoolKey.description`) of a pooled sandbox not yet claimed, or
+    /// `claiming:TOKEN` while a claim is under way; nil for every sandbox someone asked for.
+    public var pool: String? = nil
 
     public init(id: String, organizationId: String, name: String, state: String, errorReason: String?, recoverable: Bool, snapshot: String, user: String, env: String, labels: String, cpu: Int, memoryGiB: Int, diskGiB: Int, pidsMax: Int, autoStop: Int, autoArchive: Int, autoDelete: Int, networkBlockAll: Bool, networkAllowList: String?, uidBase: Int64, uidCount: Int64, address: String?, initPid: Int32?, initStartTime: Int64?, archivePath: String?, archiveBytes: Int64?, archiveSHA256: String?, ownerPid: Int32?, ownerStartTime: Int64?, opPid: Int32?, opStartTime: Int64?, opToken: String?, deadline: Double?, createdAt: Double, updatedAt: Double, lastActivityAt: Double) {
         self.id = id

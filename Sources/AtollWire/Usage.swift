@@ -115,3 +115,35 @@ public enum UsageTime {
         return plain.date(from: text) ?? fractional.date(from: text)
     }
 }
+
+/// One warm pool in `GET /api/warm-pool` (an Atoll extension; see docs/atoll-openapi.json).
+public struct WarmPoolDTO: Codable, Sendable {
+    public var snapshot: String
+    public var cpu: Int
+    public var memory: Int
+    public var disk: Int
+    public var user: String
+    /// Configured number of ready members.
+    public var size: Int
+    public var ready: Int
+    public var creating: Int
+    /// Creates served from the pool and matching creates built cold, since the daemon started.
+    public var claims: Int
+    public var misses: Int
+    public var lastError: String?
+
+    public init(snapshot: String, cpu: Int, memory: Int, disk: Int, user: String, size: Int, ready: Int, creating: Int,
+                claims: Int, misses: Int, lastError: String?) {
+        self.snapshot = snapshot
+        self.cpu = cpu
+        self.memory = memory
+        self.disk = disk
+        self.user = user
+        self.size = size
+        self.ready = ready
+        self.creating = creating
+        self.claims = claims
+        self.misses = misses
+        self.lastError = lastError
+    }
+}

@@ -51,6 +51,7 @@ protocol Backend: Sendable {
     func setLabels(_ id: String, _ labels: [String: String]) async throws -> [String: String]
     func setNetwork(_ id: String, _ settings: NetworkSettingsBody) async throws -> SandboxDTO
     func usage(sandboxId: String?, from: Date, to: Date, groupBy: String) async throws -> UsageResponse
+    func warmPool() async throws -> [WarmPoolDTO]
     /// Runs a command; output goes to `onOutput` (as it comes when embedded, at the end remotely).
     func exec(_ id: String, _ command: CommandLine, cwd: String?, env: [String: String], user: String?, timeout: Double?,
               forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void) async throws -> RunOutcome
@@ -118,6 +119,10 @@ struct EmbeddedBackend: Backend {
     func usage(sandboxId: String?, from: Date, to: Date, groupBy: String) async throws -> UsageResponse {
         UsageResponse(try await manager.usageReport(UsageQuery(
             sandboxId: sandboxId, from: from, to: to, groupBy: try UsageGrouping(parsing: groupBy))))
+    }
+
+    func warmPool() async throws -> [WarmPoolDTO] {
+        try await manager.warmPoolStatus().map(WarmPoolDTO.init)
     }
 
     func setNetwork(_ id: String, _ settings: NetworkSettingsBody) async throws -> SandboxDTO {
@@ -271,6 +276,10 @@ struct RemoteBackend: Backend {
         var query = "from=\(from.timeIntervalSince1970)&to=\(to.timeIntervalSince1970)&groupBy=\(Self.query(groupBy))"
         if let sandboxId { query += "&sandboxId=\(Self.query(sandboxId))" }
         return try await decode(UsageResponse.self, "GET", "/api/usage?\(query)")
+    }
+
+    func warmPool() async throws -> [WarmPoolDTO] {
+        try await decode([WarmPoolDTO].self, "GET", "/api/warm-pool")
     }
 
     func setNetwork(_ id: String, _ settings: NetworkSettingsBody) async throws -> SandboxDTO {

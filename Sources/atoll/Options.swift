@@ -124,6 +124,11 @@ enum Output {
             [s.id, s.name, s.state ?? "?", "\(s.cpu)", "\(s.memory)G", "\(s.disk)G", s.labels[Language.labelKey] ?? "python",
              s.labels.filter { $0.key != Language.labelKey }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")]
         }
+        table(header, rows)
+    }
+
+    /// Rows under a header, columns padded to their widest cell.
+    static func table(_ header: [String], _ rows: [[String]]) {
         let widths = (0..<header.count).map { i in ([header[i]] + rows.map { $0[i] }).map(\.count).max() ?? 0 }
         for row in [header] + rows {
             print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces))

@@ -77,6 +77,12 @@ struct Atolld: AsyncParsableCommand {
         await manager.startSweeper()
         // Per-second metering of every started sandbox (GET /api/usage, /metrics).
         await manager.startMeter()
+        // Ready sandboxes for creates that match a key (ATOLL_WARM_POOL; 0 turns it off).
+        let pools = configuration.warmPool.entries.filter { $0.size > 0 }
+        logger.notice("warm pool", metadata: [
+            "keys": .string(pools.isEmpty ? "off" : pools.map { "\($0.key)=\($0.size)" }.joined(separator: ",")),
+        ])
+        await manager.startWarmPool()
 
         let dataDirectory = configuration.dataDirectory
         let app = AtollServer.application(manager: manager, host: host, port: port, logger: logger) { actualPort in

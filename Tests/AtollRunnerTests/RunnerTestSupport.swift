@@ -19,11 +19,13 @@ struct RunnerFixture {
     }
 }
 
-func withRunner<T>(deadlines: TransitionDeadlines = .defaults, _ body: (RunnerFixture) async throws -> T) async throws -> T {
+func withRunner<T>(deadlines: TransitionDeadlines = .defaults, configure: (inout RuntimeConfiguration) -> Void = { _ in },
+                   _ body: (RunnerFixture) async throws -> T) async throws -> T {
     let dir = "/tmp/atoll-runner-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     defer { try? FileManager.default.removeItem(atPath: dir) }
     var configuration = RuntimeConfiguration(dataDirectory: dir, cgroupName: "unused", idRangeSlots: 64)
     configuration.deadlines = deadlines
+    configure(&configuration)
     let driver = FakeDriver()
     let clock = ManualClock()
     let manager = try await SandboxManager.open(configuration: configuration, driver: driver, clock: clock)

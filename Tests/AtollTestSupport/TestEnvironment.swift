@@ -100,6 +100,7 @@ public struct TestRuntime: Sendable {
         if let manager {
             await manager.close()
             do {
+                try await manager.drainWarmPool()
                 try await manager.deleteAll()
             } catch {
                 Issue.record("cleanup: could not delete every sandbox: \(error)")

@@ -85,9 +85,11 @@ class PrivateDaemon:
         self.process.kill()
         self.process.wait(timeout=30)
 
-    def atoll(self, *args, **kwargs):
-        """The CLI, embedded, on this daemon's data directory."""
-        return subprocess.run([f"{BIN}/atoll", args[0], "--data-dir", self.data, *args[1:]], env=self.env, capture_output=True, **kwargs)
+    def atoll(self, *args, words=1, **kwargs):
+        """The CLI, embedded, on this daemon's data directory; the first `words` arguments name
+        the (sub)command, options follow them."""
+        return subprocess.run([f"{BIN}/atoll", *args[:words], "--data-dir", self.data, *args[words:]], env=self.env,
+                              capture_output=True, **kwargs)
 
     def cgroup_procs(self, sandbox_id):
         """Pids in the sandbox's cgroup (pids controller on v1, the group itself on v2)."""
@@ -106,6 +108,9 @@ class PrivateDaemon:
                 self.terminate()
             except subprocess.TimeoutExpired:
                 self.kill()
+        drained = self.atoll("pool", "drain", words=2)
+        if drained.returncode != 0:
+            print("cleanup: atoll pool drain failed:", drained.stderr.decode(errors="replace"))
         self.atoll("gc")
         sandboxes = os.path.join(self.data, "sandboxes")
         for sandbox_id in os.listdir(sandboxes) if os.path.isdir(sandboxes) else []:
