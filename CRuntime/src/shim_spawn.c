@@ -16,6 +16,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -532,6 +533,8 @@ static __attribute__((noreturn)) void exec_final(const atoll_exec_config *cfg, i
     struct child_msg m;
     memset(&m, 0, sizeof m);
     atoll_error *e = &m.error;
+    /* v1: into the sandbox's cgroups before anything else (v2 cloned us straight into it). */
+    if (join_cgroup_v1(&cfg->cgroup, e) < 0) child_die(msgfd, &m);
     if (setup_stdio(cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd, e) < 0) child_die(msgfd, &m);
     /* Its own session and process group, so a timeout can kill everything it started. */
     if (setsid() < 0) { atoll_fail(e, errno, "setsid", ""); child_die(msgfd, &m); }
@@ -542,12 +545,25 @@ static __attribute__((noreturn)) void exec_final(const atoll_exec_config *cfg, i
     child_die(msgfd, &m);
 }
 
-static __attribute__((noreturn)) void exec_intermediate(const void *config, int msgfd) {
-    const atoll_exec_config *cfg = config;
+struct exec_start {
+    const atoll_exec_config *cfg;
+    int msgfd;
+};
+
+/*
+ * The exec helper shares the daemon's memory (CLONE_VM | CLONE_VFORK, as posix_spawn does: the
+ * calling thread waits until it exits), so the daemon's address space is copied once, for the
+ * final process, instead of twice. It only joins namespaces and forks; it cannot join the user
+ * namespace itself (the kernel refuses that to a task sharing its mm), which the final process,
+ * a real fork, does.
+ */
+static int exec_intermediate(void *arg) {
+    const struct exec_start *start = arg;
+    const atoll_exec_config *cfg = start->cfg;
+    int msgfd = start->msgfd;
     struct child_msg m;
     memset(&m, 0, sizeof m);
     atoll_error *e = &m.error;
-    if (join_cgroup_v1(&cfg->cgroup, e) < 0) child_die(msgfd, &m);
     /* Every namespace but the user namespace: those are owned by the host's user namespace and
      * joining them needs host privileges, which the user namespace join gives up. */
     if (setns(cfg->ns_pidfd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_NEWPID) < 0) {
@@ -559,6 +575,10 @@ static __attribute__((noreturn)) void exec_intermediate(const void *config, int 
     struct atoll_clone_args args;
     memset(&args, 0, sizeof args);
     args.flags = CLONE_PARENT;
+    if (cfg->cgroup.dir_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cfg->cgroup.dir_fd;
+    }
     long pid = atoll_clone3(&args);
     if (pid == 0) exec_final(cfg, msgfd);
     if (pid < 0) {
@@ -571,15 +591,37 @@ static __attribute__((noreturn)) void exec_intermediate(const void *config, int 
     _exit(0);
 }
 
+/* The exec helper's stack (it shares our memory, so it needs one of its own). */
+#define EXEC_HELPER_STACK (256 * 1024)
+
 int atoll_exec_in_sandbox(const atoll_exec_config *cfg, pid_t *pid_out, atoll_error *err) {
-    int msgs = -1;
-    long mid = clone_child(0, &cfg->cgroup, NULL, exec_intermediate, cfg, &msgs, "clone3(exec helper)", err);
-    if (mid < 0) return (int)mid;
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0) return atoll_fail(err, errno, "pipe2", "");
+    void *stack = mmap(NULL, EXEC_HELPER_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        int saved = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return atoll_fail(err, saved, "mmap(exec helper stack)", "");
+    }
+    struct exec_start start = { cfg, pipefd[1] };
+    sigset_t old;
+    block_all(&old);
+    /* Returns once the helper has exited (CLONE_VFORK). */
+    int mid = clone(exec_intermediate, (char *)stack + EXEC_HELPER_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, EXEC_HELPER_STACK);
+    close(pipefd[1]);
+    if (mid < 0) {
+        close(pipefd[0]);
+        return atoll_fail(err, clone_errno, "clone(exec helper)", "");
+    }
     siginfo_t info;
     while (waitid(P_PID, (id_t)mid, &info, WEXITED) < 0 && errno == EINTR) {}
     pid_t pid = 0;
-    int failed = read_msgs(msgs, &pid, err);
-    close(msgs);
+    int failed = read_msgs(pipefd[0], &pid, err);
+    close(pipefd[0]);
     if (failed) {
         if (pid > 0) while (waitid(P_PID, (id_t)pid, &info, WEXITED) < 0 && errno == EINTR) {}
         return -err->err;
