@@ -18,29 +18,13 @@ public enum HostCommand {
     /// Runs `executable` with `arguments`; returns standard output. Non-zero exit throws.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ["PATH": searchPath.joined(separator: ":"), "LC_ALL": "C"]
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            throw AtollError(.system, "could not start \(executable)", cause: "\(error)")
-        }
-        // Drain both pipes before waiting, so a chatty tool cannot block on a full pipe.
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let stdout = String(decoding: outData, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            let stderr = String(decoding: errData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let result = try HostProcess.run(executable, arguments, environment: ["PATH=\(searchPath.joined(separator: ":"))", "LC_ALL=C"])
+        let stdout = String(decoding: result.stdout, as: UTF8.self)
+        guard result.succeeded else {
+            let stderr = String(decoding: result.stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             let command = ([executable] + arguments).joined(separator: " ")
-            throw AtollError(.system, "\(command) exited with status \(process.terminationStatus): \(stderr.isEmpty ? stdout : stderr)")
+            let how = result.exitStatus.map { "exited with status \($0)" } ?? "was killed by signal \(result.signal ?? 0)"
+            throw AtollError(.system, "\(command) \(how): \(stderr.isEmpty ? stdout : stderr)")
         }
         return stdout
     }

@@ -109,24 +109,16 @@ struct ArchiveTools {
     /// bash as its PID 1: killing `unshare` kills bash (`--kill-child`), and the kernel then kills
     /// every other process of the pipeline, which also releases the disk's mount at once.
     static func runIsolated(_ script: String, _ arguments: [String], tools: ArchiveTools, cancellation: Cancellation?) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tools.unshare)
-        process.arguments = ["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", tools.bash, "-c", script, "atoll-archive"] + arguments
-        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"]
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let pid = process.processIdentifier
-        cancellation?.onCancel { _ = kill(pid, SIGKILL) }
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let result = try HostProcess.run(
+            tools.unshare, ["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", tools.bash, "-c", script, "atoll-archive"] + arguments,
+            environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"], captureStdout: false,
+            started: { pid in cancellation?.onCancel { _ = kill(pid, SIGKILL) } })
         cancellation?.clear()
-        guard process.terminationStatus == 0 && process.terminationReason == .exit else {
+        guard result.succeeded else {
             if cancellation?.isCancelled == true { throw AtollError(.conflict, "the archive operation was cancelled") }
-            let message = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw AtollError(.system, "archive helper failed with status \(process.terminationStatus): \(message.suffix(400))")
+            let message = String(decoding: result.stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let how = result.exitStatus.map { "status \($0)" } ?? "signal \(result.signal ?? 0)"
+            throw AtollError(.system, "archive helper failed with \(how): \(message.suffix(400))")
         }
     }
 
