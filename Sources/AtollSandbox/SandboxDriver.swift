@@ -152,6 +152,16 @@ public final class SandboxDriver: SandboxDriving {
         var initProcess: InitProcess
         var handle: SandboxInit
         var placement: CgroupPlacement
+
+        /// Kept as long as the sandbox runs: its descriptors move out of select(2)'s range.
+        init(initProcess: InitProcess, handle: SandboxInit, placement: CgroupPlacement) {
+            handle.pidfd.moveToLongLivedRange()
+            placement.directory?.moveToLongLivedRange()
+            placement.procsFiles.forEach { $0.moveToLongLivedRange() }
+            self.initProcess = initProcess
+            self.handle = handle
+            self.placement = placement
+        }
     }
     let live = Mutex<[SandboxID: Live]>([:])
 

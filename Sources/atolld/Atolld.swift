@@ -48,6 +48,10 @@ struct Atolld: AsyncParsableCommand {
             logger.logLevel = level
             return logger
         }()
+        // A few descriptors per running sandbox: the soft limit (1024 under systemd) would run
+        // out at a couple of hundred sandboxes; the hard limit is the operator's real ceiling.
+        let files = Self.raiseDescriptorLimit()
+        logger.info("descriptor limit", metadata: ["soft": "\(files.soft)", "hard": "\(files.hard)"])
         let (host, port) = try Self.parseListen(listen)
 
         var configuration = try RuntimeConfiguration.fromEnvironment(dataDirectory: dataDir)
@@ -144,5 +148,20 @@ struct Atolld: AsyncParsableCommand {
         }
         guard let port = Int(portText), (0...65535).contains(port) else { throw ValidationError("--listen: invalid port in \(text)") }
         return (host, port)
+    }
+}
+
+extension Atolld {
+    /// Raises RLIMIT_NOFILE's soft limit to the hard one; returns both as they are now.
+    static func raiseDescriptorLimit() -> (soft: UInt64, hard: UInt64) {
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        var limit = rlimit()
+        guard getrlimit(resource, &limit) == 0 else { return (0, 0) }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(resource, &raised) == 0 { limit = raised }
+        }
+        return (UInt64(limit.rlim_cur), UInt64(limit.rlim_max))
     }
 }
