@@ -83,7 +83,7 @@ let package = Package(
         // Benchmarks: Atoll's figures side by side with peers, in one run.
         .executableTarget(
             name: "atoll-bench",
-            dependencies: ["AtollLinux", "AtollCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["AtollLinux", "AtollCore", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 

@@ -269,6 +269,9 @@ int atoll_net_socket(int ns_fd, int domain, int type, int protocol, atoll_error 
 /// pipe2(fds, O_CLOEXEC): both ends close-on-exec. Returns 0 or -errno.
 int atoll_pipe_cloexec(int fds[2]);
 
+/// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to this process (prctl is variadic, so Swift cannot call it). Returns 0 or -errno.
+int atoll_set_child_subreaper(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "shim_internal.h"
 
+#include <sys/prctl.h>
 #include <fcntl.h>
 #include <linux/loop.h>
 #include <sched.h>
@@ -216,6 +217,10 @@ int atoll_pidfd_wait(int pidfd, int block, atoll_exit *out, atoll_error *err) {
 
 int atoll_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
+}
+
+int atoll_set_child_subreaper(void) {
+    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 ? -errno : 0;
 }
 
 static int signal_pipe_write = -1;

@@ -8,7 +8,7 @@ struct AtollBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "atoll-bench",
         abstract: "Measure Atoll against peers doing the same work, interleaved in one run (needs root).",
-        subcommands: [Network.self]
+        subcommands: [Network.self, API.self]
     )
 
     struct Network: ParsableCommand {
@@ -20,6 +20,38 @@ struct AtollBench: ParsableCommand {
             guard geteuid() == 0 else { throw ValidationError("needs root (network namespaces)") }
             let results = try NetworkBenchmark(iterations: iterations).run()
             Measurement.printTable(results, iterations: iterations)
+        }
+    }
+}
+
+extension AtollBench {
+    /// Run by `scripts/bench`, which installs the peers, builds a busybox root and starts atolld.
+    struct API: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "api",
+            abstract: "atolld through its HTTP API against runc, crun, bwrap, unshare and python3, interleaved; writes BENCHMARKS.md.")
+        @Option(help: "atolld's base URL (http://127.0.0.1:PORT).") var url: String
+        @Option(help: "A file holding the API key.") var apiKeyFile: String
+        @Option(help: "atolld's pid (its RSS is reported).") var daemonPid: Int32
+        @Option(help: "A busybox root directory for the peers.") var rootfs: String
+        @Option(help: "A scratch directory for OCI bundles.") var scratch: String
+        @Option(help: "Rounds: each runs every figure once.") var rounds = 100
+        @Option(help: "Idle started sandboxes (and crun containers) for the density figure.") var density = 200
+        @Option(help: "Seconds of back-to-back exec requests for the daemon's memory under load.") var loadSeconds = 60.0
+        @Option(help: "Where to write the markdown report.") var out = "BENCHMARKS.md"
+
+        func run() throws {
+            guard geteuid() == 0 else { throw ValidationError("needs root") }
+            Reaper.become()
+            let key = try String(contentsOfFile: apiKeyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            let benchmark = ApiBenchmark(http: try BenchHTTP(url: url, key: key), daemonPid: daemonPid, rootfs: rootfs, scratch: scratch,
+                                         rounds: rounds, density: density, loadSeconds: loadSeconds)
+            let report = try benchmark.run { line in
+                FileHandle.standardError.write(Data("==> \(line)\n".utf8))
+            }
+            let text = report.markdown(rounds: rounds, density: density, loadSeconds: loadSeconds)
+            print(text)
+            try text.write(toFile: out, atomically: true, encoding: .utf8)
         }
     }
 }
