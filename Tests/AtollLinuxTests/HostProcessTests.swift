@@ -28,30 +28,39 @@ struct HostProcessTests {
 
     @Test("a process holding descriptors past 1024 still runs host programs (no select/fd_set)")
     func manyDescriptors() throws {
-        var limit = rlimit()
-        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
-        let saved = limit
-        if limit.rlim_cur < 4096 && limit.rlim_max >= 4096 {
-            limit.rlim_cur = 4096
-            setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        try withDescriptorLimit(above: 2100) {
+            // Occupy descriptors up to past 2000, as a daemon with ~300 sandboxes does.
+            let base = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            var held: [Int32] = []
+            defer { held.forEach { close($0) }; close(base) }
+            while (held.last ?? 0) < 2048 {
+                let fd = fcntl(base, F_DUPFD_CLOEXEC, 0)
+                try #require(fd >= 0, "dup failed: errno \(errno)")
+                held.append(fd)
+            }
+            let out = try HostCommand.run(try HostCommand.locate("sh", package: "dash"), ["-c", "echo fine"])
+            #expect(out == "fine\n")
         }
-        defer {
-            var restore = saved
-            setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &restore)
-        }
-        var current = rlimit()
-        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &current)
-        try #require(current.rlim_cur > 2100, "needs RLIMIT_NOFILE above 2100, have \(current.rlim_cur)")
-        // Occupy descriptors up to past 2000, as a daemon with ~300 sandboxes does.
-        let base = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        var held: [Int32] = []
-        defer { held.forEach { close($0) }; close(base) }
-        while (held.last ?? 0) < 2048 {
-            let fd = fcntl(base, F_DUPFD_CLOEXEC, 0)
-            try #require(fd >= 0, "dup failed: errno \(errno)")
-            held.append(fd)
-        }
-        let out = try HostCommand.run(try HostCommand.locate("sh", package: "dash"), ["-c", "echo fine"])
-        #expect(out == "fine\n")
     }
+}
+
+/// Runs `body` with RLIMIT_NOFILE's soft limit raised (to 4096 when the hard limit allows),
+/// restored after; requires the limit to end up above `minimum`.
+func withDescriptorLimit(above minimum: rlim_t, _ body: () throws -> Void) throws {
+    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    var limit = rlimit()
+    getrlimit(resource, &limit)
+    let saved = limit
+    if limit.rlim_cur < 4096 && limit.rlim_max >= 4096 {
+        limit.rlim_cur = 4096
+        setrlimit(resource, &limit)
+    }
+    defer {
+        var restore = saved
+        setrlimit(resource, &restore)
+    }
+    var current = rlimit()
+    getrlimit(resource, &current)
+    try #require(current.rlim_cur > minimum, "needs RLIMIT_NOFILE above \(minimum), have \(current.rlim_cur)")
+    try body()
 }

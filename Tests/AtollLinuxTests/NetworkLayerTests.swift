@@ -127,35 +127,22 @@ struct HostNetworkTests {
 
     @Test("with more than 1024 long-lived descriptors (a daemon with hundreds of sandboxes), nftables still works")
     func manyLongLivedDescriptors() throws {
-        var limit = rlimit()
-        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
-        getrlimit(resource, &limit)
-        let saved = limit
-        if limit.rlim_cur < 4096 && limit.rlim_max >= 4096 {
-            limit.rlim_cur = 4096
-            setrlimit(resource, &limit)
+        try withDescriptorLimit(above: 2100) {
+            // 1100 handles kept as sandboxes' are: moved out of select(2)'s range. libnftables waits
+            // on its netlink socket with select(2) and aborts the process on a descriptor ≥ 1024.
+            var held: [OwnedFD] = []
+            defer { held.forEach { $0.close() } }
+            for _ in 0..<1100 {
+                let fd = try OwnedFD(path: "/dev/null", flags: O_RDONLY)
+                fd.moveToLongLivedRange()
+                #expect(fd.raw >= OwnedFD.longLivedFloor)
+                held.append(fd)
+            }
+            let namespace = try HostNetwork.makeNamespace()
+            defer { namespace.close() }
+            let host = try HostNetwork(namespacePath: "/proc/\(getpid())/fd/\(namespace.raw)")
+            try host.nft("add table inet probe")
+            #expect(try host.nft("list tables").contains("table inet probe"))
         }
-        defer {
-            var restore = saved
-            setrlimit(resource, &restore)
-        }
-        var current = rlimit()
-        getrlimit(resource, &current)
-        try #require(current.rlim_cur > 2100, "needs RLIMIT_NOFILE above 2100, have \(current.rlim_cur)")
-        // 1100 handles kept as sandboxes' are: moved out of select(2)'s range. libnftables waits
-        // on its netlink socket with select(2) and aborts the process on a descriptor ≥ 1024.
-        var held: [OwnedFD] = []
-        defer { held.forEach { $0.close() } }
-        for _ in 0..<1100 {
-            let fd = try OwnedFD(path: "/dev/null", flags: O_RDONLY)
-            fd.moveToLongLivedRange()
-            #expect(fd.raw >= OwnedFD.longLivedFloor)
-            held.append(fd)
-        }
-        let namespace = try HostNetwork.makeNamespace()
-        defer { namespace.close() }
-        let host = try HostNetwork(namespacePath: "/proc/\(getpid())/fd/\(namespace.raw)")
-        try host.nft("add table inet probe")
-        #expect(try host.nft("list tables").contains("table inet probe"))
     }
 }
