@@ -28,13 +28,7 @@ final class BenchHTTP {
         guard fd >= 0 else { throw SystemError.error("socket", host, errno: errno) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        inet_pton(AF_INET, host, &address.sin_addr)
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let rc = IPv4SocketAddress.with(host, port) { Glibc.connect(fd, $0, $1) }
         guard rc == 0 else {
             let error = errno
             close(fd)

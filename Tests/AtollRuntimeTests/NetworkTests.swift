@@ -62,13 +62,7 @@ func fetch(from namespace: OwnedFD, _ address: String, _ port: UInt16) throws ->
     var timeout = timeval(tv_sec: 3, tv_usec: 0)
     setsockopt(socket.raw, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     setsockopt(socket.raw, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var sin = sockaddr_in()
-    sin.sin_family = sa_family_t(AF_INET)
-    sin.sin_port = port.bigEndian
-    inet_pton(AF_INET, address, &sin.sin_addr)
-    let connected = withUnsafePointer(to: &sin) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket.raw, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
+    let connected = IPv4SocketAddress.with(address, port) { connect(socket.raw, $0, $1) }
     guard connected == 0 else { return nil }
     let request = "GET / HTTP/1.0\r\n\r\n"
     _ = request.withCString { write(socket.raw, $0, strlen($0)) }

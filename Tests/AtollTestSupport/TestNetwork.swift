@@ -91,13 +91,7 @@ public final class TestHTTPServer: @unchecked Sendable {
         let listener = try HostNetwork.socket(in: namespace, domain: AF_INET, type: Int32(SOCK_STREAM.rawValue))
         var one: Int32 = 1
         setsockopt(listener.raw, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = port.bigEndian
-        inet_pton(AF_INET, address, &sin.sin_addr)
-        let bound = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener.raw, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let bound = IPv4SocketAddress.with(address, port) { bind(listener.raw, $0, $1) }
         guard bound == 0, listen(listener.raw, 64) == 0 else { throw SystemError.last("bind/listen", "\(address):\(port)") }
         socket = listener.take()
         Thread { [self] in serve() }.start()

@@ -77,6 +77,19 @@ class SDKTestCase(unittest.TestCase):
         return sandbox
 
 
+class SharedSandboxTestCase(SDKTestCase):
+    """One sandbox, `cls.shared`, for every test of the class (they only read or write files
+    and run processes in it)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.shared = client().create(CreateSandboxFromSnapshotParams(labels={"sdk-suite": RUN}))
+
+    @classmethod
+    def tearDownClass(cls):
+        client().delete(cls.shared)
+
+
 class LifecycleTests(SDKTestCase):
     def test_create_with_everything_and_get_by_name(self):
         name = f"full-{RUN}"
@@ -185,15 +198,7 @@ class LifecycleTests(SDKTestCase):
             self.daytona.get(sandbox.id)
 
 
-class ProcessTests(SDKTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.shared = client().create(CreateSandboxFromSnapshotParams(labels={"sdk-suite": RUN}))
-
-    @classmethod
-    def tearDownClass(cls):
-        client().delete(cls.shared)
-
+class ProcessTests(SharedSandboxTestCase):
     def test_exec_env_cwd_exit_code(self):
         sb = self.shared
         self.assertEqual(sb.process.exec("echo hi").result, "hi\n")
@@ -247,15 +252,7 @@ class ProcessTests(SDKTestCase):
             sb.process.get_session(sid)
 
 
-class FileTests(SDKTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.shared = client().create(CreateSandboxFromSnapshotParams(labels={"sdk-suite": RUN}))
-
-    @classmethod
-    def tearDownClass(cls):
-        client().delete(cls.shared)
-
+class FileTests(SharedSandboxTestCase):
     def test_upload_download_list_info(self):
         fs = self.shared.fs
         payload = os.urandom(300_000)
@@ -300,13 +297,13 @@ class FileTests(SDKTestCase):
         self.assertEqual(self.shared.get_work_dir(), "/home/sandbox")
 
 
-class EscapeTests(SDKTestCase):
+class EscapeTests(SharedSandboxTestCase):
     """No file endpoint reaches a host file: not through `..`, absolute symlinks, or a symlink
     swapped in while requests run."""
 
     @classmethod
     def setUpClass(cls):
-        cls.shared = client().create(CreateSandboxFromSnapshotParams(labels={"sdk-suite": RUN}))
+        super().setUpClass()
         cls.sentinel_dir = tempfile.mkdtemp(prefix="atoll-sdk-sentinel-")
         cls.sentinel = os.path.join(cls.sentinel_dir, "sentinel.txt")
         with open(cls.sentinel, "w") as f:
@@ -314,7 +311,7 @@ class EscapeTests(SDKTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        client().delete(cls.shared)
+        super().tearDownClass()
         shutil.rmtree(cls.sentinel_dir)
 
     def host_hostname(self):
