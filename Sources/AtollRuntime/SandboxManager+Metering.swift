@@ -97,9 +97,11 @@ extension SandboxManager {
 
     /// Samples every started sandbox once: CPU, memory, disk; records them with the open periods'
     /// last durable sample in one transaction. Returns how many sandboxes were sampled.
+    /// Nonisolated: the cgroup reads and the fsync'ed write happen off the actor, so lifecycle
+    /// calls and execs never wait for the meter.
     @discardableResult
-    public func meterRound() async -> Int {
-        let at = now
+    public nonisolated func meterRound() async -> Int {
+        let at = clock.now().timeIntervalSince1970
         guard let rows = try? database.all() else { return 0 }
         var readings: [MeterReading] = []
         for row in rows where row.sandboxState == .started && row.pool == nil {
@@ -113,15 +115,23 @@ extension SandboxManager {
         do {
             try database.recordMeterRound(readings, at: at)
         } catch {
-            meterFailures += 1
+            await countMeterFailure()
             return 0
         }
-        if at - lastCompaction >= 60 {
-            lastCompaction = at
+        if await compactionDue(at: at) {
             let metering = configuration.metering
             try? database.compactUsage(detailBefore: at - metering.detailSeconds, retainAfter: at - metering.retentionDays * 86400)
         }
         return readings.count
+    }
+
+    func countMeterFailure() { meterFailures += 1 }
+
+    /// Whether usage samples are due for compaction (once a minute); marks it done.
+    func compactionDue(at: Double) -> Bool {
+        guard at - lastCompaction >= 60 else { return false }
+        lastCompaction = at
+        return true
     }
 
     /// Runs the meter every `configuration.metering.interval` seconds until `close()`.
