@@ -118,9 +118,10 @@ typedef struct atoll_exec_config {
 } atoll_exec_config;
 
 /*
- * Runs a process inside a sandbox: an intermediate child joins the cgroup and the namespaces of
- * `ns_pidfd` (all but the user namespace), then forks the final process with CLONE_PARENT so that
- * the caller is its parent; that process joins the user namespace, becomes a session leader,
+ * Runs a process inside a sandbox: an intermediate child sharing the caller's memory joins the
+ * mount, uts, ipc, net and pid namespaces of `ns_pidfd`, then forks the final process with
+ * CLONE_PARENT (into the sandbox's cgroup on v2) so that the caller is its parent; that process
+ * joins the cgroup (v1) and the cgroup and user namespaces, becomes a session leader,
  * drops privileges, loads seccomp, changes directory and execs. Returns 0 and the host pid of the
  * process (the caller's child, to be reaped by the caller), or -errno with `err` filled in.
  */

@@ -533,8 +533,12 @@ static __attribute__((noreturn)) void exec_final(const atoll_exec_config *cfg, i
     struct child_msg m;
     memset(&m, 0, sizeof m);
     atoll_error *e = &m.error;
-    /* v1: into the sandbox's cgroups before anything else (v2 cloned us straight into it). */
+    /* v1: into the sandbox's cgroups before anything else (v2 cloned us straight into it), then
+     * its cgroup namespace, rooted there. The helper cannot join that namespace before cloning
+     * us: CLONE_INTO_CGROUP is checked against the caller's cgroup namespace, which (with
+     * nsdelegate, systemd's default) must contain the caller's own cgroup. */
     if (join_cgroup_v1(&cfg->cgroup, e) < 0) child_die(msgfd, &m);
+    if (setns(cfg->ns_pidfd, CLONE_NEWCGROUP) < 0) { atoll_fail(e, errno, "setns(cgroup)", ""); child_die(msgfd, &m); }
     if (setup_stdio(cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd, e) < 0) child_die(msgfd, &m);
     /* Its own session and process group, so a timeout can kill everything it started. */
     if (setsid() < 0) { atoll_fail(e, errno, "setsid", ""); child_die(msgfd, &m); }
@@ -564,10 +568,11 @@ static int exec_intermediate(void *arg) {
     struct child_msg m;
     memset(&m, 0, sizeof m);
     atoll_error *e = &m.error;
-    /* Every namespace but the user namespace: those are owned by the host's user namespace and
-     * joining them needs host privileges, which the user namespace join gives up. */
-    if (setns(cfg->ns_pidfd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_NEWPID) < 0) {
-        atoll_fail(e, errno, "setns(mnt,uts,ipc,net,cgroup,pid)", "");
+    /* Every namespace but the user namespace (owned by the host's user namespace, joining them
+     * needs host privileges, which the user namespace join gives up) and the cgroup namespace
+     * (the final process joins it, see exec_final). */
+    if (setns(cfg->ns_pidfd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID) < 0) {
+        atoll_fail(e, errno, "setns(mnt,uts,ipc,net,pid)", "");
         child_die(msgfd, &m);
     }
     /* setns(CLONE_NEWPID) only applies to children: fork the final process, handing it to our

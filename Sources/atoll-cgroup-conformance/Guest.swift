@@ -13,7 +13,10 @@ enum Guest {
         for (source, target, type) in [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs"),
                                        ("tmpfs", "/tmp", "tmpfs"), ("cgroup2", "/sys/fs/cgroup", "cgroup2")] {
             mkdir(target, 0o755)
-            if mount(source, target, type, 0, nil) != 0 {
+            // cgroup2 as systemd mounts it: with nsdelegate (cgroup namespaces are delegation
+            // boundaries), which CLONE_INTO_CGROUP's permission checks depend on.
+            let options = type == "cgroup2" ? "nsdelegate" : ""
+            if mount(source, target, type, 0, options.isEmpty ? nil : options) != 0 {
                 print("FAIL setup: mount(\(type) on \(target)): \(String(cString: strerror(errno)))")
                 powerOff()
             }
