@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------------------------------------
@@ -34,6 +35,7 @@
 
 struct ns_call {
     int ns_fd;
+    int private_files;
     int (*fn)(void *arg, atoll_error *e);
     void *arg;
     atoll_error *err;
@@ -42,10 +44,19 @@ struct ns_call {
 
 static void *ns_thread(void *p) {
     struct ns_call *c = p;
+    /* A descriptor table of the thread's own, emptied but for 0-2 once the namespace is
+     * joined: whatever fn opens gets the lowest numbers however many descriptors the process
+     * holds. libnftables waits on its netlink socket with select(2), whose fd_set aborts the
+     * process for a descriptor of 1024 or more. */
+    if (c->private_files && unshare(CLONE_FILES) < 0) {
+        c->rc = atoll_fail(c->err, errno, "unshare(CLONE_FILES)", "network worker");
+        return NULL;
+    }
     if (c->ns_fd >= 0 && setns(c->ns_fd, CLONE_NEWNET) < 0) {
         c->rc = atoll_fail(c->err, errno, "setns(net)", "host network namespace");
         return NULL;
     }
+    if (c->private_files) syscall(SYS_close_range, 3, ~0U, 0);
     c->rc = c->fn(c->arg, c->err);
     return NULL;
 }
@@ -55,9 +66,10 @@ static void *ns_thread(void *p) {
  * namespace) it runs on a new thread, which may then change its own namespace freely: the
  * change ends with the thread.
  */
-static int in_netns(int ns_fd, int own_thread, int (*fn)(void *, atoll_error *), void *arg, atoll_error *e) {
-    if (ns_fd < 0 && !own_thread) return fn(arg, e);
-    struct ns_call call = {.ns_fd = ns_fd, .fn = fn, .arg = arg, .err = e, .rc = 0};
+static int in_netns_with(int ns_fd, int own_thread, int private_files, int (*fn)(void *, atoll_error *), void *arg,
+                         atoll_error *e) {
+    if (ns_fd < 0 && !own_thread && !private_files) return fn(arg, e);
+    struct ns_call call = {.ns_fd = ns_fd, .private_files = private_files, .fn = fn, .arg = arg, .err = e, .rc = 0};
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -67,6 +79,10 @@ static int in_netns(int ns_fd, int own_thread, int (*fn)(void *, atoll_error *),
     if (rc != 0) return atoll_fail(e, rc, "pthread_create", "network namespace worker");
     pthread_join(thread, NULL);
     return call.rc;
+}
+
+static int in_netns(int ns_fd, int own_thread, int (*fn)(void *, atoll_error *), void *arg, atoll_error *e) {
+    return in_netns_with(ns_fd, own_thread, 0, fn, arg, e);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -548,7 +564,9 @@ static int nft_body(void *arg, atoll_error *e) {
 int atoll_nft_run(int host_ns_fd, const char *commands, char **output, char **errors, atoll_error *err) {
     struct nft_job job = {.commands = commands};
     pthread_mutex_lock(&nft_lock);
-    int rc = in_netns(host_ns_fd, 0, nft_body, &job, err);
+    /* Results come back in memory (buffered output), so the worker's private, emptied
+     * descriptor table costs nothing; see ns_thread. */
+    int rc = in_netns_with(host_ns_fd, 1, 1, nft_body, &job, err);
     pthread_mutex_unlock(&nft_lock);
     *output = job.output;
     *errors = job.errors;

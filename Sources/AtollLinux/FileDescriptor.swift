@@ -23,23 +23,6 @@ public final class OwnedFD: @unchecked Sendable {
         self.init(fd)
     }
 
-    /// The lowest number long-lived descriptors are moved to (see `moveToLongLivedRange`).
-    public static let longLivedFloor: Int32 = 1024
-
-    /// Moves a descriptor the process keeps for a long time (a sandbox's pidfd and cgroup
-    /// handles) to the lowest free number at or above 1024, keeping close-on-exec. Libraries
-    /// that still wait with select(2) — libnftables does, on its netlink socket — abort the
-    /// process when handed a descriptor of 1024 or more; with the long-lived ones up there, the
-    /// short-lived ones they open keep getting low numbers however many sandboxes run. Where the
-    /// descriptor limit does not reach that high, it stays where it is.
-    public func moveToLongLivedRange() {
-        guard raw >= 0, raw < Self.longLivedFloor else { return }
-        let high = fcntl(raw, F_DUPFD_CLOEXEC, Self.longLivedFloor)
-        guard high >= 0 else { return }
-        _ = Glibc.close(raw)
-        raw = high
-    }
-
     /// Releases ownership without closing; the caller now owns the descriptor.
     public func take() -> Int32 {
         let fd = raw

@@ -152,16 +152,6 @@ public final class SandboxDriver: SandboxDriving {
         var initProcess: InitProcess
         var handle: SandboxInit
         var placement: CgroupPlacement
-
-        /// Kept as long as the sandbox runs: its descriptors move out of select(2)'s range.
-        init(initProcess: InitProcess, handle: SandboxInit, placement: CgroupPlacement) {
-            handle.pidfd.moveToLongLivedRange()
-            placement.directory?.moveToLongLivedRange()
-            placement.procsFiles.forEach { $0.moveToLongLivedRange() }
-            self.initProcess = initProcess
-            self.handle = handle
-            self.placement = placement
-        }
     }
     let live = Mutex<[SandboxID: Live]>([:])
 
@@ -259,6 +249,10 @@ public final class SandboxDriver: SandboxDriving {
             return initProcess
         } catch {
             try? cgroups.killAll(id.rawValue)
+            // A PID 1 that was started goes with its handles (and is reaped: it is our child).
+            if let started = live.withLock({ $0.removeValue(forKey: id) }) {
+                try? Self.waitForExit(pid: started.initProcess.pid, pidfd: started.handle.pidfd)
+            }
             if let attached { try? networking?.detach(slot: attached.slot) }
             throw error
         }
