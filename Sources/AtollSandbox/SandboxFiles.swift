@@ -194,8 +194,13 @@ public final class SandboxFiles: @unchecked Sendable {
 
     /// Names in an open directory (not `.` and `..`).
     func names(in dir: OwnedFD) throws -> [String] {
-        let copy = dup(dir.raw)
-        guard copy >= 0, let stream = fdopendir(copy) else { throw SystemError.last("fdopendir") }
+        let copy = fcntl(dir.raw, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { throw SystemError.last("fcntl(F_DUPFD_CLOEXEC)") }
+        guard let stream = fdopendir(copy) else {
+            let error = SystemError.last("fdopendir")
+            Glibc.close(copy)
+            throw error
+        }
         defer { closedir(stream) }
         rewinddir(stream)
         var names: [String] = []
@@ -230,10 +235,16 @@ public final class SandboxFiles: @unchecked Sendable {
         let existed = (try? root.open(abs, flags: ATOLL_O_PATH)) != nil
         let file: OwnedFD
         do {
-            file = try root.open(abs, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
+            // O_NONBLOCK and no O_TRUNC: a FIFO or device the sandbox put there is neither waited
+            // on nor truncated; only a regular file, checked on the open descriptor, is written.
+            file = try root.open(abs, flags: O_WRONLY | O_CREAT | O_NONBLOCK, mode: mode)
         } catch let error as AtollError {
             throw error.code == .notFound ? AtollError(.notFound, "\(abs): no such file or directory") : error
         }
+        var st = stat()
+        guard fstat(file.raw, &st) == 0 else { throw Self.error("fstat", abs) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw AtollError(.invalidArgument, "\(abs) is not a regular file") }
+        guard ftruncate(file.raw, 0) == 0 else { throw Self.error("ftruncate", abs) }
         if !existed { try chown(file.raw, abs) }
         var offset = 0
         while offset < bytes.count {
@@ -393,9 +404,13 @@ public final class SandboxFiles: @unchecked Sendable {
         var matches: [FileMatch] = []
         func scan(_ dir: Int32, _ name: String, _ file: String, _ st: stat) {
             guard (st.st_mode & S_IFMT) == S_IFREG, st.st_size <= Self.searchFileLimit else { return }
-            let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            // Checked again on the open descriptor (O_NONBLOCK: a FIFO swapped in meanwhile is
+            // not waited on).
+            let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { return }
             let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+            var opened = stat()
+            guard fstat(fd, &opened) == 0, (opened.st_mode & S_IFMT) == S_IFREG, opened.st_size <= Self.searchFileLimit else { return }
             guard let data = try? handle.readToEnd(), !data.contains(0) else { return }
             for (i, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated()
             where line.contains(pattern) {

@@ -40,7 +40,9 @@ public final class SandboxRoot: @unchecked Sendable {
 
     /// Reads a regular file of at most `limit` bytes. Symlinks are followed — inside the root.
     public func read(_ path: String, limit: Int = 16 << 20) throws -> [UInt8] {
-        let file = try open(path, flags: O_RDONLY)
+        // O_NONBLOCK: opening a FIFO the sandbox planted must not wait for a writer (it is then
+        // refused as not a regular file); reads of regular files ignore the flag.
+        let file = try open(path, flags: O_RDONLY | O_NONBLOCK)
         var st = stat()
         guard fstat(file.raw, &st) == 0 else { throw SystemError.last("fstat", path) }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw AtollError(.invalidArgument, "\(path) is not a regular file") }
