@@ -73,3 +73,13 @@ public struct AtollError: Error, Sendable, CustomStringConvertible, Equatable {
         (error as? AtollError)?.code == code
     }
 }
+
+extension AtollError {
+    /// A create or rename whose name is taken in the organization.
+    public static func nameTaken(_ name: String) -> AtollError {
+        AtollError(.conflict, "a sandbox named \"\(name)\" already exists")
+    }
+
+    /// Whether this is `nameTaken`.
+    public var isNameTaken: Bool { code == .conflict && message.hasPrefix("a sandbox named \"") }
+}

@@ -427,14 +427,15 @@ extension SandboxManager {
         return deleted
     }
 
-    func destroy(_ current: SandboxRow, reason: String) async throws -> Sandbox {
+    func destroy(_ current: SandboxRow, reason: String, poolMember: String? = nil) async throws -> Sandbox {
         if current.sandboxState == .destroying, !ProcessRef.isRunning(pid: current.opPid, startTime: current.opStartTime) || current.opPid == me.pid {
             // A delete that died half-way (or is ours): finish it.
         } else if current.sandboxState.isTransitional {
             throw Self.conflict(current, operation: "deleted")
         }
         let allowed: Set<SandboxState> = [.started, .stopped, .archived, .error, .buildFailed, .destroying]
-        let (row, token) = try begin(current.id, from: allowed, to: .destroying, operation: "deleted", reason: reason)
+        let (row, token) = try begin(current.id, from: allowed, to: .destroying, operation: "deleted", reason: reason,
+                                     poolMember: poolMember)
         let machine = try Self.machine(row)
         do {
             try await driver.destroy(machine)

@@ -25,6 +25,11 @@ struct WarmPoolCounters {
     var claims = 0
     var misses = 0
     var lastError: String?
+    /// After a failed build, the key is not tried again before this time (seconds since 1970).
+    var retryAt: Double = 0
+
+    /// Seconds a key waits after a failed build.
+    static let backoff: Double = 10
 }
 
 /// The warm pool: started sandboxes per `WarmPoolKey`, built ahead of time under the
@@ -43,7 +48,7 @@ extension SandboxManager {
         guard configuration.warmPool.size(for: key) > 0 else { return nil }
         // A taken name fails the create either way: say so before touching the pool.
         if let name = plan.name, try database.sandbox(idOrName: name, organizationId: plan.organizationId)?.name == name {
-            throw AtollError(.conflict, "a sandbox named \"\(name)\" already exists")
+            throw AtollError.nameTaken(name)
         }
         let token = UUID().uuidString
         let policy = plan.network
@@ -73,8 +78,10 @@ extension SandboxManager {
                 }
             }
             let plan = plan
+            let baseline = try? await driver.usage(try Self.machine(member))
             let claimed = try database.completeClaim(
-                id: member.id, token: token, organizationId: plan.organizationId, name: plan.name, at: now
+                id: member.id, token: token, organizationId: plan.organizationId, name: plan.name, at: now,
+                cpuBaseline: baseline?.cpuNanoseconds ?? 0, oomBaseline: baseline?.oomKills ?? 0
             ) { row in
                 row.labels = StringMapColumn.encode(plan.labels)
                 row.env = StringMapColumn.encode(plan.env)
@@ -88,8 +95,10 @@ extension SandboxManager {
             return Sandbox(claimed)
         } catch {
             // Half claimed (a firewall failure, a name taken meanwhile): nobody gets this member.
-            _ = try? await destroy(try row(member.id, organizationId: WarmPool.organization), reason: "discarded: claim failed")
-            if let atoll = error as? AtollError, atoll.code == .conflict { throw error }
+            _ = try? await destroy(member, reason: "discarded: claim failed", poolMember: WarmPool.claimingPrefix + token)
+            // Only a taken name fails the create; anything else (the member went meanwhile, a
+            // firewall failure) builds the sandbox cold instead.
+            if let atoll = error as? AtollError, atoll.isNameTaken { throw error }
             poolCounters[key, default: WarmPoolCounters()].misses += 1
             return nil
         }
@@ -113,8 +122,9 @@ extension SandboxManager {
                 case .built: await Task.yield()
                 case .full: if await iterator.next() == nil { return }
                 case .failed:
-                    // Back off: a missing snapshot or a full disk will not fix itself in a second.
-                    try? await Task.sleep(for: .seconds(10))
+                    // Every short pool is backing off: a missing snapshot or a full disk will not
+                    // fix itself in a second.
+                    try? await Task.sleep(for: .seconds(WarmPoolCounters.backoff))
                 }
             }
         }
@@ -126,14 +136,20 @@ extension SandboxManager {
 
     enum RefillOutcome { case built, full, failed }
 
-    /// Removes untrusted members, then builds one member for the first pool that is short.
+    /// Removes untrusted members, then builds one member for the first pool that is short and not
+    /// backing off after a failure (so one broken key does not starve the others).
     func refillWarmPool() async -> RefillOutcome {
         await tidyWarmPool()
         let members = (try? database.poolMembers()) ?? []
+        var backingOff = false
         for entry in configuration.warmPool.entries where entry.size > 0 {
             let have = members.filter { $0.pool == entry.key.description && [.started, .creating].contains($0.sandboxState) }.count
             guard have < entry.size else { continue }
             let key = entry.key
+            guard (poolCounters[key]?.retryAt ?? 0) <= now else {
+                backingOff = true
+                continue
+            }
             let plan = CreatePlan(
                 id: SandboxID.random(), name: nil, organizationId: WarmPool.organization, labels: [:], env: [:], user: key.user,
                 resources: key.resources, pidsMax: key.pidsMax, snapshot: key.snapshot,
@@ -144,10 +160,11 @@ extension SandboxManager {
                 return .built
             } catch {
                 poolCounters[key, default: WarmPoolCounters()].lastError = (error as? AtollError)?.description ?? "\(error)"
-                return .failed
+                poolCounters[key, default: WarmPoolCounters()].retryAt = now + WarmPoolCounters.backoff
+                backingOff = true
             }
         }
-        return .full
+        return backingOff ? .failed : .full
     }
 
     /// Deletes members that must not be handed out: not started (PID 1 died, a build failed or
@@ -159,7 +176,7 @@ extension SandboxManager {
         for member in members {
             let building = member.sandboxState == .creating && ProcessRef.isRunning(pid: member.opPid, startTime: member.opStartTime)
             if building { kept[member.pool ?? "", default: 0] += 1; continue }
-            let size = configuration.warmPool.entries.first { $0.key.description == member.pool }?.size ?? 0
+            let size = configuration.warmPool.entries.first { $0.key.description == member.pool && $0.key.pidsMax == member.pidsMax }?.size ?? 0
             let alive = member.sandboxState == .started && ProcessRef.isRunning(pid: member.initPid, startTime: member.initStartTime)
             let claiming = member.pool?.hasPrefix(WarmPool.claimingPrefix) == true
             // A claim under way (in this process or another) is the claimer's to finish.
@@ -168,7 +185,7 @@ extension SandboxManager {
                 kept[member.pool ?? "", default: 0] += 1
                 continue
             }
-            _ = try? await destroy(member, reason: "discarded from the warm pool")
+            _ = try? await destroy(member, reason: "discarded from the warm pool", poolMember: member.pool)
         }
     }
 
@@ -178,7 +195,7 @@ extension SandboxManager {
     public func drainWarmPool() async throws -> Int {
         var deleted = 0
         for member in try database.poolMembers() {
-            _ = try await destroy(member, reason: "warm pool drained")
+            _ = try await destroy(member, reason: "warm pool drained", poolMember: member.pool)
             deleted += 1
         }
         return deleted

@@ -121,12 +121,17 @@ public actor SandboxManager {
 
     /// Moves a sandbox from one of `allowed` into the transitional state `state`, durably, and
     /// marks this process as doing the work. Returns the row and the transition's token.
+    /// `poolMember`: only while the row is still that warm pool member (its `pool` value), checked
+    /// in the same transaction — the pool's upkeep never takes a sandbox a claim just handed out.
     func begin(_ id: String, from allowed: Set<SandboxState>, to state: SandboxState, operation: String,
-               reason: String? = nil) throws -> (SandboxRow, String) {
+               reason: String? = nil, poolMember: String? = nil) throws -> (SandboxRow, String) {
         let token = UUID().uuidString
         let at = now
         do {
             let row = try database.update(id: id, expecting: allowed, reason: reason ?? operation, at: at) { row in
+                if let poolMember, row.pool != poolMember {
+                    throw AtollError(.conflict, "sandbox \(id) is no longer the warm pool member it was")
+                }
                 try Self.checkTable(from: row.sandboxState, to: state, id: id)
                 row.state = state.rawValue
                 row.opPid = me.pid

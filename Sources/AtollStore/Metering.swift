@@ -230,6 +230,11 @@ extension SandboxDatabase {
         try write { db in
             let second = Int64(at.rounded(.down))
             for reading in readings {
+                // The readings were taken outside this transaction: a sandbox deleted or stopped
+                // since gets no meter row or sample back.
+                guard let row = try SandboxRow.fetchOne(db, key: reading.sandboxId), row.sandboxState == .started, row.pool == nil else {
+                    continue
+                }
                 let cpu = Int64(clamping: reading.cpuNanoseconds), ooms = Int64(clamping: reading.oomKills)
                 // A sandbox's first reading counts from zero: its cgroup was made at its first start.
                 var meter = try MeterRow.fetchOne(db, key: reading.sandboxId) ?? MeterRow(

@@ -112,7 +112,7 @@ public final class SandboxDatabase: Sendable {
     public func insert(_ row: SandboxRow, idRangeStart: Int64, idRangeSize: Int64, idRangeSlots: Int, reason: String?) throws -> SandboxRow {
         try write { db in
             if try SandboxRow.filter(Column("organizationId") == row.organizationId && Column("name") == row.name).fetchCount(db) > 0 {
-                throw AtollError(.conflict, "a sandbox named \"\(row.name)\" already exists")
+                throw AtollError.nameTaken(row.name)
             }
             if try SandboxRow.fetchOne(db, key: row.id) != nil {
                 throw AtollError(.conflict, "sandbox \(row.id) already exists")

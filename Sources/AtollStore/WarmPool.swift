@@ -23,7 +23,8 @@ extension SandboxDatabase {
                                   _ change: (inout SandboxRow) -> Void) throws -> SandboxRow? {
         try write { db in
             let ready = try SandboxRow
-                .filter(Column("pool") == key.description && Column("state") == SandboxState.started.rawValue)
+                .filter(Column("pool") == key.description && Column("pidsMax") == key.pidsMax
+                        && Column("state") == SandboxState.started.rawValue)
                 .order(Column("createdAt"), Column.rowID).fetchAll(db)
             guard var member = ready.first(where: isAlive) else { return nil }
             member.pool = WarmPool.claimingPrefix + token
@@ -37,15 +38,19 @@ extension SandboxDatabase {
     /// Hands a reserved member to its new owner: organization, name and `change` (labels, env,
     /// intervals, owner) in one transaction, which also opens its first allocation period and
     /// records the claim in its history. A name already taken in the organization is a conflict.
+    /// `cpuBaseline` and `oomBaseline` are the cgroup's counters at the claim: what the member
+    /// used while it waited is not the new owner's.
     public func completeClaim(id: String, token: String, organizationId: String, name: String?, at: Double,
+                              cpuBaseline: UInt64 = 0, oomBaseline: UInt64 = 0,
                               _ change: (inout SandboxRow) -> Void) throws -> SandboxRow {
         try write { db in
-            guard var row = try SandboxRow.fetchOne(db, key: id), row.pool == WarmPool.claimingPrefix + token else {
+            guard var row = try SandboxRow.fetchOne(db, key: id), row.pool == WarmPool.claimingPrefix + token,
+                  row.sandboxState == .started else {
                 throw AtollError(.conflict, "pooled sandbox \(id) was taken away while being claimed")
             }
             let name = name ?? id
             if try SandboxRow.filter(Column("organizationId") == organizationId && Column("name") == name).fetchCount(db) > 0 {
-                throw AtollError(.conflict, "a sandbox named \"\(name)\" already exists")
+                throw AtollError.nameTaken(name)
             }
             row.organizationId = organizationId
             row.name = name
@@ -59,6 +64,9 @@ extension SandboxDatabase {
             try row.update(db)
             try TransitionRow(sandboxId: id, at: at, fromState: row.state, toState: row.state, reason: "claimed from the warm pool").insert(db)
             try Self.applyAllocation(db, row: row, at: at, boundary: .now, reason: "claimed from the warm pool")
+            try MeterRow(sandboxId: id, organizationId: organizationId, lastCpuNanoseconds: Int64(clamping: cpuBaseline),
+                         cpuNanosecondsTotal: 0, lastOomKills: Int64(clamping: oomBaseline), oomKillsTotal: 0,
+                         memoryBytes: 0, diskBytes: 0, at: at).save(db)
             return row
         }
     }

@@ -1,4 +1,5 @@
 import AtollCore
+import AtollLinux
 import AtollRuntime
 import AtollStore
 import AtollTestSupport
@@ -54,6 +55,25 @@ struct WarmPoolTests {
             #expect(!(try memberIds(f)).contains(claimed.id.rawValue))
             try await f.manager.deleteAll()
             #expect(try await f.manager.drainWarmPool() == 2)
+        }
+    }
+
+    @Test("CPU a member used while it waited in the pool is not billed to whoever claims it")
+    func claimStartsTheMeterAtTheClaim() async throws {
+        try await withRunner(configure: pooled(1)) { f in
+            await f.manager.startWarmPool()
+            try await f.manager.waitForWarmPool(timeout: 10)
+            let member = try SandboxID(try #require(try memberIds(f).first))
+            f.driver.setUsage(member, CgroupUsage(cpuNanoseconds: 7_000_000_000))  // 7 s while pooled
+            let claimed = try await f.manager.create(CreateParameters())
+            #expect(claimed.id == member)
+            f.clock.advance(by: 1)
+            f.driver.setUsage(member, CgroupUsage(cpuNanoseconds: 9_000_000_000))  // 2 s after the claim
+            await f.manager.meterRound()
+            let now = f.clock.now()
+            let usage = try #require(try await f.manager.usageReport(UsageQuery(
+                sandboxId: member.rawValue, from: now.addingTimeInterval(-60), to: now.addingTimeInterval(1))).items.first)
+            #expect(usage.cpuSecondsUsed == 2)
         }
     }
 
