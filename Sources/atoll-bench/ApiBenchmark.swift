@@ -232,7 +232,7 @@ struct ApiBenchmark {
         while Date().timeIntervalSince(loadStart) < loadSeconds {
             _ = try http.json("POST", "/toolbox/\(loaded)/process/execute", #"{"command":"true"}"#)
             requests += 1
-            if requests % 200 == 0 {
+            if requests % 50 == 0 {
                 let rss = rssMiB()
                 rssMax = max(rssMax, rss)
                 // The first tenth warms caches and pools up; growth is measured from there.
@@ -240,6 +240,7 @@ struct ApiBenchmark {
             }
         }
         let rssEnd = rssMiB()
+        if rssStart.isNaN { rssStart = rssEnd }  // a load too short to sample after its first tenth
         _ = try http.json("DELETE", "/api/sandbox/\(loaded)")
         return Report(comparisons: comparisons, floors: floors, densityAtollKiB: densityAtoll, densityCrunKiB: densityCrun,
                       teardownAtoll: teardownAtoll, teardownCrun: teardownCrun, rssIdleMiB: rssIdle, rssWithSandboxesMiB: rssWith,
