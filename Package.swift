@@ -26,7 +26,7 @@ let package = Package(
         .target(
             name: "CRuntime",
             path: "CRuntime",
-            exclude: ["init"],
+            exclude: ["init", "agent"],
             sources: ["src"],
             publicHeadersPath: "include",
             cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Wno-unused-parameter"])],
@@ -70,7 +70,7 @@ let package = Package(
         // The daemon.
         .executableTarget(
             name: "atolld",
-            dependencies: ["AtollAPI", "AtollRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["AtollAPI", "AtollRuntime", "AtollLinux", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         // The `atoll` command.

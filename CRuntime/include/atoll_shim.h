@@ -61,7 +61,7 @@ typedef struct atoll_op {
 
 /// The credentials a sandbox process ends up with, applied last before execve.
 typedef struct atoll_identity {
-    int userns_fd;             /* user namespace to join; -1 = the one of `ns_pidfd` (exec) */
+    int userns_fd;             /* user namespace to join */
     uint32_t uid;              /* ids inside the user namespace */
     uint32_t gid;
     const uint32_t *groups;    /* supplementary groups inside the user namespace */
@@ -91,6 +91,8 @@ typedef struct atoll_spawn_config {
     int netns_fd;              /* network namespace to join (made by atoll_net_sandbox_create), or -1 for a new empty one */
     atoll_cgroup_target cgroup;
     int exec_fd;               /* executable to run as PID 1 (a sealed memfd holding atoll-init) */
+    int agent_listener_fd;     /* becomes PID 1's fd 3 (ATOLL_INIT_LISTENER_FD): the agent's listening socket, or -1 */
+    int agent_exec_fd;         /* becomes PID 1's fd 4 (ATOLL_INIT_AGENT_FD): the agent's sealed memfd, or -1 */
     char *const *argv;
     char *const *envp;
     atoll_identity identity;
@@ -99,33 +101,11 @@ typedef struct atoll_spawn_config {
 /*
  * Starts a sandbox: clone3 into new mount, pid, uts, ipc, net (or join `netns_fd`) and cgroup namespaces, join the
  * cgroup, run the root filesystem plan, set the hostname, join the user namespace, drop
- * privileges, load seccomp and execveat the init. Returns 0 and the host pid and a pidfd of the
- * sandbox's PID 1, or -errno with `err` filled in (the child has been reaped then).
+ * privileges, load seccomp and execveat the init with the agent's listener and memfd as its fds 3
+ * and 4. Returns 0 and the host pid and a pidfd of the sandbox's PID 1, or -errno with `err`
+ * filled in (the child has been reaped then).
  */
 int atoll_spawn_sandbox(const atoll_spawn_config *cfg, pid_t *pid_out, int *pidfd_out, atoll_error *err);
-
-/// A process to run inside a running sandbox.
-typedef struct atoll_exec_config {
-    int ns_pidfd;              /* pidfd of the sandbox's PID 1, whose namespaces are joined */
-    atoll_cgroup_target cgroup;
-    const char *file;          /* absolute path, or a name searched in `search_path` */
-    const char *search_path;   /* PATH value used when `file` has no slash */
-    char *const *argv;
-    char *const *envp;
-    const char *cwd;
-    int stdin_fd, stdout_fd, stderr_fd;  /* become 0, 1, 2 */
-    atoll_identity identity;
-} atoll_exec_config;
-
-/*
- * Runs a process inside a sandbox: an intermediate child sharing the caller's memory joins the
- * mount, uts, ipc, net and pid namespaces of `ns_pidfd`, then forks the final process with
- * CLONE_PARENT (into the sandbox's cgroup on v2) so that the caller is its parent; that process
- * joins the cgroup (v1) and the cgroup and user namespaces, becomes a session leader,
- * drops privileges, loads seccomp, changes directory and execs. Returns 0 and the host pid of the
- * process (the caller's child, to be reaped by the caller), or -errno with `err` filled in.
- */
-int atoll_exec_in_sandbox(const atoll_exec_config *cfg, pid_t *pid_out, atoll_error *err);
 
 /// A host program to start directly inside a cgroup.
 typedef struct atoll_placed_config {
@@ -176,13 +156,6 @@ int atoll_cap_from_name(const char *name);
 
 /// Creates a sealed, executable, close-on-exec memfd holding `size` bytes of `data`.
 int atoll_sealed_memfd(const char *name, const void *data, size_t size, int *fd_out, atoll_error *err);
-
-/*
- * openat2(dirfd, path, flags | O_CLOEXEC, mode) with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS:
- * `path` is resolved as if `dirfd` were "/", so "..", absolute paths and absolute symlinks cannot
- * leave it. Returns the fd or -errno.
- */
-int atoll_open_in_root(int dirfd, const char *path, int flags, mode_t mode, atoll_error *err);
 
 /// pidfd_open(pid, 0) with an error naming the pid.
 int atoll_pidfd_open(pid_t pid, atoll_error *err);
@@ -263,6 +236,29 @@ int atoll_net_namespace_create(int *fd_out, atoll_error *err);
 
 /// socket(domain, type | SOCK_CLOEXEC, protocol) made inside the network namespace `ns_fd` (it stays bound to it). Returns the fd or -errno.
 int atoll_net_socket(int ns_fd, int domain, int type, int protocol, atoll_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * The sandbox agent's socket (shim_agent.c, protocol in atoll_agent.h). Paths are reached through
+ * /proc/self/fd/<dir_fd>/<name>, so a long data directory never overflows sun_path.
+ * ------------------------------------------------------------------------------------------- */
+
+/// Binds a listening SOCK_SEQPACKET socket at `name` in the directory `dir_fd` (a stale socket file is replaced).
+int atoll_agent_listen(int dir_fd, const char *name, int *fd_out, atoll_error *err);
+
+/// Connects to the agent socket `name` in the directory `dir_fd`. Returns 0 with a close-on-exec descriptor, or -errno.
+int atoll_agent_connect(int dir_fd, const char *name, int *fd_out, atoll_error *err);
+
+/// Sends one message with `nfds` descriptors (SCM_RIGHTS), never raising SIGPIPE. Returns 0 or -errno.
+int atoll_agent_send(int fd, const void *data, size_t len, const int *fds, int nfds, atoll_error *err);
+
+/*
+ * Waits up to `timeout_ms` (-1: no limit) for the next message and returns its size without
+ * consuming it: > 0, 0 at end of stream, -ETIMEDOUT, or -errno.
+ */
+long atoll_agent_peek(int fd, int timeout_ms, atoll_error *err);
+
+/// Receives the next message into `buf` (descriptors sent along are closed). Returns its size or -errno.
+long atoll_agent_recv(int fd, void *buf, size_t cap, atoll_error *err);
 
 /// O_PATH, which Swift's Glibc module does not export (it needs _GNU_SOURCE).
 #define ATOLL_O_PATH 010000000

@@ -1,7 +1,8 @@
 /*
- * Host-side helpers: user namespaces for idmapping, loop devices, sealed memfds, fd-relative
- * opens and pidfds. These run in the calling (multithreaded) process; the one short-lived child
- * (the user namespace holder) only blocks on a pipe and exits.
+ * Host-side helpers: user namespaces for idmapping, loop devices, sealed memfds and pidfds. These
+ * run in the calling (multithreaded) process; the one short-lived child (the user namespace
+ * holder) only blocks on a pipe and exits. Nothing here touches a sandbox's files: that is the
+ * sandbox agent's job, with the sandbox's own credentials (atoll_agent.h).
  */
 #define _GNU_SOURCE
 #include "shim_internal.h"
@@ -26,9 +27,6 @@
 #endif
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424
-#endif
-#ifndef SYS_openat2
-#define SYS_openat2 437
 #endif
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -168,24 +166,6 @@ int atoll_sealed_memfd(const char *name, const void *data, size_t size, int *fd_
     }
     *fd_out = fd;
     return 0;
-}
-
-struct open_how_compat {
-    uint64_t flags;
-    uint64_t mode;
-    uint64_t resolve;
-};
-
-int atoll_open_in_root(int dirfd, const char *path, int flags, mode_t mode, atoll_error *err) {
-    struct open_how_compat how = {
-        .flags = (uint64_t)(flags | O_CLOEXEC),
-        .mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
-        .resolve = 0x10 /* RESOLVE_IN_ROOT */ | 0x02 /* RESOLVE_NO_MAGICLINKS */,
-    };
-    long fd;
-    do { fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
-    if (fd < 0) return atoll_fail(err, errno, "openat2(RESOLVE_IN_ROOT)", path);
-    return (int)fd;
 }
 
 int atoll_pidfd_open(pid_t pid, atoll_error *err) {

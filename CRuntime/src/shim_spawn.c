@@ -16,7 +16,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -304,9 +303,10 @@ static int join_cgroup_v1(const atoll_cgroup_target *cg, atoll_error *e) {
  * while the fresh user namespace still grants every capability; then capset lowers the sets to
  * the profile (nothing at all for a non-root user), and chdir runs with exactly those rights.
  */
-static int apply_identity(const atoll_identity *id, int ns_pidfd, const char *cwd, atoll_error *e) {
-    int userns = id->userns_fd >= 0 ? id->userns_fd : ns_pidfd;
-    if (setns(userns, CLONE_NEWUSER) < 0) return atoll_fail(e, errno, "setns(user)", "");
+static int apply_identity(const atoll_identity *id, const char *cwd, atoll_error *e) {
+    /* Ids must be ones the sandbox's user namespace maps: set*id(-1) would change nothing. */
+    if (id->uid >= 65536 || id->gid >= 65536) return atoll_fail(e, EINVAL, "identity(outside the sandbox's ids)", "");
+    if (setns(id->userns_fd, CLONE_NEWUSER) < 0) return atoll_fail(e, errno, "setns(user)", "");
     for (uint32_t cap = 0; cap <= id->last_cap && cap < 64; cap++) {
         if (id->bounding & (1ULL << cap)) continue;
         if (syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
@@ -315,6 +315,12 @@ static int apply_identity(const atoll_identity *id, int ns_pidfd, const char *cw
     if (syscall(SYS_setgroups, (size_t)id->ngroups, id->groups) < 0) return atoll_fail(e, errno, "setgroups", "");
     if (syscall(SYS_setresgid, id->gid, id->gid, id->gid) < 0) return atoll_fail(e, errno, "setresgid", "");
     if (syscall(SYS_setresuid, id->uid, id->uid, id->uid) < 0) return atoll_fail(e, errno, "setresuid", "");
+    uid_t ru = 1, eu = 1, su = 1;
+    gid_t rg = 1, eg = 1, sg = 1;
+    if (syscall(SYS_getresuid, &ru, &eu, &su) < 0 || ru != id->uid || eu != id->uid || su != id->uid)
+        return atoll_fail(e, EPERM, "setresuid(check)", "");
+    if (syscall(SYS_getresgid, &rg, &eg, &sg) < 0 || rg != id->gid || eg != id->gid || sg != id->gid)
+        return atoll_fail(e, EPERM, "setresgid(check)", "");
     struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
     struct __user_cap_data_struct data[2];
     for (int i = 0; i < 2; i++) {
@@ -372,39 +378,6 @@ static int setup_stdio(int in, int out, int errfd, atoll_error *e) {
         }
     }
     return 0;
-}
-
-/// execve of `file`, searching `search_path` like execvp when it has no slash.
-static int exec_search(const char *file, const char *search_path, char *const *argv, char *const *envp, atoll_error *e) {
-    int has_slash = 0;
-    for (const char *p = file; *p; p++) if (*p == '/') { has_slash = 1; break; }
-    if (has_slash || !search_path || !search_path[0]) {
-        execve(file, argv, envp);
-        return atoll_fail(e, errno, "execve", file);
-    }
-    char buf[4096];
-    size_t flen = atoll_strlen(file);
-    int saw_eacces = 0;
-    const char *p = search_path;
-    while (1) {
-        const char *end = p;
-        while (*end && *end != ':') end++;
-        size_t dlen = (size_t)(end - p);
-        if (dlen + 1 + flen + 1 <= sizeof buf) {
-            size_t k = 0;
-            if (dlen == 0) buf[k++] = '.';
-            for (size_t i = 0; i < dlen; i++) buf[k++] = p[i];
-            buf[k++] = '/';
-            for (size_t i = 0; i < flen; i++) buf[k++] = file[i];
-            buf[k] = 0;
-            execve(buf, argv, envp);
-            if (errno == EACCES) saw_eacces = 1;
-            else if (errno != ENOENT && errno != ENOTDIR) return atoll_fail(e, errno, "execve", buf);
-        }
-        if (!*end) break;
-        p = end + 1;
-    }
-    return atoll_fail(e, saw_eacces ? EACCES : ENOENT, "execve", file);
 }
 
 /* Blocks every signal in the calling thread for the clone window, so no handler of the daemon
@@ -498,10 +471,24 @@ static __attribute__((noreturn)) void spawn_child(const void *config, int msgfd)
     }
     if (cfg->loopback_up && loopback_up(e) < 0) child_die(msgfd, &m);
     if (setup_stdio(-1, -1, -1, e) < 0) child_die(msgfd, &m);
-    if (apply_identity(&cfg->identity, -1, "/", e) < 0) child_die(msgfd, &m);
+    if (apply_identity(&cfg->identity, "/", e) < 0) child_die(msgfd, &m);
+    /* PID 1 finds the agent's listener at fd 3 and its memfd at fd 4; nothing else survives the
+     * exec. Everything is first moved above them, so one placement cannot clobber another. */
+    int exec_fd = fcntl(cfg->exec_fd, F_DUPFD_CLOEXEC, 10);
+    int listener = cfg->agent_listener_fd >= 0 ? fcntl(cfg->agent_listener_fd, F_DUPFD_CLOEXEC, 10) : -1;
+    int agent = cfg->agent_exec_fd >= 0 ? fcntl(cfg->agent_exec_fd, F_DUPFD_CLOEXEC, 10) : -1;
+    if (exec_fd < 0 || (cfg->agent_listener_fd >= 0 && listener < 0) || (cfg->agent_exec_fd >= 0 && agent < 0)) {
+        atoll_fail(e, errno, "fcntl(F_DUPFD_CLOEXEC)", "init descriptors");
+        child_die(msgfd, &m);
+    }
     syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+    /* dup2's copies are not close-on-exec. */
+    if ((listener >= 0 && dup2(listener, 3) < 0) || (agent >= 0 && dup2(agent, 4) < 0)) {
+        atoll_fail(e, errno, "dup2", "init descriptors");
+        child_die(msgfd, &m);
+    }
     reset_signals();
-    syscall(SYS_execveat, cfg->exec_fd, "", cfg->argv, cfg->envp, AT_EMPTY_PATH);
+    syscall(SYS_execveat, exec_fd, "", cfg->argv, cfg->envp, AT_EMPTY_PATH);
     atoll_fail(e, errno, "execveat(init)", "");
     child_die(msgfd, &m);
 }
@@ -522,117 +509,6 @@ int atoll_spawn_sandbox(const atoll_spawn_config *cfg, pid_t *pid_out, int *pidf
     }
     *pid_out = (pid_t)pid;
     *pidfd_out = pidfd;
-    return 0;
-}
-
-/* -------------------------------------------------------------------------------------------
- * Exec: a process inside a running sandbox.
- * ----------------------------------------------------------------------------------------- */
-
-static __attribute__((noreturn)) void exec_final(const atoll_exec_config *cfg, int msgfd) {
-    struct child_msg m;
-    memset(&m, 0, sizeof m);
-    atoll_error *e = &m.error;
-    /* v1: into the sandbox's cgroups before anything else (v2 cloned us straight into it), then
-     * its cgroup namespace, rooted there. The helper cannot join that namespace before cloning
-     * us: CLONE_INTO_CGROUP is checked against the caller's cgroup namespace, which (with
-     * nsdelegate, systemd's default) must contain the caller's own cgroup. */
-    if (join_cgroup_v1(&cfg->cgroup, e) < 0) child_die(msgfd, &m);
-    if (setns(cfg->ns_pidfd, CLONE_NEWCGROUP) < 0) { atoll_fail(e, errno, "setns(cgroup)", ""); child_die(msgfd, &m); }
-    if (setup_stdio(cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd, e) < 0) child_die(msgfd, &m);
-    /* Its own session and process group, so a timeout can kill everything it started. */
-    if (setsid() < 0) { atoll_fail(e, errno, "setsid", ""); child_die(msgfd, &m); }
-    if (apply_identity(&cfg->identity, cfg->ns_pidfd, cfg->cwd, e) < 0) child_die(msgfd, &m);
-    syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
-    reset_signals();
-    exec_search(cfg->file, cfg->search_path, cfg->argv, cfg->envp, e);
-    child_die(msgfd, &m);
-}
-
-struct exec_start {
-    const atoll_exec_config *cfg;
-    int msgfd;
-};
-
-/*
- * The exec helper shares the daemon's memory (CLONE_VM | CLONE_VFORK, as posix_spawn does: the
- * calling thread waits until it exits), so the daemon's address space is copied once, for the
- * final process, instead of twice. It only joins namespaces and forks; it cannot join the user
- * namespace itself (the kernel refuses that to a task sharing its mm), which the final process,
- * a real fork, does.
- */
-static int exec_intermediate(void *arg) {
-    const struct exec_start *start = arg;
-    const atoll_exec_config *cfg = start->cfg;
-    int msgfd = start->msgfd;
-    struct child_msg m;
-    memset(&m, 0, sizeof m);
-    atoll_error *e = &m.error;
-    /* Every namespace but the user namespace (owned by the host's user namespace, joining them
-     * needs host privileges, which the user namespace join gives up) and the cgroup namespace
-     * (the final process joins it, see exec_final). */
-    if (setns(cfg->ns_pidfd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID) < 0) {
-        atoll_fail(e, errno, "setns(mnt,uts,ipc,net,pid)", "");
-        child_die(msgfd, &m);
-    }
-    /* setns(CLONE_NEWPID) only applies to children: fork the final process, handing it to our
-     * parent so the caller can wait for it directly. */
-    struct atoll_clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_PARENT;
-    if (cfg->cgroup.dir_fd >= 0) {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)cfg->cgroup.dir_fd;
-    }
-    long pid = atoll_clone3(&args);
-    if (pid == 0) exec_final(cfg, msgfd);
-    if (pid < 0) {
-        atoll_fail(e, errno, "clone3(exec)", "");
-        child_die(msgfd, &m);
-    }
-    m.type = MSG_PID;
-    m.pid = (int32_t)pid;
-    send_msg(msgfd, &m);
-    _exit(0);
-}
-
-/* The exec helper's stack (it shares our memory, so it needs one of its own). */
-#define EXEC_HELPER_STACK (256 * 1024)
-
-int atoll_exec_in_sandbox(const atoll_exec_config *cfg, pid_t *pid_out, atoll_error *err) {
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0) return atoll_fail(err, errno, "pipe2", "");
-    void *stack = mmap(NULL, EXEC_HELPER_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        int saved = errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
-        return atoll_fail(err, saved, "mmap(exec helper stack)", "");
-    }
-    struct exec_start start = { cfg, pipefd[1] };
-    sigset_t old;
-    block_all(&old);
-    /* Returns once the helper has exited (CLONE_VFORK). */
-    int mid = clone(exec_intermediate, (char *)stack + EXEC_HELPER_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
-    int clone_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    munmap(stack, EXEC_HELPER_STACK);
-    close(pipefd[1]);
-    if (mid < 0) {
-        close(pipefd[0]);
-        return atoll_fail(err, clone_errno, "clone(exec helper)", "");
-    }
-    siginfo_t info;
-    while (waitid(P_PID, (id_t)mid, &info, WEXITED) < 0 && errno == EINTR) {}
-    pid_t pid = 0;
-    int failed = read_msgs(pipefd[0], &pid, err);
-    close(pipefd[0]);
-    if (failed) {
-        if (pid > 0) while (waitid(P_PID, (id_t)pid, &info, WEXITED) < 0 && errno == EINTR) {}
-        return -err->err;
-    }
-    if (pid <= 0) return atoll_fail(err, ECHILD, "exec helper exited without a process", "");
-    *pid_out = pid;
     return 0;
 }
 

@@ -1,4 +1,5 @@
 import AtollCore
+import AtollLinux
 import AtollRuntime
 import AtollSandbox
 import AtollWire
@@ -71,8 +72,10 @@ struct ToolboxRoutes {
         _ = try await manager.get(id, organizationId: org)
         let result: ExecResult
         do {
-            result = try await manager.exec(id, ExecRequest(command: .shell(body.command), env: body.envs ?? [:], cwd: body.cwd,
-                                                            timeout: timeout, mergeOutput: true), organizationId: org)
+            result = try await manager.toolboxGate.run(organization: org) {
+                try await manager.exec(id, ExecRequest(command: .shell(body.command), env: body.envs ?? [:], cwd: body.cwd,
+                                                       timeout: timeout, mergeOutput: true), organizationId: org)
+            }
         } catch let error as AtollError where [.notFound, .system, .forbidden].contains(error.code) {
             return try JSON.response(ExecuteResponse(exitCode: -1, result: error.description))
         }
@@ -93,9 +96,11 @@ struct ToolboxRoutes {
         let language = try body.language.map { try Language(parsing: $0) } ?? sandbox.language
         try EnvironmentValidation.validate(body.envs ?? [:], field: "envs")
         let timeout = try Self.timeout(body.timeout)
-        let result = try await manager.runCode(id, CodeRequest(
-            language: language, code: body.code, arguments: body.argv ?? [], env: body.envs ?? [:], timeout: timeout,
-            mergeOutput: true), organizationId: org)
+        let result = try await manager.toolboxGate.run(organization: org) {
+            try await manager.runCode(id, CodeRequest(
+                language: language, code: body.code, arguments: body.argv ?? [], env: body.envs ?? [:], timeout: timeout,
+                mergeOutput: true), organizationId: org)
+        }
         if result.timedOut {
             throw ToolboxError(error: AtollError(.timeout, "code execution timed out after \(Int(timeout ?? 0)) s"), daemonCode: "PROCESS_EXECUTION_TIMEOUT")
         }
@@ -124,7 +129,9 @@ struct ToolboxRoutes {
     @Sendable func createSession(_ request: Request, context: AtollContext) async throws -> Response {
         let body = try await JSON.decode(CreateSessionBody.self, from: request, context: context)
         let (id, org) = try sandbox(context)
-        try await manager.createSession(id, sessionId: body.sessionId, organizationId: org)
+        try await manager.toolboxGate.run(organization: org) {
+            try await manager.createSession(id, sessionId: body.sessionId, organizationId: org)
+        }
         return JSON.empty(.created)
     }
 
@@ -166,8 +173,10 @@ struct ToolboxRoutes {
         let body = try await JSON.decode(SessionExecBody.self, from: request, context: context)
         let (id, org) = try sandbox(context)
         let runAsync = body.runAsync ?? body.async ?? false
-        let (command, logs) = try await manager.executeInSession(
-            id, sessionId: try context.parameters.require("session"), command: body.command, async: runAsync, organizationId: org)
+        let session = try context.parameters.require("session")
+        let (command, logs) = try await manager.toolboxGate.run(organization: org) {
+            try await manager.executeInSession(id, sessionId: session, command: body.command, async: runAsync, organizationId: org)
+        }
         if runAsync { return try JSON.response(SessionExecResponse(cmdId: command.id), status: .accepted) }
         return try JSON.response(SessionExecResponse(cmdId: command.id, output: logs?.output, stdout: logs?.stdout,
                                                      stderr: logs?.stderr, exitCode: command.exitCode))
@@ -192,12 +201,16 @@ struct ToolboxRoutes {
 
     // MARK: - Files
 
-    /// Runs a file operation with the sandbox's files, mapping its errors to the daemon's codes.
-    func withFiles<T>(_ context: AtollContext, _ body: (SandboxFiles) throws -> T) async throws -> T {
+    /// Runs a file operation with the sandbox's files on the work pool (the agent's answers are
+    /// waited for there, never on Swift's cooperative threads), within the organization's share
+    /// of concurrent operations; errors get the daemon's codes.
+    func withFiles<T: Sendable>(_ context: AtollContext, _ body: @escaping @Sendable (SandboxFiles) throws -> T) async throws -> T {
         let (id, org) = try sandbox(context)
         let files = try await manager.files(id, organizationId: org)
         do {
-            return try body(files)
+            return try await manager.toolboxGate.run(organization: org) {
+                try await WorkPool.shared.run { try body(files) }
+            }
         } catch let error as AtollError {
             throw Self.fileError(error)
         }
@@ -269,12 +282,12 @@ struct ToolboxRoutes {
         let path = request.query("path") ?? "."
         let depth = try SandboxRoutes.integerQuery(request, "depth", default: 1, range: 1...32)
         let entries = try await withFiles(context) { files -> [FileEntry] in
-            var result = try files.list(path)
+            var result = try files.list(path).items
             var frontier = result.filter(\.isDirectory)
             for _ in 1..<depth {
                 var next: [FileEntry] = []
                 for dir in frontier {
-                    let children = (try? files.list(dir.path)) ?? []
+                    let children = (try? files.list(dir.path).items) ?? []
                     result += children
                     next += children.filter(\.isDirectory)
                 }
@@ -338,7 +351,8 @@ struct ToolboxRoutes {
         let path = try request.requireQuery("path")
         let pattern = try request.requireQuery("pattern")
         let matches = try await withFiles(context) { files in
-            try files.find(path, pattern: pattern).map { MatchDTO(file: Self.present($0.file, requested: path, home: files.home), line: $0.line, content: $0.content) }
+            let found = try files.find(path, pattern: pattern)
+            return found.items.map { MatchDTO(file: Self.present($0.file, requested: path, home: found.home), line: $0.line, content: $0.content) }
         }
         return try JSON.response(matches)
     }
@@ -347,13 +361,14 @@ struct ToolboxRoutes {
         let path = try request.requireQuery("path")
         let pattern = try request.requireQuery("pattern")
         let found = try await withFiles(context) { files in
-            try files.search(path, pattern: pattern).map { Self.present($0, requested: path, home: files.home) }
+            let listing = try files.search(path, pattern: pattern)
+            return listing.items.map { Self.present($0, requested: path, home: listing.home) }
         }
         return try JSON.response(["files": found])
     }
 
     @Sendable func directory(_ context: AtollContext) async throws -> Response {
-        let home = try await withFiles(context) { $0.home }
+        let home = try await withFiles(context) { try $0.home() }
         return try JSON.response(["dir": home])
     }
 
@@ -367,57 +382,133 @@ struct ToolboxRoutes {
         var source = "DAYTONA_DAEMON"
     }
 
-    /// `files[i].path` text fields name where `files[i].file` goes (relative to the home).
+    /// `files[i].path` text fields name where `files[i].file` goes (relative to the home). The
+    /// body is parsed as it arrives and every file streams into the sandbox through its agent, so
+    /// at most a chunk of it is in the daemon's memory at any time.
     @Sendable func bulkUpload(_ request: Request, context: AtollContext) async throws -> Response {
         do {
-            let parts = try await multipartParts(request)
-            var destinations: [String: String] = [:]
-            var contents: [(index: String, part: Multipart.Part)] = []
-            for part in parts {
-                guard part.name.hasPrefix("files["), let close = part.name.firstIndex(of: "]") else { continue }
-                let index = String(part.name[part.name.index(part.name.startIndex, offsetBy: 6)..<close])
-                let field = part.name[part.name.index(after: close)...]
-                if field == ".path" { destinations[index] = String(decoding: part.body, as: UTF8.self) }
-                if field == ".file" { contents.append((index, part)) }
-            }
-            guard !contents.isEmpty else { throw AtollError(.invalidArgument, "no files[i].file parts in the upload") }
-            let written = try await withFiles(context) { files -> [[String: String]] in
-                try contents.map { item in
-                    guard let destination = destinations[item.index] ?? item.part.filename else {
-                        throw AtollError(.invalidArgument, "files[\(item.index)] has no path")
+            let (id, org) = try sandbox(context)
+            let files = try await manager.files(id, organizationId: org)
+            let written = try await manager.toolboxGate.run(organization: org) {
+                try await Self.receiveUploads(request, files: files) { name, filename, destinations in
+                    guard name.hasPrefix("files["), let close = name.firstIndex(of: "]") else { return .ignore }
+                    let index = String(name[name.index(name.startIndex, offsetBy: 6)..<close])
+                    switch name[name.index(after: close)...] {
+                    case ".path": return .field(index)
+                    case ".file":
+                        guard let destination = destinations[index] ?? filename else {
+                            throw AtollError(.invalidArgument, "files[\(index)] has no path")
+                        }
+                        return .file(destination)
+                    default: return .ignore
                     }
-                    _ = try files.write(destination, bytes: [UInt8](item.part.body))
-                    return ["path": destination]
                 }
             }
-            return try JSON.response(["files": written])
+            guard !written.isEmpty else { throw AtollError(.invalidArgument, "no files[i].file parts in the upload") }
+            return try JSON.response(["files": written.map { ["path": $0] }])
         } catch {
-            let atoll = ErrorMiddleware.atollError((error as? ToolboxError)?.error ?? error)
+            let mappedError = (error as? AtollError).map(Self.fileError) ?? error
+            let atoll = ErrorMiddleware.atollError((mappedError as? ToolboxError)?.error ?? mappedError)
             let status = atoll.code.httpStatus
             return try JSON.response(UploadError(errors: [atoll.description], statusCode: status, message: atoll.description,
-                                                 code: (error as? ToolboxError)?.daemonCode ?? atoll.code.rawValue),
+                                                 code: (mappedError as? ToolboxError)?.daemonCode ?? atoll.code.rawValue),
                                      status: HTTPResponse.Status(code: status))
         }
     }
 
-    func multipartParts(_ request: Request) async throws -> [Multipart.Part] {
+    /// What a multipart part is for: a text field (kept, by key), a file (streamed to the path),
+    /// or nothing.
+    enum PartRole {
+        case field(String)
+        case file(String)
+        case ignore
+    }
+
+    /// Largest text field of an upload (a path).
+    static let fieldLimit = 8192
+
+    /// Streams a multipart body into the sandbox: `role` decides, from a part's name, its filename
+    /// and the text fields seen so far, what each part is. Returns the paths written, in order.
+    /// Every chunk is written into the agent's pipe before the next is read, so the bytes in
+    /// flight are bounded by one chunk and the pipe; the whole body is capped at `APILimits.upload`.
+    static func receiveUploads(_ request: Request, files: SandboxFiles,
+                               role: (String, String?, [String: String]) throws -> PartRole) async throws -> [String] {
         let boundary: String
         do {
             boundary = try Multipart.boundary(contentType: request.headers[.contentType])
         } catch {
             throw AtollError(.invalidArgument, error.message)
         }
-        var request = request
-        let buffer: ByteBuffer
+        var parser = Multipart.StreamParser(boundary: boundary)
+        var fields: [String: String] = [:]
+        var written: [String] = []
+        var current: PartRole = .ignore
+        var field: [UInt8] = []
+        var upload: FileUpload?
+        var total = 0
         do {
-            buffer = try await request.collectBody(upTo: APILimits.upload)
+            for try await chunk in request.body {
+                total += chunk.readableBytes
+                guard total <= APILimits.upload else { throw AtollError(.tooLarge, "upload is larger than \(APILimits.upload) bytes") }
+                let events: [Multipart.Event]
+                do {
+                    events = try parser.feed(Array(buffer: chunk))
+                } catch {
+                    throw AtollError(.invalidArgument, error.message)
+                }
+                for event in events {
+                    switch event {
+                    case .partStart(let name, let filename):
+                        current = try role(name, filename, fields)
+                        field = []
+                        if case .file(let path) = current {
+                            upload = try await WorkPool.shared.run { try files.openWrite(path) }
+                        }
+                    case .data(let bytes):
+                        switch current {
+                        case .field:
+                            field += bytes
+                            guard field.count <= fieldLimit else { throw AtollError(.invalidArgument, "a text field of the upload exceeds \(fieldLimit) bytes") }
+                        case .file:
+                            if let upload { try await Self.send(bytes, to: upload) }
+                        case .ignore:
+                            break
+                        }
+                    case .partEnd:
+                        switch current {
+                        case .field(let key): fields[key] = String(decoding: field, as: UTF8.self)
+                        case .file(let path):
+                            if let finished = upload {
+                                upload = nil
+                                _ = try await WorkPool.shared.run { try finished.finish() }
+                            }
+                            written.append(path)
+                        case .ignore: break
+                        }
+                        current = .ignore
+                    }
+                }
+            }
+            do {
+                try parser.finish()
+            } catch {
+                throw AtollError(.invalidArgument, error.message)
+            }
         } catch {
-            throw AtollError(.tooLarge, "upload is larger than \(APILimits.upload) bytes")
+            upload?.cancel()  // the target stays as it was
+            throw error
         }
-        do {
-            return try Multipart.parse(Data(buffer: buffer), boundary: boundary)
-        } catch {
-            throw AtollError(.invalidArgument, error.message)
+        return written
+    }
+
+    /// Writes `bytes` into an upload's pipe: directly while it takes them, waiting on the work
+    /// pool (never here) when it is full.
+    static func send(_ bytes: [UInt8], to upload: FileUpload) async throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = try bytes.withUnsafeBytes { try upload.writeAvailable(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+            offset += n
+            if n == 0 { try await WorkPool.shared.run { try upload.waitWritable() } }
         }
     }
 
@@ -430,44 +521,89 @@ struct ToolboxRoutes {
         var source = "DAYTONA_DAEMON"
     }
 
+    /// Streams a download to the response: reads what the pipe holds directly, waits on the work
+    /// pool when it is empty; the response writer's backpressure bounds the bytes in flight.
+    static func stream(_ download: FileDownload, to writer: inout any ResponseBodyWriter) async throws {
+        while true {
+            switch try download.readAvailable() {
+            case .bytes(let bytes): try await writer.write(ByteBuffer(bytes: bytes))
+            case .nothingYet: try await WorkPool.shared.run { try download.waitReadable() }
+            case .end:
+                try await WorkPool.shared.run { try download.finish() }
+                return
+            }
+        }
+    }
+
     /// One multipart part per requested path, its filename the path exactly as requested; a
-    /// file that cannot be read is an `error` part with the daemon's code.
+    /// file that cannot be read is an `error` part with the daemon's code. Streamed file by file.
     @Sendable func bulkDownload(_ request: Request, context: AtollContext) async throws -> Response {
         let body = try await JSON.decode(DownloadBody.self, from: request, context: context)
         guard !body.paths.isEmpty else { throw AtollError(.invalidArgument, "paths is empty") }
         let (id, org) = try sandbox(context)
         let files = try await manager.files(id, organizationId: org)
-        var writer = Multipart.Writer()
-        for path in Array(Set(body.paths)).sorted() {
-            do {
-                let bytes = try files.read(path, limit: APILimits.download)
-                writer.add(name: "file", filename: path, contentType: "application/octet-stream", data: Data(bytes))
-            } catch let error as AtollError {
-                let mapped = Self.fileError(error) as? ToolboxError
-                let status = error.code.httpStatus
-                let json = try JSON.encoder.encode(PartError(message: error.description, statusCode: status,
-                                                             code: mapped?.daemonCode ?? "FILE_READ_FAILED"))
-                writer.add(name: "error", filename: path, contentType: "application/json", data: json)
+        let slot = try await manager.toolboxGate.slot(organization: org)
+        let multipart = Multipart.StreamWriter()
+        let paths = Array(Set(body.paths)).sorted()
+        return Response(status: .ok, headers: [.contentType: multipart.contentType], body: ResponseBody { writer in
+            defer { slot.release() }
+            for path in paths {
+                do {
+                    let download = try await WorkPool.shared.run { try files.openRead(path, limit: APILimits.download) }
+                    defer { download.close() }
+                    try await writer.write(ByteBuffer(bytes: multipart.header(name: "file", filename: path, contentType: "application/octet-stream",
+                                                                              length: Int(download.entry.size))))
+                    try await Self.stream(download, to: &writer)
+                } catch let error as AtollError {
+                    let mapped = Self.fileError(error) as? ToolboxError
+                    let json = try JSON.encoder.encode(PartError(message: error.description, statusCode: error.code.httpStatus,
+                                                                 code: mapped?.daemonCode ?? "FILE_READ_FAILED"))
+                    try await writer.write(ByteBuffer(bytes: multipart.header(name: "error", filename: path, contentType: "application/json",
+                                                                              length: json.count) + [UInt8](json)))
+                }
+                try await writer.write(ByteBuffer(bytes: multipart.separator))
             }
-        }
-        let data = writer.finish()
-        return Response(status: .ok, headers: [.contentType: writer.contentType], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            try await writer.write(ByteBuffer(bytes: multipart.closing))
+            try await writer.finish(nil)
+        })
     }
 
-    /// `POST /files/upload?path=` with one `file` part.
+    /// `POST /files/upload?path=` with one `file` part, streamed into the sandbox.
     @Sendable func upload(_ request: Request, context: AtollContext) async throws -> Response {
         let path = try request.requireQuery("path")
-        guard let part = try await multipartParts(request).first(where: { $0.name == "file" }) else {
-            throw AtollError(.invalidArgument, "the upload has no \"file\" part")
+        let (id, org) = try sandbox(context)
+        let files = try await manager.files(id, organizationId: org)
+        do {
+            let written = try await manager.toolboxGate.run(organization: org) {
+                try await Self.receiveUploads(request, files: files) { name, _, _ in name == "file" ? .file(path) : .ignore }
+            }
+            guard !written.isEmpty else { throw AtollError(.invalidArgument, "the upload has no \"file\" part") }
+        } catch let error as AtollError {
+            throw Self.fileError(error)
         }
-        _ = try await withFiles(context) { try $0.write(path, bytes: [UInt8](part.body)) }
         return JSON.empty(.ok)
     }
 
-    /// `GET /files/download?path=`: the raw bytes.
+    /// `GET /files/download?path=`: the raw bytes, streamed out of the sandbox.
     @Sendable func download(_ request: Request, context: AtollContext) async throws -> Response {
         let path = try request.requireQuery("path")
-        let bytes = try await withFiles(context) { try $0.read(path, limit: APILimits.download) }
-        return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        let (id, org) = try sandbox(context)
+        let files = try await manager.files(id, organizationId: org)
+        let slot = try await manager.toolboxGate.slot(organization: org)
+        let download: FileDownload
+        do {
+            download = try await WorkPool.shared.run { try files.openRead(path, limit: APILimits.download) }
+        } catch let error as AtollError {
+            slot.release()
+            throw Self.fileError(error)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: ResponseBody(contentLength: Int(download.entry.size)) { writer in
+            defer {
+                slot.release()
+                download.close()
+            }
+            try await Self.stream(download, to: &writer)
+            try await writer.finish(nil)
+        })
     }
 }

@@ -32,6 +32,10 @@ public struct AtollError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let forbidden = Code("forbidden", 403)
         /// A deadline passed (HTTP 408).
         public static let timeout = Code("timeout", 408)
+        /// The caller has too many operations running at once (HTTP 429).
+        public static let tooManyRequests = Code("too_many_requests", 429)
+        /// A quota of the caller's organization would be exceeded (HTTP 403).
+        public static let quotaExceeded = Code("quota_exceeded", 403)
         /// A host resource is exhausted: id ranges, loop devices, disk space (HTTP 503).
         public static let resourceExhausted = Code("resource_exhausted", 503)
         /// The host lacks a prerequisite: privileges, a kernel feature, the default snapshot (HTTP 503).
@@ -43,8 +47,8 @@ public struct AtollError: Error, Sendable, CustomStringConvertible, Equatable {
 
         /// Every code, for documentation and tests.
         public static let all: [Code] = [
-            .invalidArgument, .unauthenticated, .notFound, .conflict, .forbidden, .timeout, .tooLarge, .resourceExhausted,
-            .unavailable, .system, .internal,
+            .invalidArgument, .unauthenticated, .notFound, .conflict, .forbidden, .timeout, .tooManyRequests, .quotaExceeded, .tooLarge,
+            .resourceExhausted, .unavailable, .system, .internal,
         ]
     }
 

@@ -71,6 +71,12 @@ public struct RuntimeConfiguration: Sendable {
     /// Warm pools: ready sandboxes per key that a matching create claims instead of building one.
     /// Kept filled only by a runner that calls `startWarmPool()` (the daemon); any runner claims.
     public var warmPool: WarmPoolConfiguration
+    /// Toolbox operations (execs, file operations, transfers) one organization runs at once; more
+    /// wait their turn (see `ConcurrencyGate`).
+    public var toolboxConcurrency = 16
+    /// What the host gives its sandboxes in all, and one organization at most (see `Admission`).
+    public var capacity = HostCapacity.defaults
+    public var quota = OrganizationQuota.unlimited
 
     /// Ready sandboxes of the default key kept by default.
     public static let defaultWarmPoolSize = 2
@@ -121,6 +127,22 @@ public struct RuntimeConfiguration: Sendable {
         }
         config.idRangeStart = try number("ATOLL_ID_RANGE_START", config.idRangeStart)
         config.pidsMax = try number("ATOLL_PIDS_MAX", config.pidsMax)
+        config.toolboxConcurrency = try number("ATOLL_TOOLBOX_CONCURRENCY", config.toolboxConcurrency)
+        func ratio(_ key: String, _ fallback: Double) throws -> Double {
+            guard let text = environment[key] else { return fallback }
+            guard let value = Double(text), value.isFinite, value >= 0 else {
+                throw AtollError(.invalidArgument, "\(key)=\(text.prefix(32)) is not a non-negative number (0 turns the limit off)")
+            }
+            return value
+        }
+        config.capacity = HostCapacity(
+            cpuOvercommit: try ratio("ATOLL_CPU_OVERCOMMIT", config.capacity.cpuOvercommit),
+            memoryOvercommit: try ratio("ATOLL_MEMORY_OVERCOMMIT", config.capacity.memoryOvercommit),
+            diskOvercommit: try ratio("ATOLL_DISK_OVERCOMMIT", config.capacity.diskOvercommit))
+        config.quota = OrganizationQuota(
+            maxCPU: try number("ATOLL_ORG_MAX_CPU", 0), maxMemoryGiB: try number("ATOLL_ORG_MAX_MEMORY_GIB", 0),
+            maxDiskGiB: try number("ATOLL_ORG_MAX_DISK_GIB", 0), maxSandboxes: try number("ATOLL_ORG_MAX_SANDBOXES", 0))
+        guard config.toolboxConcurrency >= 1 else { throw AtollError(.invalidArgument, "ATOLL_TOOLBOX_CONCURRENCY must be at least 1") }
         config.limits = ResourceLimits(
             maxCPU: try number("ATOLL_MAX_CPU", config.limits.maxCPU),
             maxMemoryGiB: try number("ATOLL_MAX_MEMORY_GIB", config.limits.maxMemoryGiB),

@@ -65,9 +65,9 @@ extension SandboxManager {
         let sandbox = machine.id.rawValue
         if sessions[sandbox]?[sessionId] != nil { throw AtollError(.conflict, "session \(sessionId) already exists") }
         let dir = sessionDirectory(sessionId)
-        do {
-            let files = try driver.files(machine, initProcess: process, user: nil)
-            if files.exists(dir) { try files.delete(dir, recursive: true) }  // left by an earlier run
+        let files = try driver.files(machine, initProcess: process, user: nil)
+        try await WorkPool.shared.run {
+            try files.delete(dir, recursive: true, missingOK: true)  // left by an earlier run
             try files.createDirectory(Self.sessionRoot, mode: 0o1777)
             try files.createDirectory(dir, mode: 0o700)
             try files.makeFifo("\(dir)/in")
@@ -79,6 +79,7 @@ extension SandboxManager {
         guard start.exitCode == 0, let pid = Int32(start.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw AtollError(.system, "could not start the session's shell: \(start.stderrText.prefix(300))")
         }
+        guard sessions[sandbox]?[sessionId] == nil else { throw AtollError(.conflict, "session \(sessionId) already exists") }
         sessions[sandbox, default: [:]][sessionId] = SessionState(id: sessionId, shellPid: pid, commands: [])
         noteActivity(sandbox)
     }
@@ -97,11 +98,15 @@ extension SandboxManager {
         let state = try session(machine.id.rawValue, sessionId)
         let files = try driver.files(machine, initProcess: process, user: nil)
         let dir = sessionDirectory(sessionId)
-        return Session(id: sessionId, commands: state.commands.map { command in
-            SessionCommand(id: command.id, command: command.command, exitCode: Self.exitCode(files, "\(dir)/\(command.id).exit"))
-        })
+        let commands = state.commands
+        return try await WorkPool.shared.run {
+            Session(id: sessionId, commands: commands.map { command in
+                SessionCommand(id: command.id, command: command.command, exitCode: Self.exitCode(files, "\(dir)/\(command.id).exit"))
+            })
+        }
     }
 
+    /// The exit code a command recorded, or nil while it runs. Blocking: call it on the work pool.
     static func exitCode(_ files: SandboxFiles, _ path: String) -> Int32? {
         guard let bytes = try? files.read(path, limit: 64) else { return nil }
         return Int32(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
@@ -118,18 +123,22 @@ extension SandboxManager {
         let id = UUID().uuidString.lowercased()
         let dir = sessionDirectory(sessionId)
         let files = try driver.files(machine, initProcess: process, user: nil)
-        _ = try files.write("\(dir)/\(id).cmd", bytes: Array(command.utf8), mode: 0o600)
         let line = "{ eval \"$(cat '\(dir)/\(id).cmd')\"; } > '\(dir)/\(id).out' 2> '\(dir)/\(id).err' < /dev/null; "
             + "echo $? > '\(dir)/\(id).exit.tmp'; mv -f '\(dir)/\(id).exit.tmp' '\(dir)/\(id).exit'\n"
-        try files.writeToFifo("\(dir)/in", Array(line.utf8))
+        let text = Array(command.utf8)
+        try await WorkPool.shared.run {
+            try files.write("\(dir)/\(id).cmd", bytes: text, mode: 0o600)
+            try files.writeToFifo("\(dir)/in", line)
+        }
         sessions[sandbox]?[sessionId]?.commands.append((id, command))
         noteActivity(sandbox)
         if runAsync { return (SessionCommand(id: id, command: command, exitCode: nil), nil) }
         var delay = 0.002
         while true {
-            if let code = Self.exitCode(files, "\(dir)/\(id).exit") {
+            if let code = try await WorkPool.shared.run({ Self.exitCode(files, "\(dir)/\(id).exit") }) {
                 noteActivity(sandbox)
-                return (SessionCommand(id: id, command: command, exitCode: code), Self.logs(files, dir, id))
+                let logs = try await WorkPool.shared.run { Self.logs(files, dir, id) }
+                return (SessionCommand(id: id, command: command, exitCode: code), logs)
             }
             guard sessions[sandbox]?[sessionId] != nil else {
                 throw AtollError(.conflict, "session \(sessionId) ended while the command ran")
@@ -139,6 +148,7 @@ extension SandboxManager {
         }
     }
 
+    /// A command's output so far. Blocking: call it on the work pool.
     static func logs(_ files: SandboxFiles, _ dir: String, _ id: String) -> SessionLogs {
         let limit = 16 << 20
         let out = (try? files.read("\(dir)/\(id).out", limit: limit)) ?? []
@@ -163,7 +173,9 @@ extension SandboxManager {
             throw AtollError(.notFound, "command \(commandId.prefix(64)) not found in session \(sessionId)")
         }
         noteActivity(machine.id.rawValue)
-        return Self.logs(try driver.files(machine, initProcess: process, user: nil), sessionDirectory(sessionId), commandId)
+        let files = try driver.files(machine, initProcess: process, user: nil)
+        let dir = sessionDirectory(sessionId)
+        return try await WorkPool.shared.run { Self.logs(files, dir, commandId) }
     }
 
     /// Ends a session: its shell and everything it started are killed, its files removed.
@@ -175,7 +187,8 @@ extension SandboxManager {
         _ = try? await driver.exec(machine, initProcess: process, ExecRequest(
             command: .argv(["/bin/kill", "-KILL", "--", "-\(state.shellPid)"]), user: "root", timeout: 10), onOutput: nil)
         let files = try driver.files(machine, initProcess: process, user: nil)
-        try? files.delete(sessionDirectory(sessionId), recursive: true)
+        let dir = sessionDirectory(sessionId)
+        _ = try? await WorkPool.shared.run { try files.delete(dir, recursive: true, missingOK: true) }
         noteActivity(sandbox)
     }
 }

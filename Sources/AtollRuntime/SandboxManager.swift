@@ -18,6 +18,8 @@ public actor SandboxManager {
     public nonisolated let driver: any SandboxDriving
     public nonisolated let database: SandboxDatabase
     public nonisolated let clock: any Clock
+    /// Bounds each organization's concurrent toolbox operations.
+    public nonisolated let toolboxGate: ConcurrencyGate
 
     /// Background transitions of this process (archives), by sandbox id.
     var background: [String: (task: Task<Void, Never>, cancellation: Cancellation)] = [:]
@@ -44,6 +46,7 @@ public actor SandboxManager {
         self.driver = driver
         self.database = database
         self.clock = clock
+        self.toolboxGate = ConcurrencyGate(limit: configuration.toolboxConcurrency)
     }
 
     /// Opens the runner on `configuration.dataDirectory`, reconciling whatever a previous process

@@ -208,6 +208,7 @@ public final class SandboxDriver: SandboxDriving {
             .init(path: DiskLayout.work, kind: .directory, uid: 0, gid: 0, mode: 0o700),
             .init(path: DiskLayout.tmp, kind: .directory, uid: root, gid: root, mode: 0o1777),
             .init(path: DiskLayout.root, kind: .directory, uid: 0, gid: 0, mode: 0o755),
+            .init(path: DiskLayout.lower, kind: .directory, uid: 0, gid: 0, mode: 0o755),
         ]
     }
 
@@ -227,6 +228,8 @@ public final class SandboxDriver: SandboxDriving {
         } else {
             try cgroups.create(id.rawValue, limits: machine.limits)
         }
+        // All sandboxes together never take more than their share of the host's pids.
+        try cgroups.limitTopLevelTasks(HostTasks.sandboxBudget)
         var attached: FirewallEntry?
         do {
             let networkNamespace = try attachNetwork(machine)
@@ -235,17 +238,19 @@ public final class SandboxDriver: SandboxDriving {
             let plan = try RootfsPlan(diskDevice: loop.devicePath, diskMountPoint: configuration.mountPoint(id),
                                       snapshotRoot: snapshot.root, ids: machine.ids).steps()
             let placement = try cgroups.placement(id.rawValue)
+            let listener = try AgentSocket.listen(directory: configuration.sandboxDirectory(id))
             let spec = SpawnSpec(plan: plan, userNamespace: try UserNamespace.create(machine.ids), hostname: id.rawValue,
                                  cgroup: placement, identity: .root(capabilities: rootCapabilities),
-                                 network: networkNamespace?.namespace)
+                                 network: networkNamespace?.namespace, agentListener: listener)
             let handle = try spawner.spawn(spec)
-            // The sandbox's mount now holds the loop device (autoclear detaches it when that goes)
-            // and its PID 1 the network namespace.
+            // The sandbox's mount now holds the loop device (autoclear detaches it when that goes),
+            // its PID 1 the network namespace and the agent's listening socket.
             loop.handle.close()
             networkNamespace?.namespace.close()
+            listener.close()
             let initProcess = InitProcess(pid: handle.pid, startTime: ProcFS.startTime(handle.pid) ?? 0)
             live.withLock { $0[id] = Live(initProcess: initProcess, handle: handle, placement: placement) }
-            if attached != nil { try writeResolvConf(machine, initProcess: initProcess) }
+            if attached != nil { try await writeResolvConf(machine, initProcess: initProcess) }
             return initProcess
         } catch {
             try? cgroups.killAll(id.rawValue)
@@ -269,11 +274,12 @@ public final class SandboxDriver: SandboxDriving {
         return (try networking.attach(entry), entry)
     }
 
-    /// The host's resolvers, as a file of the sandbox's root (written through the sandbox's root
-    /// with openat2, so a symlink planted in the sandbox cannot redirect it).
-    func writeResolvConf(_ machine: SandboxMachine, initProcess: InitProcess) throws {
+    /// The host's resolvers, as a file of the sandbox's root, written by the sandbox's agent (so
+    /// a symlink planted in the sandbox can only lead to another file of the sandbox).
+    func writeResolvConf(_ machine: SandboxMachine, initProcess: InitProcess) async throws {
         let files = try files(machine, initProcess: initProcess, user: "root")
-        _ = try files.write("/etc/resolv.conf", bytes: Array(ResolvConf.forSandbox().utf8), mode: 0o644)
+        let bytes = Array(ResolvConf.forSandbox().utf8)
+        try await WorkPool.shared.run { try files.write("/etc/resolv.conf", bytes: bytes, mode: 0o644) }
     }
 
     func detachNetwork(_ machine: SandboxMachine) throws {

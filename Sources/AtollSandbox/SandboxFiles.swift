@@ -14,6 +14,7 @@ public struct FileEntry: Sendable, Hashable {
     public var size: UInt64
     /// `st_mode` (type and permission bits).
     public var mode: UInt32
+    /// Ids inside the sandbox (65534 for an id its user namespace does not map).
     public var uid: UInt32
     public var gid: UInt32
     public var owner: String
@@ -56,418 +57,487 @@ public struct FileMatch: Sendable, Hashable {
     public var content: String
 }
 
-/// The files of a running sandbox, reached from the host without ever leaving the sandbox's
-/// root: every path is resolved with `openat2(RESOLVE_IN_ROOT)` from PID 1's root, and every
-/// step below a resolved directory is fd-relative with `O_NOFOLLOW`/`AT_SYMLINK_NOFOLLOW`, so
-/// `..`, absolute symlinks and symlinks swapped in during a call cannot reach a host file.
-/// Operations act with root's rights inside the sandbox (like Daytona's toolbox daemon); new
-/// files and directories belong to the sandbox's user.
-public final class SandboxFiles: @unchecked Sendable {
-    // @unchecked: immutable after init; the root descriptor is only read.
-    let root: SandboxRoot
-    let ids: IDRange
-    let accounts: PasswdDatabase
-    /// Ids (inside) that new files get.
-    public let owner: SandboxAccount
+/// What a listing, a search or a content search found.
+public struct FileListing<Item: Sendable>: Sendable {
+    public var items: [Item]
+    /// A bound (entries, depth, results) cut it short.
+    public var truncated: Bool
+    /// The home directory relative paths were resolved against.
+    public var home: String
+}
 
-    /// Largest file a content search reads, and how many entries a walk visits at most.
-    public static let searchFileLimit = 8 << 20
-    public static let walkLimit = 200_000
-    /// Pseudo filesystems a walk from `/` does not enter.
-    static let skippedRoots: Set<String> = ["/proc", "/sys", "/dev"]
+/// An account of the sandbox's `/etc/passwd`.
+public struct SandboxAccount: Sendable, Hashable {
+    public var name: String
+    public var uid: UInt32
+    public var gid: UInt32
+    public var home: String
+    public var shell: String
+}
 
-    init(root: SandboxRoot, ids: IDRange, accounts: PasswdDatabase, owner: SandboxAccount) {
-        self.root = root
-        self.ids = ids
-        self.accounts = accounts
-        self.owner = owner
+/// The files of a running sandbox, reached only through its agent: every operation is carried out
+/// inside the sandbox, with the credentials of the sandbox's root, so the kernel resolves every
+/// path and symlink in the sandbox's own root and checks every permission as it would for the
+/// sandbox's code (`/proc` and `/sys` included). Nothing here opens a sandbox file with the host's
+/// privileges. Operations act with root's rights inside the sandbox (like Daytona's toolbox
+/// daemon); what they create belongs to `user`, whose home relative paths start at.
+///
+/// Every method blocks until the agent answers (each wait has a deadline): call them from the
+/// runtime's work pool, never from Swift's cooperative threads.
+public struct SandboxFiles: Sendable {
+    /// The sandbox's directory on the host, where its agent's socket is.
+    let directory: String
+    public let sandbox: String
+    /// Owner of what is created, and whose home relative paths start at.
+    public let user: String
+
+    /// How long the agent may take to send its next message.
+    public static let replyTimeout = 60.0
+    /// How long a transfer may stall (no byte moving either way).
+    public static let transferStallTimeout = 60.0
+    /// Results a listing, search or content search returns at most.
+    public static let resultLimit: Int64 = 100_000
+
+    public init(directory: String, sandbox: String, user: String) {
+        self.directory = directory
+        self.sandbox = sandbox
+        self.user = user
     }
 
-    deinit { root.close() }
+    // MARK: - Requests
 
-    /// The home directory relative paths are resolved against (Daytona's work dir).
-    public var home: String { owner.home }
-
-    // MARK: - Paths
-
-    /// An absolute, normalised path inside the sandbox. Relative paths start at the user's home;
-    /// `..` cannot climb above `/` (resolution happens inside the root anyway).
-    public func absolute(_ path: String) throws -> String {
-        guard !path.isEmpty else { throw AtollError(.invalidArgument, "path is empty") }
-        guard path.utf8.count <= 4096, !path.utf8.contains(0) else {
-            throw AtollError(.invalidArgument, "invalid path \"\(path.prefix(64))\": too long or contains a NUL byte")
+    /// Connects and sends a file request; the caller reads the replies.
+    func request(_ op: atoll_agent_file_op, _ path: String, second: String = "", third: String = "", flags: Int32 = 0,
+                 mode: Int64 = -1, limit: Int64 = -1, descriptor: Int32? = nil) throws -> AgentConnection {
+        for text in [path, second, third] where text.utf8.contains(0) {
+            throw AtollError(.invalidArgument, "invalid path \"\(text.prefix(64))\": it contains a NUL byte")
         }
-        let joined = path.hasPrefix("/") ? path : home + "/" + path
-        var parts: [Substring] = []
-        for part in joined.split(separator: "/") {
-            if part == "." { continue }
-            if part == ".." { _ = parts.popLast(); continue }
-            parts.append(part)
+        guard path.utf8.count <= 4096 else { throw AtollError(.invalidArgument, "path is longer than 4096 bytes") }
+        let connection = try AgentConnection.connect(directory: directory, sandbox: sandbox)
+        try connection.send(
+            AgentMessage(.file, numbers: [Int64(op.rawValue), Int64(flags), mode, limit], strings: [user, path, second, third]),
+            descriptors: descriptor.map { [$0] } ?? [])
+        return connection
+    }
+
+    /// The next reply; an agent `ERROR` is thrown as the error it describes.
+    static func next(_ connection: AgentConnection, _ waitingFor: String) throws -> AgentMessage {
+        guard let message = try connection.receive(timeout: replyTimeout, waitingFor: waitingFor) else {
+            throw AtollError(.conflict, "sandbox \(connection.sandbox)'s agent ended without answering (\(waitingFor))")
         }
-        return "/" + parts.joined(separator: "/")
+        if message.kind == .error { throw AgentFailure.error(message) }
+        return message
     }
 
-    static func split(_ absolute: String) -> (parent: String, name: String) {
-        guard let slash = absolute.lastIndex(of: "/"), absolute != "/" else { return ("/", "") }
-        let parent = String(absolute[..<slash])
-        return (parent.isEmpty ? "/" : parent, String(absolute[absolute.index(after: slash)...]))
+    /// Runs a request whose answer is one message of `kind`.
+    func single(_ op: atoll_agent_file_op, _ path: String, expecting kind: AgentMessage.Kind, second: String = "", third: String = "",
+                flags: Int32 = 0, mode: Int64 = -1) throws -> AgentMessage {
+        let connection = try request(op, path, second: second, third: third, flags: flags, mode: mode)
+        defer { connection.close() }
+        let message = try Self.next(connection, "\(op.name) \(path.prefix(200))")
+        guard message.kind == kind else { throw Self.unexpected(message, connection) }
+        return message
     }
 
-    func openDirectory(_ absolute: String) throws -> OwnedFD {
-        do {
-            return try root.open(absolute, flags: O_RDONLY | O_DIRECTORY)
-        } catch let error as AtollError where error.message.contains("ENOTDIR") {
-            throw AtollError(.invalidArgument, "\(absolute) is not a directory")
+    static func unexpected(_ message: AgentMessage, _ connection: AgentConnection) -> AtollError {
+        AtollError(.internal, "sandbox \(connection.sandbox)'s agent sent an unexpected \(message.kind) message")
+    }
+
+    static func entries(_ message: AgentMessage) -> [FileEntry] {
+        let count = min(message.numbers.count / Int(ATOLL_AGENT_ENTRY_NUMBERS), message.strings.count / Int(ATOLL_AGENT_ENTRY_STRINGS))
+        return (0..<count).map { i in
+            let n = Array(message.numbers[(i * 7)..<(i * 7 + 7)])
+            let s = Array(message.strings[(i * 5)..<(i * 5 + 5)])
+            let mode = UInt32(truncatingIfNeeded: n[0])
+            func id(_ value: Int64) -> UInt32 { (0..<65536).contains(value) ? UInt32(value) : 65534 }
+            return FileEntry(
+                name: s[0], path: s[1], isDirectory: mode & UInt32(S_IFMT) == UInt32(S_IFDIR),
+                isSymlink: mode & UInt32(S_IFMT) == UInt32(S_IFLNK), size: UInt64(max(0, n[3])), mode: mode, uid: id(n[1]),
+                gid: id(n[2]), owner: s[3], group: s[4], modified: Date(timeIntervalSince1970: Double(n[4]) + Double(n[5]) / 1e9),
+                symlinkTarget: mode & UInt32(S_IFMT) == UInt32(S_IFLNK) ? s[2] : nil)
         }
     }
 
-    /// The directory holding `path` (resolved inside the root) and the last component.
-    func parent(of absolute: String) throws -> (dir: OwnedFD, name: String) {
-        let (parent, name) = Self.split(absolute)
-        guard !name.isEmpty else { throw AtollError(.invalidArgument, "the sandbox's root directory cannot be used here") }
-        return (try openDirectory(parent), name)
-    }
-
-    func entry(dir: Int32, name: String, path: String) throws -> FileEntry {
-        var st = stat()
-        guard fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { throw Self.error("fstatat", path) }
-        return entry(st, name: name, path: path, linkTarget: (st.st_mode & S_IFMT) == S_IFLNK ? readLink(dir: dir, name: name) : nil)
-    }
-
-    func entry(_ st: stat, name: String, path: String, linkTarget: String?) -> FileEntry {
-        let uid = ids.contains(hostID: st.st_uid) ? st.st_uid - ids.base : 65534
-        let gid = ids.contains(hostID: st.st_gid) ? st.st_gid - ids.base : 65534
-        let seconds = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
-        return FileEntry(
-            name: name, path: path, isDirectory: (st.st_mode & S_IFMT) == S_IFDIR, isSymlink: (st.st_mode & S_IFMT) == S_IFLNK,
-            size: UInt64(st.st_size), mode: st.st_mode, uid: uid, gid: gid,
-            owner: accounts.accounts.first { $0.uid == uid }?.name ?? String(uid),
-            group: accounts.groupName(gid) ?? String(gid), modified: Date(timeIntervalSince1970: seconds), symlinkTarget: linkTarget
-        )
-    }
-
-    func readLink(dir: Int32, name: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: 4097)
-        let n = readlinkat(dir, name, &buffer, 4096)
-        guard n >= 0 else { return nil }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    /// An error for a failed call on a sandbox path (the message names the path inside).
-    static func error(_ call: String, _ path: String, errno err: Int32 = errno) -> AtollError {
-        switch err {
-        case ENOENT: return AtollError(.notFound, "\(path): no such file or directory")
-        case EACCES, EPERM: return AtollError(.forbidden, "\(path): permission denied (\(call))")
-        case EEXIST: return AtollError(.conflict, "\(path) already exists")
-        case ENOTEMPTY: return AtollError(.conflict, "\(path) is a directory that is not empty (use recursive)")
-        case ELOOP: return AtollError(.invalidArgument, "\(path) is a symbolic link (\(call) does not follow it)")
-        case ENOTDIR: return AtollError(.invalidArgument, "\(path) is not a directory (or a symbolic link to one inside the sandbox)")
-        case ENOSPC, EDQUOT: return AtollError(.resourceExhausted, "\(path): the sandbox's disk is full")
-        case EBUSY: return AtollError(.conflict, "\(path) is busy (a mount point?)")
-        case EROFS: return AtollError(.forbidden, "\(path) is on a read-only filesystem")
-        default: return SystemError.error(call, path, errno: err)
-        }
+    static func entry(_ message: AgentMessage, _ connection: AgentConnection) throws -> FileEntry {
+        guard message.kind == .entry, let entry = entries(message).first else { throw unexpected(message, connection) }
+        return entry
     }
 
     // MARK: - Reading
 
+    /// The sandbox user's account (name, ids, home, shell).
+    public func account() throws -> SandboxAccount {
+        let m = try single(ATOLL_FILE_ACCOUNT, "", expecting: .account)
+        return SandboxAccount(name: m.string(0), uid: UInt32(truncatingIfNeeded: m.number(0)), gid: UInt32(truncatingIfNeeded: m.number(1)),
+                              home: m.string(1), shell: m.string(2))
+    }
+
+    /// The home directory relative paths are resolved against (Daytona's work dir).
+    public func home() throws -> String { try account().home }
+
     /// Metadata of `path` (a symlink itself, not its target).
     public func info(_ path: String) throws -> FileEntry {
-        let abs = try absolute(path)
-        if abs == "/" {
-            var st = stat()
-            guard fstat(root.fd.raw, &st) == 0 else { throw Self.error("fstat", abs) }
-            return entry(st, name: "/", path: "/", linkTarget: nil)
+        let connection = try request(ATOLL_FILE_STAT, path)
+        defer { connection.close() }
+        return try Self.entry(try Self.next(connection, "stat \(path.prefix(200))"), connection)
+    }
+
+    /// Whether `path` exists (without following a final symlink).
+    public func exists(_ path: String) throws -> Bool {
+        do {
+            _ = try info(path)
+            return true
+        } catch let error as AtollError where error.code == .notFound {
+            return false
         }
-        let (dir, name) = try parent(of: abs)
-        return try entry(dir: dir.raw, name: name, path: abs)
     }
 
     /// The entries of a directory, sorted by name.
-    public func list(_ path: String) throws -> [FileEntry] {
-        let abs = try absolute(path)
-        let dir = try openDirectory(abs)
-        return try names(in: dir).map { name in
-            try entry(dir: dir.raw, name: name, path: abs == "/" ? "/\(name)" : "\(abs)/\(name)")
-        }.sorted { $0.name < $1.name }
+    public func list(_ path: String, limit: Int64 = resultLimit) throws -> FileListing<FileEntry> {
+        let connection = try request(ATOLL_FILE_LIST, path, limit: limit)
+        defer { connection.close() }
+        var items: [FileEntry] = []
+        while true {
+            let message = try Self.next(connection, "list \(path.prefix(200))")
+            switch message.kind {
+            case .entry: items += Self.entries(message)
+            case .done:
+                return FileListing(items: items.sorted { $0.name < $1.name }, truncated: message.number(1) != 0, home: message.string(0))
+            default: throw Self.unexpected(message, connection)
+            }
+        }
     }
 
-    /// Names in an open directory (not `.` and `..`).
-    func names(in dir: OwnedFD) throws -> [String] {
-        let copy = fcntl(dir.raw, F_DUPFD_CLOEXEC, 0)
-        guard copy >= 0 else { throw SystemError.last("fcntl(F_DUPFD_CLOEXEC)") }
-        guard let stream = fdopendir(copy) else {
-            let error = SystemError.last("fdopendir")
-            Glibc.close(copy)
-            throw error
-        }
-        defer { closedir(stream) }
-        rewinddir(stream)
-        var names: [String] = []
-        while let e = readdir(stream) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
-
-    /// The contents of a regular file (not following a final symlink out of the sandbox — the
-    /// resolution is inside the root either way).
+    /// The contents of a regular file of at most `limit` bytes (a symlink is followed inside the
+    /// sandbox).
     public func read(_ path: String, limit: Int = 1 << 30) throws -> [UInt8] {
-        let abs = try absolute(path)
+        let download = try openRead(path, limit: limit)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Int(min(download.entry.size, UInt64(limit))))
+        while let chunk = try download.next() { bytes += chunk }
+        try download.finish()
+        return bytes
+    }
+
+    /// Starts streaming a regular file (at most `limit` bytes) out of the sandbox.
+    public func openRead(_ path: String, limit: Int = 1 << 30) throws -> FileDownload {
+        let pipe = try KernelPipe.make()
+        let connection = try request(ATOLL_FILE_READ, path, limit: Int64(limit), descriptor: pipe.write.raw)
+        pipe.write.close()  // the agent holds the only write end: EOF when it is done
         do {
-            return try root.read(abs, limit: limit)
-        } catch let error as AtollError where error.code == .notFound {
-            throw AtollError(.notFound, "\(abs): no such file or directory")
+            let entry = try Self.entry(try Self.next(connection, "read \(path.prefix(200))"), connection)
+            return FileDownload(entry: entry, connection: connection, pipe: pipe.read, path: path)
+        } catch {
+            connection.close()
+            throw error
         }
     }
 
     // MARK: - Writing
 
-    /// Writes `bytes` to `path`, replacing an existing file and creating missing parent
-    /// directories (owned by the sandbox's user). A symlink at `path` is followed, inside the
-    /// sandbox's root (the open is `RESOLVE_IN_ROOT` from the root, like every other).
-    public func write(_ path: String, bytes: [UInt8], mode: mode_t = 0o644) throws -> FileEntry {
-        let abs = try absolute(path)
-        let (parentPath, name) = Self.split(abs)
-        guard !name.isEmpty else { throw AtollError(.invalidArgument, "cannot write to the root directory") }
-        _ = try ensureDirectory(parentPath)
-        let existed = (try? root.open(abs, flags: ATOLL_O_PATH)) != nil
-        let file: OwnedFD
+    /// Writes `bytes` to `path`, replacing an existing file (a symlink there is followed inside
+    /// the sandbox) and creating missing parent directories (owned by the user). The new content
+    /// replaces the old in one rename, once every byte arrived: a failure changes nothing.
+    @discardableResult
+    public func write(_ path: String, bytes: [UInt8], mode: mode_t = 0o644, exclusive: Bool = false) throws -> FileEntry {
+        let upload = try openWrite(path, mode: mode, exclusive: exclusive)
         do {
-            // O_NONBLOCK and no O_TRUNC: a FIFO or device the sandbox put there is neither waited
-            // on nor truncated; only a regular file, checked on the open descriptor, is written.
-            file = try root.open(abs, flags: O_WRONLY | O_CREAT | O_NONBLOCK, mode: mode)
-        } catch let error as AtollError {
-            throw error.code == .notFound ? AtollError(.notFound, "\(abs): no such file or directory") : error
+            try upload.write(bytes)
+        } catch {
+            upload.cancel()
+            throw error
         }
-        var st = stat()
-        guard fstat(file.raw, &st) == 0 else { throw Self.error("fstat", abs) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw AtollError(.invalidArgument, "\(abs) is not a regular file") }
-        guard ftruncate(file.raw, 0) == 0 else { throw Self.error("ftruncate", abs) }
-        if !existed { try chown(file.raw, abs) }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.write(file.raw, $0.baseAddress, min($0.count, 1 << 20)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw Self.error("write", abs) }
-            offset += n
-        }
-        return try info(abs)
+        return try upload.finish()
     }
 
-    func fstatatExists(_ dir: Int32, _ name: String) -> Bool {
-        var st = stat()
-        return fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0
-    }
-
-    func chown(_ fd: Int32, _ path: String) throws {
-        guard fchown(fd, ids.host(owner.uid), ids.host(owner.gid)) == 0 else { throw Self.error("fchown", path) }
+    /// Starts streaming a file into the sandbox (see `write`).
+    public func openWrite(_ path: String, mode: mode_t = 0o644, exclusive: Bool = false) throws -> FileUpload {
+        let pipe = try KernelPipe.make()
+        var flags = Int32(ATOLL_FILE_PARENTS.rawValue)
+        if exclusive { flags |= Int32(ATOLL_FILE_EXCLUSIVE.rawValue) }
+        let connection = try request(ATOLL_FILE_WRITE, path, flags: flags, mode: Int64(mode), descriptor: pipe.read.raw)
+        pipe.read.close()
+        return FileUpload(connection: connection, pipe: pipe.write, path: path)
     }
 
     /// Makes `path` and its missing parents (like `mkdir -p`); new ones get `mode` and the user.
     @discardableResult
     public func createDirectory(_ path: String, mode: mode_t = 0o755) throws -> FileEntry {
-        let abs = try absolute(path)
-        _ = try ensureDirectory(abs, mode: mode)
-        return try info(abs)
-    }
-
-    /// Opens `abs` as a directory, creating it and its missing parents.
-    func ensureDirectory(_ abs: String, mode: mode_t = 0o755) throws -> OwnedFD {
-        if let dir = try? root.open(abs, flags: O_RDONLY | O_DIRECTORY) { return dir }
-        let (parentPath, name) = Self.split(abs)
-        guard !name.isEmpty else { return try openDirectory("/") }
-        let parent = try ensureDirectory(parentPath, mode: mode)
-        if mkdirat(parent.raw, name, mode) != 0 && errno != EEXIST { throw Self.error("mkdirat", abs) }
-        let fd = openat(parent.raw, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw Self.error("openat", abs) }
-        let dir = OwnedFD(fd)
-        try chown(dir.raw, abs)
-        _ = fchmod(dir.raw, mode)  // not subject to the umask
-        return dir
+        let connection = try request(ATOLL_FILE_MKDIR, path, flags: Int32(ATOLL_FILE_PARENTS.rawValue), mode: Int64(mode))
+        defer { connection.close() }
+        return try Self.entry(try Self.next(connection, "mkdir \(path.prefix(200))"), connection)
     }
 
     /// Deletes a file, a symlink (not its target) or, with `recursive`, a directory tree.
-    public func delete(_ path: String, recursive: Bool) throws {
-        let abs = try absolute(path)
-        guard abs != "/" else { throw AtollError(.invalidArgument, "refusing to delete the sandbox's root directory") }
-        let (dir, name) = try parent(of: abs)
-        var st = stat()
-        guard fstatat(dir.raw, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { throw Self.error("fstatat", abs) }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            if recursive {
-                try removeTree(dir: dir.raw, name: name, path: abs)
-            } else if unlinkat(dir.raw, name, AT_REMOVEDIR) != 0 {
-                throw Self.error("unlinkat", abs)
-            }
-        } else if unlinkat(dir.raw, name, 0) != 0 {
-            throw Self.error("unlinkat", abs)
-        }
-    }
-
-    /// Removes a tree without following any symlink: every step is relative to an open directory.
-    func removeTree(dir: Int32, name: String, path: String) throws {
-        let fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw Self.error("openat", path) }
-        let child = OwnedFD(fd)
-        for entry in try names(in: child) {
-            var st = stat()
-            guard fstatat(child.raw, entry, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
-            if (st.st_mode & S_IFMT) == S_IFDIR {
-                try removeTree(dir: child.raw, name: entry, path: "\(path)/\(entry)")
-            } else if unlinkat(child.raw, entry, 0) != 0 && errno != ENOENT {
-                throw Self.error("unlinkat", "\(path)/\(entry)")
-            }
-        }
-        if unlinkat(dir, name, AT_REMOVEDIR) != 0 && errno != ENOENT { throw Self.error("unlinkat", path) }
+    public func delete(_ path: String, recursive: Bool, missingOK: Bool = false) throws {
+        var flags: Int32 = 0
+        if recursive { flags |= Int32(ATOLL_FILE_RECURSIVE.rawValue) }
+        if missingOK { flags |= Int32(ATOLL_FILE_MISSING_OK.rawValue) }
+        _ = try single(ATOLL_FILE_DELETE, path, expecting: .done, flags: flags)
     }
 
     /// Moves (renames) `source` to `destination`. Across filesystems (e.g. from `/tmp`, which is
     /// its own mount) a regular file is copied and the original removed.
     public func move(_ source: String, to destination: String) throws {
-        let from = try absolute(source)
-        let to = try absolute(destination)
-        let (fromDir, fromName) = try parent(of: from)
-        let (toDir, toName) = try parent(of: to)
-        if renameat(fromDir.raw, fromName, toDir.raw, toName) == 0 { return }
-        guard errno == EXDEV else { throw Self.error("renameat", "\(from) -> \(to)") }
-        var st = stat()
-        guard fstatat(fromDir.raw, fromName, &st, AT_SYMLINK_NOFOLLOW) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-            throw AtollError(.invalidArgument, "\(from) -> \(to): only files can move between filesystems")
-        }
-        let bytes = try read(from)
-        _ = try write(to, bytes: bytes, mode: mode_t(st.st_mode & 0o7777))
-        guard unlinkat(fromDir.raw, fromName, 0) == 0 else { throw Self.error("unlinkat", from) }
+        _ = try single(ATOLL_FILE_MOVE, source, expecting: .done, second: destination)
     }
 
     /// Changes mode (octal string such as "755"), owner and group (names or numbers inside).
-    public func setPermissions(_ path: String, mode: String?, owner ownerName: String?, group groupName: String?) throws -> FileEntry {
-        let abs = try absolute(path)
-        let (dir, name) = try parent(of: abs)
+    @discardableResult
+    public func setPermissions(_ path: String, mode: String?, owner: String?, group: String?) throws -> FileEntry {
+        var value: Int64 = -1
         if let mode {
-            guard let value = UInt32(mode, radix: 8), value <= 0o7777 else {
+            guard let parsed = UInt32(mode, radix: 8), parsed <= 0o7777 else {
                 throw AtollError(.invalidArgument, "mode must be octal permissions such as 644 or 0755, got \"\(mode.prefix(16))\"")
             }
-            guard fchmodat(dir.raw, name, mode_t(value), 0) == 0 else { throw Self.error("fchmodat", abs) }
+            value = Int64(parsed)
         }
-        if ownerName != nil || groupName != nil {
-            let uid: UInt32? = try ownerName.map { try accounts.resolve($0).uid }
-            let gid: UInt32? = try groupName.map { name in
-                if let numeric = UInt32(name), numeric < 65536 { return numeric }
-                guard let gid = accounts.groupID(name) else { throw AtollError(.notFound, "group \"\(name.prefix(64))\" does not exist in the sandbox") }
-                return gid
-            }
-            let hostUID = uid.map { ids.host($0) } ?? UInt32.max
-            let hostGID = gid.map { ids.host($0) } ?? UInt32.max
-            guard fchownat(dir.raw, name, hostUID, hostGID, AT_SYMLINK_NOFOLLOW) == 0 else { throw Self.error("fchownat", abs) }
-        }
-        return try entry(dir: dir.raw, name: name, path: abs)
+        let connection = try request(ATOLL_FILE_SETPERM, path, second: owner ?? "", third: group ?? "", mode: value)
+        defer { connection.close() }
+        return try Self.entry(try Self.next(connection, "set permissions of \(path.prefix(200))"), connection)
     }
 
     // MARK: - Searching
 
-    /// Visits every entry below `path` (not following symlinks, not entering /proc, /sys, /dev).
-    func walk(_ path: String, _ visit: (Int32, String, String, stat) throws -> Void) throws {
-        let abs = try absolute(path)
-        var visited = 0
-        func descend(_ dir: OwnedFD, _ dirPath: String) throws {
-            for name in try names(in: dir) {
-                visited += 1
-                guard visited <= Self.walkLimit else { return }
-                let child = dirPath == "/" ? "/\(name)" : "\(dirPath)/\(name)"
-                var st = stat()
-                guard fstatat(dir.raw, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
-                try visit(dir.raw, name, child, st)
-                if (st.st_mode & S_IFMT) == S_IFDIR, !Self.skippedRoots.contains(child) {
-                    let fd = openat(dir.raw, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                    if fd >= 0 { try descend(OwnedFD(fd), child) }
-                }
+    /// Paths below `path` whose name matches the glob `pattern` (`*.py`, `test_?.txt`, `[ab]*`),
+    /// sorted. The walk does not follow symlinks nor enter /proc, /sys and /dev, and stops at its
+    /// bounds (`truncated`).
+    public func search(_ path: String, pattern: String) throws -> FileListing<String> {
+        guard !pattern.isEmpty else { throw AtollError(.invalidArgument, "pattern is empty") }
+        let connection = try request(ATOLL_FILE_SEARCH, path, second: pattern, limit: Self.resultLimit)
+        defer { connection.close() }
+        var paths: [String] = []
+        while true {
+            let message = try Self.next(connection, "search \(path.prefix(200))")
+            switch message.kind {
+            case .path: paths += message.strings
+            case .done: return FileListing(items: paths.sorted(), truncated: message.number(1) != 0, home: message.string(0))
+            default: throw Self.unexpected(message, connection)
             }
         }
-        try descend(try openDirectory(abs), abs)
-    }
-
-    /// Paths below `path` whose name matches the glob `pattern` (`*.py`, `test_?.txt`, `[ab]*`).
-    public func search(_ path: String, pattern: String) throws -> [String] {
-        guard !pattern.isEmpty else { throw AtollError(.invalidArgument, "pattern is empty") }
-        var found: [String] = []
-        try walk(path) { _, name, child, _ in
-            if fnmatch(pattern, name, 0) == 0 { found.append(child) }
-        }
-        return found.sorted()
     }
 
     /// Lines of regular files below `path` (or of the file `path`) that contain `pattern`.
-    public func find(_ path: String, pattern: String) throws -> [FileMatch] {
+    public func find(_ path: String, pattern: String) throws -> FileListing<FileMatch> {
         guard !pattern.isEmpty else { throw AtollError(.invalidArgument, "pattern is empty") }
+        let connection = try request(ATOLL_FILE_FIND, path, second: pattern, limit: Self.resultLimit)
+        defer { connection.close() }
         var matches: [FileMatch] = []
-        func scan(_ dir: Int32, _ name: String, _ file: String, _ st: stat) {
-            guard (st.st_mode & S_IFMT) == S_IFREG, st.st_size <= Self.searchFileLimit else { return }
-            // Checked again on the open descriptor (O_NONBLOCK: a FIFO swapped in meanwhile is
-            // not waited on).
-            let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-            guard fd >= 0 else { return }
-            let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-            var opened = stat()
-            guard fstat(fd, &opened) == 0, (opened.st_mode & S_IFMT) == S_IFREG, opened.st_size <= Self.searchFileLimit else { return }
-            guard let data = try? handle.readToEnd(), !data.contains(0) else { return }
-            for (i, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated()
-            where line.contains(pattern) {
-                matches.append(FileMatch(file: file, line: i + 1, content: String(line)))
+        while true {
+            let message = try Self.next(connection, "find in \(path.prefix(200))")
+            switch message.kind {
+            case .match:
+                for (i, line) in message.numbers.enumerated() where 2 * i + 1 < message.strings.count {
+                    matches.append(FileMatch(file: message.strings[2 * i], line: Int(line), content: message.strings[2 * i + 1]))
+                }
+            case .done: return FileListing(items: matches, truncated: message.number(1) != 0, home: message.string(0))
+            default: throw Self.unexpected(message, connection)
             }
         }
-        let abs = try absolute(path)
-        let single = try info(abs)
-        if !single.isDirectory {
-            let (dir, name) = try parent(of: abs)
-            var st = stat()
-            if fstatat(dir.raw, name, &st, AT_SYMLINK_NOFOLLOW) == 0 { scan(dir.raw, name, abs, st) }
-            return matches
-        }
-        try walk(abs) { dir, name, file, st in scan(dir, name, file, st) }
-        return matches
-    }
-}
-
-extension PasswdDatabase {
-    /// The name of group `gid`, from the sandbox's /etc/group.
-    public func groupName(_ gid: UInt32) -> String? { groups.first { $0.gid == gid }?.name }
-
-    /// The id of group `name`.
-    public func groupID(_ name: String) -> UInt32? { groups.first { $0.name == name }?.gid }
-}
-
-extension SandboxFiles {
-    /// Whether `path` exists (without following a final symlink).
-    public func exists(_ path: String) -> Bool {
-        guard let abs = try? absolute(path), let (dir, name) = try? parent(of: abs) else { return false }
-        return fstatatExists(dir.raw, name)
     }
 
-    /// Makes a FIFO owned by the sandbox's user.
+    // MARK: - FIFOs (sessions)
+
+    /// Makes a FIFO owned by the user.
     public func makeFifo(_ path: String, mode: mode_t = 0o600) throws {
-        let abs = try absolute(path)
-        let (dir, name) = try parent(of: abs)
-        guard mkfifoat(dir.raw, name, mode) == 0 else { throw Self.error("mkfifoat", abs) }
-        guard fchownat(dir.raw, name, ids.host(owner.uid), ids.host(owner.gid), AT_SYMLINK_NOFOLLOW) == 0 else {
-            throw Self.error("fchownat", abs)
+        _ = try single(ATOLL_FILE_MKFIFO, path, expecting: .done, mode: Int64(mode))
+    }
+
+    /// Writes `text` to an existing FIFO in one write, without blocking (keep it under PIPE_BUF
+    /// so that it arrives whole).
+    public func writeToFifo(_ path: String, _ text: String) throws {
+        _ = try single(ATOLL_FILE_FIFO_WRITE, path, expecting: .done, second: text)
+    }
+}
+
+extension atoll_agent_file_op {
+    var name: String {
+        switch self {
+        case ATOLL_FILE_STAT: return "stat"
+        case ATOLL_FILE_LIST: return "list"
+        case ATOLL_FILE_READ: return "read"
+        case ATOLL_FILE_WRITE: return "write"
+        case ATOLL_FILE_MKDIR: return "mkdir"
+        case ATOLL_FILE_DELETE: return "delete"
+        case ATOLL_FILE_MOVE: return "move"
+        case ATOLL_FILE_SETPERM: return "set permissions of"
+        case ATOLL_FILE_SEARCH: return "search"
+        case ATOLL_FILE_FIND: return "find in"
+        case ATOLL_FILE_MKFIFO: return "mkfifo"
+        case ATOLL_FILE_FIFO_WRITE: return "write to"
+        default: return "account"
+        }
+    }
+}
+
+/// A file streaming out of a sandbox: `next()` until nil, then `finish()`. Blocking, with a
+/// deadline on every wait; close it (or let it go) to abandon the transfer.
+public final class FileDownload: @unchecked Sendable {
+    // @unchecked: one consumer drives a transfer from start to end.
+    public let entry: FileEntry
+    let connection: AgentConnection
+    let pipe: OwnedFD
+    let path: String
+    var received: Int64 = 0
+
+    init(entry: FileEntry, connection: AgentConnection, pipe: OwnedFD, path: String) {
+        self.entry = entry
+        self.connection = connection
+        self.pipe = pipe
+        self.path = path
+        _ = fcntl(pipe.raw, F_SETFL, fcntl(pipe.raw, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// What a read without waiting found.
+    public enum Available: Sendable {
+        case bytes([UInt8])
+        case nothingYet
+        case end
+    }
+
+    /// Reads what is there now (at most `maximum` bytes), without waiting.
+    public func readAvailable(maximum: Int = 256 << 10) throws -> Available {
+        var buffer = [UInt8](repeating: 0, count: maximum)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(pipe.raw, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EAGAIN { return .nothingYet }
+            guard n >= 0 else { throw SystemError.last("read", "pipe from sandbox \(connection.sandbox)") }
+            if n == 0 { return .end }
+            received += Int64(n)
+            buffer.removeLast(maximum - n)
+            return .bytes(buffer)
         }
     }
 
-    /// Appends `bytes` to an existing FIFO without blocking (one write: keep it under PIPE_BUF
-    /// so that it arrives whole).
-    public func writeToFifo(_ path: String, _ bytes: [UInt8]) throws {
-        let abs = try absolute(path)
-        let (dir, name) = try parent(of: abs)
-        let fd = openat(dir.raw, name, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw Self.error("openat", abs) }
-        let file = OwnedFD(fd)
-        var st = stat()
-        guard fstat(file.raw, &st) == 0, (st.st_mode & S_IFMT) == S_IFIFO else {
-            throw AtollError(.conflict, "\(abs) is not a FIFO")
+    /// Waits until there is something to read (or the end), at most the stall timeout.
+    public func waitReadable() throws {
+        while true {
+            var p = pollfd(fd: pipe.raw, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&p, 1, Int32(SandboxFiles.transferStallTimeout * 1000))
+            if ready < 0 && errno == EINTR { continue }
+            guard ready > 0 else {
+                throw AtollError(.timeout, "reading \(path.prefix(200)) from sandbox \(connection.sandbox) stalled for \(Int(SandboxFiles.transferStallTimeout)) s")
+            }
+            return
         }
-        let n = bytes.withUnsafeBytes { Glibc.write(file.raw, $0.baseAddress, $0.count) }
-        guard n == bytes.count else { throw Self.error("write", abs) }
     }
+
+    /// The next chunk (at most `maximum` bytes), or nil at the end of the file; waits for it.
+    public func next(maximum: Int = 256 << 10) throws -> [UInt8]? {
+        while true {
+            switch try readAvailable(maximum: maximum) {
+            case .bytes(let bytes): return bytes
+            case .end: return nil
+            case .nothingYet: try waitReadable()
+            }
+        }
+    }
+
+    /// Confirms that the agent sent the whole file (a read error inside is reported here).
+    public func finish() throws {
+        defer { close() }
+        let message = try SandboxFiles.next(connection, "the end of \(path.prefix(200))")
+        guard message.kind == .done else { throw SandboxFiles.unexpected(message, connection) }
+        guard message.number(0) == received else {
+            throw AtollError(.system, "\(path): \(received) bytes arrived of the \(message.number(0)) the sandbox sent")
+        }
+    }
+
+    public func close() {
+        pipe.close()
+        connection.close()
+    }
+
+    deinit { close() }
+}
+
+/// A file streaming into a sandbox: `write` its bytes, then `finish()` (or `cancel()`: the target
+/// is then left as it was). Blocking, with a deadline on every wait.
+public final class FileUpload: @unchecked Sendable {
+    // @unchecked: one producer drives a transfer from start to end.
+    let connection: AgentConnection
+    let pipe: OwnedFD
+    let path: String
+    public private(set) var written: Int64 = 0
+
+    init(connection: AgentConnection, pipe: OwnedFD, path: String) {
+        self.connection = connection
+        self.pipe = pipe
+        self.path = path
+        _ = fcntl(pipe.raw, F_SETFL, fcntl(pipe.raw, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// Writes all of `bytes` (waiting while the sandbox catches up).
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = try writeAvailable(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+            offset += n
+            if n == 0 { try waitWritable() }
+        }
+    }
+
+    /// Writes as much of `bytes` as the pipe takes now; returns how much (0: it is full).
+    public func writeAvailable(_ bytes: UnsafeRawBufferPointer) throws -> Int {
+        guard bytes.count > 0 else { return 0 }
+        while true {
+            let n = Glibc.write(pipe.raw, bytes.baseAddress!, bytes.count)
+            if n >= 0 {
+                written += Int64(n)
+                return n
+            }
+            if errno == EINTR { continue }
+            if errno == EAGAIN { return 0 }
+            // EPIPE: the agent stopped reading, which it does only after a failure it reports.
+            try failure()
+        }
+    }
+
+    /// Waits until the pipe takes more bytes, at most the stall timeout.
+    public func waitWritable() throws {
+        while true {
+            var p = pollfd(fd: pipe.raw, events: Int16(POLLOUT), revents: 0)
+            let ready = poll(&p, 1, Int32(SandboxFiles.transferStallTimeout * 1000))
+            if ready < 0 && errno == EINTR { continue }
+            if ready == 0 {
+                throw AtollError(.timeout, "writing \(path.prefix(200)) into sandbox \(connection.sandbox) stalled for \(Int(SandboxFiles.transferStallTimeout)) s")
+            }
+            return
+        }
+    }
+
+    /// The error the agent reported, thrown.
+    func failure() throws -> Never {
+        let reason = (try? connection.receive(timeout: 5, waitingFor: "the reason an upload failed")) ?? nil
+        pipe.close()
+        connection.close()
+        if let reason, reason.kind == .error { throw AgentFailure.error(reason) }
+        throw AtollError(.conflict, "\(path): the sandbox stopped taking the upload (it was stopped?)")
+    }
+
+    /// Ends the data, confirms the byte count and waits for the file to be in place.
+    @discardableResult
+    public func finish() throws -> FileEntry {
+        pipe.close()
+        defer { connection.close() }
+        do {
+            try connection.send(AgentMessage(.commit, numbers: [written]))
+        } catch {
+            try failure()  // the agent gave up before the end: its reason is waiting on the socket
+        }
+        return try SandboxFiles.entry(try SandboxFiles.next(connection, "writing \(path.prefix(200))"), connection)
+    }
+
+    /// Abandons the upload: the agent removes what it wrote and the target stays as it was.
+    public func cancel() {
+        pipe.close()
+        connection.close()
+    }
+
+    deinit { cancel() }
 }

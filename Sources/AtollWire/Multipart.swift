@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// multipart/form-data (RFC 7578) as the SDK's file transfers use it.
 public enum Multipart {
@@ -131,6 +132,149 @@ public enum Multipart {
             body.append(Data("--\(boundary)--\r\n".utf8))
             return body
         }
+    }
+}
+
+extension Multipart {
+    /// What a streaming parse finds, in order: a part begins (its name and filename), some of its
+    /// bytes, the part ends.
+    public enum Event: Sendable, Equatable {
+        case partStart(name: String, filename: String?)
+        case data([UInt8])
+        case partEnd
+    }
+
+    /// multipart/form-data parsed as it arrives, holding no more than one chunk and a delimiter's
+    /// length of it: a 1 GiB upload goes through in pieces, never whole in memory.
+    public struct StreamParser: Sendable {
+        enum State { case preamble, afterDelimiter, headers, body, done }
+
+        let delimiter: [UInt8]       // "--boundary"
+        let bodyDelimiter: [UInt8]   // "\r\n--boundary"
+        var state = State.preamble
+        var pending: [UInt8] = []
+        /// Largest header block of one part.
+        static let headerLimit = 16 << 10
+
+        public init(boundary: String) {
+            delimiter = Array("--\(boundary)".utf8)
+            bodyDelimiter = Array("\r\n--\(boundary)".utf8)
+        }
+
+        /// Whether the closing delimiter has been seen.
+        public var isComplete: Bool { state == .done }
+
+        /// Feeds the next bytes of the body; returns what they completed.
+        public mutating func feed(_ bytes: [UInt8]) throws(MultipartError) -> [Event] {
+            guard state != .done else { return [] }
+            pending.append(contentsOf: bytes)
+            var events: [Event] = []
+            var position = 0
+            loop: while true {
+                switch state {
+                case .preamble:
+                    guard let found = Self.search(pending, delimiter, from: position) else {
+                        position = max(position, pending.count - delimiter.count)
+                        break loop
+                    }
+                    position = found + delimiter.count
+                    state = .afterDelimiter
+                case .afterDelimiter:
+                    guard pending.count - position >= 2 else { break loop }
+                    if pending[position] == 45 && pending[position + 1] == 45 {  // "--": the end
+                        state = .done
+                        pending = []
+                        return events
+                    }
+                    guard pending[position] == 13 && pending[position + 1] == 10 else {
+                        throw MultipartError("malformed multipart body: a delimiter is followed by neither CRLF nor --")
+                    }
+                    position += 2
+                    state = .headers
+                case .headers:
+                    guard let end = Self.search(pending, [13, 10, 13, 10], from: position) else {
+                        if pending.count - position > Self.headerLimit { throw MultipartError("malformed multipart body: a part's headers exceed 16 KiB") }
+                        break loop
+                    }
+                    let headers = String(decoding: pending[position..<end], as: UTF8.self)
+                    var name: String?
+                    var filename: String?
+                    for line in headers.components(separatedBy: "\r\n") where line.lowercased().hasPrefix("content-disposition:") {
+                        let params = Multipart.dispositionParameters(String(line.dropFirst("content-disposition:".count)))
+                        name = params["name"]
+                        filename = params["filename*"].flatMap(Multipart.decodeExtended) ?? params["filename"]
+                    }
+                    guard let name else { throw MultipartError("malformed multipart body: a part has no name") }
+                    events.append(.partStart(name: name, filename: filename))
+                    position = end + 4
+                    state = .body
+                case .body:
+                    if let found = Self.search(pending, bodyDelimiter, from: position) {
+                        if found > position { events.append(.data(Array(pending[position..<found]))) }
+                        events.append(.partEnd)
+                        position = found + bodyDelimiter.count
+                        state = .afterDelimiter
+                    } else {
+                        // Everything but a possible start of the delimiter is the part's.
+                        let safe = max(position, pending.count - bodyDelimiter.count + 1)
+                        if safe > position { events.append(.data(Array(pending[position..<safe]))) }
+                        position = safe
+                        break loop
+                    }
+                case .done:
+                    break loop
+                }
+            }
+            pending.removeFirst(position)
+            return events
+        }
+
+        /// Throws unless the body ended with its closing delimiter.
+        public func finish() throws(MultipartError) {
+            guard state == .done else { throw MultipartError("malformed multipart body: it ends before its closing boundary") }
+        }
+
+        static func search(_ haystack: [UInt8], _ needle: [UInt8], from start: Int) -> Int? {
+            guard needle.count > 0, haystack.count - start >= needle.count else { return nil }
+            let first = needle[0]
+            var i = start
+            let last = haystack.count - needle.count
+            return haystack.withUnsafeBufferPointer { h -> Int? in
+                while i <= last {
+                    guard let p = memchr(h.baseAddress! + i, Int32(first), last - i + 1) else { return nil }
+                    let at = h.baseAddress!.distance(to: p.assumingMemoryBound(to: UInt8.self))
+                    if memcmp(h.baseAddress! + at, needle, needle.count) == 0 { return at }
+                    i = at + 1
+                }
+                return nil
+            }
+        }
+    }
+
+    /// Pieces of a multipart/form-data body written as it streams: `header` before each part's
+    /// bytes, `separator` after them, `closing` at the end.
+    public struct StreamWriter: Sendable {
+        public let boundary = "ATOLL-FILE-BOUNDARY-" + UUID().uuidString
+
+        public init() {}
+
+        public var contentType: String { "multipart/form-data; boundary=\(boundary)" }
+
+        public func header(name: String, filename: String, contentType: String, length: Int? = nil) -> [UInt8] {
+            let escaped = filename.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                .replacingOccurrences(of: "\r", with: "%0D").replacingOccurrences(of: "\n", with: "%0A")
+            var header = "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"\(escaped)\""
+            if filename.unicodeScalars.contains(where: { !$0.isASCII || $0.value < 32 }) {
+                let encoded = filename.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "'%"))) ?? filename
+                header += "; filename*=utf-8''\(encoded)"
+            }
+            header += "\r\nContent-Type: \(contentType)\r\n"
+            if let length { header += "Content-Length: \(length)\r\n" }
+            return Array((header + "\r\n").utf8)
+        }
+
+        public var separator: [UInt8] { [13, 10] }
+        public var closing: [UInt8] { Array("--\(boundary)--\r\n".utf8) }
     }
 }
 

@@ -5,7 +5,7 @@ import Foundation
 import Glibc
 import Testing
 
-@Suite("errors, accounts, id ranges and the embedded init")
+@Suite("errors, id ranges and the embedded init")
 struct SupportTests {
     @Test("system errors name the call, the path and the errno")
     func systemErrors() {
@@ -30,33 +30,15 @@ struct SupportTests {
         #expect(AtollError.Code.invalidArgument.httpStatus == 400)
     }
 
-    static let passwd = """
-        root:x:0:0:root:/root:/bin/bash
-        daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
-        # comment
-        broken line
-        sandbox:x:1000:1000::/home/sandbox:/bin/bash
-        """
-    static let group = "root:x:0:\ndocker:x:999:sandbox,other\nsandbox:x:1000:\n"
-
-    @Test("accounts resolve by name, uid and uid:gid")
-    func accounts() throws {
-        let db = PasswdDatabase(passwd: Self.passwd, group: Self.group)
-        let sandbox = try db.resolve("sandbox")
-        #expect(sandbox == SandboxAccount(name: "sandbox", uid: 1000, gid: 1000, home: "/home/sandbox", shell: "/bin/bash", groups: [1000, 999]))
-        #expect(try db.resolve("0").name == "root")
-        #expect(try db.resolve("1000").home == "/home/sandbox")
-        let numeric = try db.resolve("4242:4343")
-        #expect(numeric.uid == 4242 && numeric.gid == 4343 && numeric.home == "/")
-        #expect(throws: AtollError.self) { try db.resolve("nobody-such") }
-        #expect(throws: AtollError.self) { try db.resolve("70000") }
-        #expect(throws: AtollError.self) { try db.resolve("1:x") }
-    }
-
     @Test("id ranges map sandbox ids to host ids")
-    func idRanges() {
+    func idRanges() throws {
         let range = IDRange(base: 1 << 30, count: 65536)
-        #expect(range.host(0) == 1 << 30 && range.host(1000) == (1 << 30) + 1000)
+        #expect(try range.host(0) == 1 << 30 && range.host(1000) == (1 << 30) + 1000)
+        // Ids a sandbox could write into its own /etc/passwd are refused, never added up.
+        #expect(throws: AtollError.self) { try range.host(65536) }
+        #expect(throws: AtollError.self) { try range.host(UInt32.max) }
+        #expect(throws: AtollError.self) { try IDRange(base: UInt32.max - 10, count: 65536).host(100) }
+        #expect(!IDRange(base: UInt32.max - 10, count: 65536).contains(hostID: 5))
         #expect(range.contains(hostID: range.base + 65535) && !range.contains(hostID: range.base + 65536))
         #expect(!range.contains(hostID: range.base - 1))
     }

@@ -52,15 +52,14 @@ public struct RootfsPlan: Sendable {
         self.ids = ids
     }
 
-    /// Directories the disk holds (see `DiskLayout`).
-    public var upperDirectory: String { "\(diskMountPoint)/\(DiskLayout.upper)" }
-    public var workDirectory: String { "\(diskMountPoint)/\(DiskLayout.work)" }
-    public var rootDirectory: String { "\(diskMountPoint)/\(DiskLayout.root)" }
-
-    /// runc's default masked paths: kernel data a sandbox has no business reading.
+    /// runc's default masked paths: kernel data a sandbox has no business reading. Plus the host's
+    /// virtual block devices: `/sys/devices/virtual/block/loop*/loop/backing_file` names every
+    /// sandbox's disk image on the host (other tenants' ids included), and `/sys/block` and
+    /// `/sys/class/block` only link there.
     public static let maskedPaths = [
         "proc/acpi", "proc/asound", "proc/kcore", "proc/keys", "proc/latency_stats", "proc/timer_list",
         "proc/timer_stats", "proc/sched_debug", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap",
+        "sys/devices/virtual/block", "sys/block", "sys/class/block",
     ]
 
     /// runc's default read-only paths.
@@ -78,13 +77,17 @@ public struct RootfsPlan: Sendable {
         let root = ids.base
         var steps: [PlanStep] = [
             .mount(source: diskDevice, target: diskMountPoint, fsType: "ext4", flags: nosuidNodev | MountFlag.noAtime, data: nil),
+            // From here on, paths are relative to the disk: the overlay's options show in the
+            // sandbox's /proc/self/mountinfo exactly as given, so they must not name host paths.
+            .changeDirectory(diskMountPoint),
+            .makeDirectory(target: DiskLayout.lower, mode: 0o755),
             // Shift the snapshot's ids (0..65535 on disk) into the sandbox's range, without copying.
-            .idmapBind(source: snapshotRoot, target: snapshotRoot, attributes: MountFlag.attrReadOnly | MountFlag.attrNoSuid | MountFlag.attrNoDev),
+            .idmapBind(source: snapshotRoot, target: DiskLayout.lower, attributes: MountFlag.attrReadOnly | MountFlag.attrNoSuid | MountFlag.attrNoDev),
             .mount(
-                source: "overlay", target: rootDirectory, fsType: "overlay", flags: nosuidNodev,
-                data: "lowerdir=\(snapshotRoot),upperdir=\(upperDirectory),workdir=\(workDirectory)"
+                source: "overlay", target: DiskLayout.root, fsType: "overlay", flags: nosuidNodev,
+                data: "lowerdir=\(DiskLayout.lower),upperdir=\(DiskLayout.upper),workdir=\(DiskLayout.work)"
             ),
-            .changeDirectory(rootDirectory),
+            .changeDirectory(DiskLayout.root),
             .bind(source: "\(diskMountPoint)/\(DiskLayout.tmp)", target: "tmp", flags: nosuidNodev),
             .mount(source: "proc", target: "proc", fsType: "proc", flags: nosuidNodev | MountFlag.noExec, data: nil),
             .mount(source: "sysfs", target: "sys", fsType: "sysfs", flags: nosuidNodev | MountFlag.noExec | MountFlag.readOnly, data: nil),
@@ -98,7 +101,7 @@ public struct RootfsPlan: Sendable {
             .makeDirectory(target: "dev/pts", mode: 0o755),
             // gid 5 is "tty" inside; devpts interprets ids in the mounter's (host) namespace.
             .mount(source: "devpts", target: "dev/pts", fsType: "devpts", flags: MountFlag.noSuid | MountFlag.noExec,
-                   data: "newinstance,ptmxmode=0666,mode=0620,gid=\(ids.host(5))"),
+                   data: "newinstance,ptmxmode=0666,mode=0620,gid=\(try ids.host(5))"),
             .symlink(target: "dev/ptmx", pointingTo: "pts/ptmx"),
             .symlink(target: "dev/fd", pointingTo: "/proc/self/fd"),
             .symlink(target: "dev/stdin", pointingTo: "/proc/self/fd/0"),
@@ -132,4 +135,6 @@ public enum DiskLayout {
     public static let tmp = "tmp"
     /// Mount point of the merged root inside the sandbox's mount namespace.
     public static let root = "root"
+    /// Where the idmapped snapshot is attached (inside the sandbox's mount namespace only).
+    public static let lower = "lower"
 }

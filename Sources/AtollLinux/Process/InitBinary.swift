@@ -22,3 +22,23 @@ public enum InitBinary {
         return OwnedFD(fd)
     }
 }
+
+/// The sandbox's agent (`CRuntime/agent/atoll-agent.c`, embedded at build time by the EmbedInit
+/// plugin) in a sealed memfd that every sandbox's PID 1 receives as its fd 4 and executes for each
+/// request (see `AgentConnection`). A static executable: it needs nothing from the sandbox.
+public enum AgentBinary {
+    public static var bytes: [UInt8] {
+        guard let data = Data(base64Encoded: embeddedAgentBase64) else { fatalError("the embedded atoll-agent is corrupt") }
+        return [UInt8](data)
+    }
+
+    /// A new sealed, executable, close-on-exec memfd holding the agent.
+    public static func memfd() throws -> OwnedFD {
+        let data = bytes
+        var fd: Int32 = -1
+        var failure = atoll_error()
+        let rc = data.withUnsafeBytes { atoll_sealed_memfd("atoll-agent", $0.baseAddress, $0.count, &fd, &failure) }
+        guard rc == 0 else { throw SystemError.error(failure) }
+        return OwnedFD(fd)
+    }
+}

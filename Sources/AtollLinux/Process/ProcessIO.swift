@@ -45,34 +45,41 @@ public struct ProcessOutcome: Sendable {
     public var seconds: Double
 }
 
-/// Pumps a child's standard streams with poll(2) on a dedicated thread: feeds stdin, captures or
-/// streams stdout and stderr, enforces the timeout by killing the process group, and reaps the
-/// child through its pidfd.
+/// Pumps the standard streams of a process the sandbox's agent started, with poll(2) on a
+/// dedicated thread: feeds stdin, captures or streams stdout and stderr, learns how the process
+/// ended from the agent's `EXIT` message, and on the deadline asks the agent to kill the process's
+/// whole group. Every wait has a deadline: a process given no timeout gets the longest one
+/// (`maximumSeconds`), and an agent that does not report the end within `exitGrace` after a kill
+/// is given up on.
 public final class ProcessIO: @unchecked Sendable {
     // @unchecked: all state is confined to the one thread that runs `pump`.
-    let pid: Int32
-    let pidfd: OwnedFD
+    let agent: AgentConnection
     let stdinWrite: OwnedFD?
     let stdoutRead: OwnedFD
     let stderrRead: OwnedFD?
     let stdinSource: StdinSource
-    let timeout: Double?
+    let timeout: Double
     let captureLimit: Int
     let onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+    /// Set when the agent reported, after `STARTED`, that the program could not be executed.
+    public private(set) var failure: AtollError?
 
     /// After the process exits, how long to keep reading output that descendants still write.
     /// Background processes holding the pipes open must not keep an exec waiting forever.
     static let drainGrace = 0.05
+    /// The longest any process runs when its caller gives no timeout (Daytona's maximum, a day).
+    public static let maximumSeconds = 86400.0
+    /// How long the agent has to report the end of a process it was told to kill.
+    static let exitGrace = 10.0
 
-    public init(pid: Int32, pidfd: OwnedFD, stdinWrite: OwnedFD?, stdoutRead: OwnedFD, stderrRead: OwnedFD?, stdin: StdinSource,
-         timeout: Double?, captureLimit: Int, onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) {
-        self.pid = pid
-        self.pidfd = pidfd
+    public init(agent: AgentConnection, stdinWrite: OwnedFD?, stdoutRead: OwnedFD, stderrRead: OwnedFD?, stdin: StdinSource,
+                timeout: Double?, captureLimit: Int, onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) {
+        self.agent = agent
         self.stdinWrite = stdinWrite
         self.stdoutRead = stdoutRead
         self.stderrRead = stderrRead
         self.stdinSource = stdin
-        self.timeout = timeout
+        self.timeout = min(timeout ?? Self.maximumSeconds, Self.maximumSeconds)
         self.captureLimit = captureLimit
         self.onOutput = onOutput
     }
@@ -81,14 +88,14 @@ public final class ProcessIO: @unchecked Sendable {
     public func run() async -> ProcessOutcome {
         await withCheckedContinuation { continuation in
             let thread = Thread { continuation.resume(returning: self.pump()) }
-            thread.name = "atoll-exec-\(pid)"
+            thread.name = "atoll-exec-\(agent.sandbox.prefix(8))"
             thread.start()
         }
     }
 
     func pump() -> ProcessOutcome {
         let start = Monotonic.now()
-        let deadline = timeout.map { start + $0 }
+        let deadline = start + timeout
         var stdinBuffer: [UInt8] = []
         var stdinOffset = 0
         var stdinOpen = stdinWrite != nil
@@ -103,8 +110,10 @@ public final class ProcessIO: @unchecked Sendable {
         if let e = stderrRead { outputs.append((e, .stderr, true)) }
         var captured: [OutputChannel: [UInt8]] = [.stdout: [], .stderr: []]
         var truncated = false
-        var exited = false
+        var termination: Termination?
+        var agentOpen = true
         var timedOut = false
+        var killDeadline: Double?
         var drainDeadline: Double?
         var buffer = [UInt8](repeating: 0, count: 65536)
 
@@ -113,11 +122,17 @@ public final class ProcessIO: @unchecked Sendable {
             stdinOpen = false
             forwardOpen = false
         }
+        func ended(_ how: Termination) {
+            termination = how
+            agentOpen = false
+            drainDeadline = Monotonic.now() + Self.drainGrace
+            if stdinOpen { closeStdin() }
+        }
         if stdinOpen && stdinBuffer.isEmpty && !forwardOpen { closeStdin() }
 
         while true {
             var fds: [pollfd] = []
-            var roles: [Int] = []  // index into outputs, or -1 stdin, -2 forward source, -3 pidfd
+            var roles: [Int] = []  // index into outputs, or -1 stdin, -2 forward source, -3 the agent
             for (i, o) in outputs.enumerated() where o.open {
                 fds.append(pollfd(fd: o.fd.raw, events: Int16(POLLIN), revents: 0))
                 roles.append(i)
@@ -129,34 +144,46 @@ public final class ProcessIO: @unchecked Sendable {
                 fds.append(pollfd(fd: source, events: Int16(POLLIN), revents: 0))
                 roles.append(-2)
             }
-            if !exited {
-                fds.append(pollfd(fd: pidfd.raw, events: Int16(POLLIN), revents: 0))
+            if agentOpen {
+                fds.append(pollfd(fd: agent.socket.raw, events: Int16(POLLIN), revents: 0))
                 roles.append(-3)
             }
             let outputsOpen = outputs.contains { $0.open }
-            if exited && (!outputsOpen || (drainDeadline.map { Monotonic.now() >= $0 } ?? false)) { break }
+            if termination != nil && (!outputsOpen || (drainDeadline.map { Monotonic.now() >= $0 } ?? false)) { break }
 
-            var waitMs: Int32 = -1
             let now = Monotonic.now()
-            if let d = deadline, !timedOut { waitMs = Int32(max(0, min(Double(Int32.max), (d - now) * 1000).rounded(.up))) }
-            if let d = drainDeadline { waitMs = Int32(max(0, (d - now) * 1000).rounded(.up)) }
+            var wake = timedOut ? (killDeadline ?? now) : deadline
+            if let d = drainDeadline { wake = min(wake, d) }
+            let waitMs = Int32(max(0, min(Double(Int32.max), (wake - now) * 1000).rounded(.up)))
             let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), waitMs) }
             if ready < 0 && errno != EINTR { break }
 
-            if let d = deadline, !timedOut, !exited, Monotonic.now() >= d {
-                // The process leads its own process group (setsid in the shim): kill all of it.
+            if termination == nil && !timedOut && Monotonic.now() >= deadline {
+                // The agent kills the process's whole group (it leads its own session).
                 timedOut = true
-                _ = kill(-pid, SIGKILL)
-                _ = kill(pid, SIGKILL)
+                killDeadline = Monotonic.now() + Self.exitGrace
+                if (try? agent.send(AgentMessage(.signal, numbers: [Int64(SIGKILL)]))) == nil { ended(.signaled(SIGKILL)) }
+            }
+            if termination == nil, let k = killDeadline, Monotonic.now() >= k {
+                ended(.signaled(SIGKILL))  // the agent never reported the end: give up on it
             }
             guard ready > 0 else { continue }
 
             for (k, fd) in fds.enumerated() where fd.revents != 0 {
                 switch roles[k] {
                 case -3:
-                    exited = true
-                    drainDeadline = Monotonic.now() + Self.drainGrace
-                    if stdinOpen { closeStdin() }
+                    guard termination == nil else { break }
+                    switch (try? agent.receive(timeout: 0, waitingFor: "the end of a process")) ?? nil {
+                    case let message? where message.kind == .exit:
+                        ended(message.number(0) == 1 ? .exited(Int32(truncatingIfNeeded: message.number(1)))
+                                                     : .signaled(Int32(truncatingIfNeeded: message.number(1))))
+                    case let message? where message.kind == .error:
+                        failure = AgentFailure.error(message, fileSemantics: false)  // execve itself failed
+                    case .some:
+                        break  // nothing else is expected once the process runs
+                    case nil:
+                        ended(.signaled(SIGKILL))  // the agent is gone (the sandbox stopped)
+                    }
                 case -1:
                     let n = stdinBuffer[stdinOffset...].withUnsafeBytes { write(fd.fd, $0.baseAddress, $0.count) }
                     if n > 0 { stdinOffset += n }
@@ -191,12 +218,9 @@ public final class ProcessIO: @unchecked Sendable {
                 }
             }
         }
-        var exit = atoll_exit()
-        var failure = atoll_error()
-        let reaped = atoll_pidfd_wait(pidfd.raw, 1, &exit, &failure)
-        let termination: Termination = reaped == 1 ? (exit.exited == 1 ? .exited(exit.status) : .signaled(exit.status)) : .signaled(SIGKILL)
+        agent.close()
         return ProcessOutcome(
-            termination: termination,
+            termination: termination ?? .signaled(SIGKILL),
             timedOut: timedOut,
             stdout: captured[.stdout]!,
             stderr: captured[.stderr]!,
@@ -207,7 +231,7 @@ public final class ProcessIO: @unchecked Sendable {
 }
 
 /// Pipes for a child's standard streams.
-public struct StdioPipes {
+public struct StdioPipes: Sendable {
     public let stdinRead: OwnedFD
     public let stdinWrite: OwnedFD
     public let stdoutRead: OwnedFD

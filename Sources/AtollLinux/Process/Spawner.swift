@@ -54,67 +54,40 @@ public struct SpawnSpec {
     public var identity: ProcessIdentity
     /// A prepared network namespace to join; nil makes a new one with loopback only.
     public var network: OwnedFD?
+    /// The listening socket PID 1 accepts the runtime's requests on (see `AgentConnection`); nil
+    /// starts a sandbox without an agent.
+    public var agentListener: OwnedFD?
 
     public init(plan: [PlanStep], userNamespace: OwnedFD, hostname: String, cgroup: CgroupPlacement, identity: ProcessIdentity,
-                network: OwnedFD? = nil) {
+                network: OwnedFD? = nil, agentListener: OwnedFD? = nil) {
         self.plan = plan
         self.userNamespace = userNamespace
         self.hostname = hostname
         self.cgroup = cgroup
         self.identity = identity
         self.network = network
+        self.agentListener = agentListener
     }
 }
 
-/// A process to start inside a running sandbox.
-public struct ExecSpec {
-    /// pidfd of the sandbox's PID 1, whose namespaces the process joins.
-    public var initPidfd: Int32
-    public var cgroup: CgroupPlacement
-    /// Absolute path, or a name looked up in the environment's PATH.
-    public var executable: String
-    /// argv, argv[0] included.
-    public var arguments: [String]
-    /// `KEY=value` entries.
-    public var environment: [String]
-    public var workingDirectory: String
-    public var stdin: Int32
-    public var stdout: Int32
-    public var stderr: Int32
-    public var identity: ProcessIdentity
-
-    public init(initPidfd: Int32, cgroup: CgroupPlacement, executable: String, arguments: [String], environment: [String],
-                workingDirectory: String, stdin: Int32, stdout: Int32, stderr: Int32, identity: ProcessIdentity) {
-        self.initPidfd = initPidfd
-        self.cgroup = cgroup
-        self.executable = executable
-        self.arguments = arguments
-        self.environment = environment
-        self.workingDirectory = workingDirectory
-        self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
-        self.identity = identity
-    }
-}
-
-/// Starts sandboxes and processes inside them. The Linux implementation is the C shim; tests of
-/// the layers above substitute a recording fake.
+/// Starts sandboxes. The Linux implementation is the C shim; tests of the layers above substitute
+/// a recording fake. Processes inside a running sandbox are started by its agent (see
+/// `AgentConnection`), never by the runtime itself.
 public protocol Spawning: Sendable {
     func spawn(_ spec: SpawnSpec) throws -> SandboxInit
-    /// Starts a process; returns its host pid (a child of the calling process).
-    func exec(_ spec: ExecSpec) throws -> Int32
 }
 
 /// The real spawner: translates specs into the shim's C structs and calls it.
 public final class LinuxSpawner: Spawning {
     public let seccomp: SeccompProgram
     let initBinary: OwnedFD
+    let agentBinary: OwnedFD
     let lastCapability: UInt32
 
     public init(profile: SeccompProfile = .default) throws {
         self.seccomp = try profile.compile()
         self.initBinary = try InitBinary.memfd()
+        self.agentBinary = try AgentBinary.memfd()
         self.lastCapability = CapabilitySet.lastCapability()
     }
 
@@ -213,41 +186,19 @@ public final class LinuxSpawner: Spawning {
         config.netns_fd = spec.network?.raw ?? -1
         config.cgroup = cCgroup(spec.cgroup, arena: arena)
         config.exec_fd = initBinary.raw
+        config.agent_listener_fd = spec.agentListener?.raw ?? -1
+        config.agent_exec_fd = agentBinary.raw
         config.argv = arena.stringArray(["atoll-init"])
         config.envp = arena.stringArray([])
         config.identity = cIdentity(spec.identity, userNamespace: spec.userNamespace.raw, arena: arena)
         var pid: pid_t = 0
         var pidfd: Int32 = -1
         var failure = atoll_error()
-        let rc = withExtendedLifetime((arena, spec.cgroup, spec.userNamespace, spec.network)) {
+        let rc = withExtendedLifetime((arena, spec.cgroup, spec.userNamespace, spec.network, spec.agentListener)) {
             atoll_spawn_sandbox(&config, &pid, &pidfd, &failure)
         }
         guard rc == 0 else { throw SystemError.error(failure) }
         return SandboxInit(pid: pid, pidfd: OwnedFD(pidfd))
-    }
-
-    public func exec(_ spec: ExecSpec) throws -> Int32 {
-        let arena = CArena()
-        var config = atoll_exec_config()
-        config.ns_pidfd = spec.initPidfd
-        config.cgroup = cCgroup(spec.cgroup, arena: arena)
-        config.file = arena.string(spec.executable)
-        let path = spec.environment.last { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) } ?? ExecDefaults.path
-        config.search_path = arena.string(path)
-        config.argv = arena.stringArray(spec.arguments)
-        config.envp = arena.stringArray(spec.environment)
-        config.cwd = arena.string(spec.workingDirectory)
-        config.stdin_fd = spec.stdin
-        config.stdout_fd = spec.stdout
-        config.stderr_fd = spec.stderr
-        config.identity = cIdentity(spec.identity, userNamespace: -1, arena: arena)
-        var pid: pid_t = 0
-        var failure = atoll_error()
-        let rc = withExtendedLifetime((arena, spec.cgroup)) {
-            atoll_exec_in_sandbox(&config, &pid, &failure)
-        }
-        guard rc == 0 else { throw SystemError.error(failure) }
-        return pid
     }
 }
 
