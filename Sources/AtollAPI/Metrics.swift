@@ -5,8 +5,8 @@ import Foundation
 import Hummingbird
 import Synchronization
 
-/// Request counts and latency histograms of the daemon, per route (the route's pattern, so ids
-/// in paths do not make a series each), method and status.
+/// Request counts and latency histograms of the daemon, per organization (each key sees its
+/// own), route (the route's pattern, so ids in paths do not make a series each), method and status.
 public final class RequestMetrics: Sendable {
     /// Histogram bucket bounds in seconds.
     static let buckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
@@ -18,28 +18,29 @@ public final class RequestMetrics: Sendable {
     }
 
     struct State {
-        var requests: [String: UInt64] = [:]      // "route\u{0}method\u{0}status"
-        var latency: [String: Histogram] = [:]    // "route\u{0}method"
+        var requests: [String: [String: UInt64]] = [:]      // organization → "route\u{0}method\u{0}status"
+        var latency: [String: [String: Histogram]] = [:]    // organization → "route\u{0}method"
     }
 
     let state = Mutex(State())
 
     public init() {}
 
-    func record(route: String, method: String, status: Int, seconds: Double) {
+    /// Records a request; `organization` is "" for one without a valid key.
+    func record(organization: String, route: String, method: String, status: Int, seconds: Double) {
         state.withLock { s in
-            s.requests["\(route)\u{0}\(method)\u{0}\(status)", default: 0] += 1
-            var histogram = s.latency["\(route)\u{0}\(method)"] ?? Histogram()
+            s.requests[organization, default: [:]]["\(route)\u{0}\(method)\u{0}\(status)", default: 0] += 1
+            var histogram = s.latency[organization]?["\(route)\u{0}\(method)"] ?? Histogram()
             for (index, bound) in Self.buckets.enumerated() where seconds <= bound { histogram.counts[index] += 1 }
             histogram.count += 1
             histogram.sum += seconds
-            s.latency["\(route)\u{0}\(method)"] = histogram
+            s.latency[organization, default: [:]]["\(route)\u{0}\(method)"] = histogram
         }
     }
 
-    /// The daemon's series in Prometheus text format.
-    func render(into text: inout String) {
-        let snapshot = state.withLock { $0 }
+    /// The organization's request series in Prometheus text format.
+    func render(into text: inout String, organization: String) {
+        let snapshot = state.withLock { (requests: $0.requests[organization] ?? [:], latency: $0.latency[organization] ?? [:]) }
         text += "# HELP atoll_http_requests_total HTTP requests served, by route, method and status.\n"
         text += "# TYPE atoll_http_requests_total counter\n"
         for key in snapshot.requests.keys.sorted() {
@@ -85,9 +86,10 @@ enum Prometheus {
         return "\(value)"
     }
 
-    /// Every series: the caller's organization's sandboxes (state, CPU, memory, disk, OOM kills),
-    /// sandbox counts per state, the warm pools, the meter, and the daemon's requests.
-    static func render(manager: SandboxManager, requests: RequestMetrics, organizationId: String) async throws -> String {
+    /// The caller's organization's series: its sandboxes (state, CPU, memory, disk, OOM kills),
+    /// sandbox counts per state and its requests; for an administrator's key also the host's
+    /// warm pools and the meter.
+    static func render(manager: SandboxManager, requests: RequestMetrics, organizationId: String, admin: Bool) async throws -> String {
         let sandboxes = try await manager.list(organizationId: organizationId)
         let meters = Dictionary(try await manager.meters(organizationId: organizationId).map { ($0.sandboxId, $0) }, uniquingKeysWith: { a, _ in a })
         var text = ""
@@ -114,6 +116,13 @@ enum Prometheus {
         for state in states {
             text += "atoll_sandboxes{state=\(quote(state.rawValue))} \(sandboxes.filter { $0.state == state }.count)\n"
         }
+        if admin { try await renderHost(manager: manager, into: &text) }
+        requests.render(into: &text, organization: organizationId)
+        return text
+    }
+
+    /// What belongs to the host: the warm pools and the meter.
+    static func renderHost(manager: SandboxManager, into text: inout String) async throws {
         let pools = try await manager.warmPoolStatus()
         text += "# HELP atoll_warm_pool_ready Warm pool members started and ready to be claimed, per key.\n# TYPE atoll_warm_pool_ready gauge\n"
         for pool in pools { text += "atoll_warm_pool_ready{key=\(quote(pool.key.description))} \(pool.ready)\n" }
@@ -125,7 +134,5 @@ enum Prometheus {
         for pool in pools { text += "atoll_warm_pool_misses_total{key=\(quote(pool.key.description))} \(pool.misses)\n" }
         text += "# HELP atoll_meter_failed_rounds_total Meter rounds that could not be recorded.\n# TYPE atoll_meter_failed_rounds_total counter\n"
         text += "atoll_meter_failed_rounds_total \(await manager.meterFailures)\n"
-        requests.render(into: &text)
-        return text
     }
 }

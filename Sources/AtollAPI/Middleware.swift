@@ -71,7 +71,8 @@ struct ErrorMiddleware: RouterMiddleware {
     func log(_ request: Request, _ context: AtollContext, status: Int, start: ContinuousClock.Instant, message: String? = nil) {
         let elapsed = ContinuousClock.now - start
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        metrics.record(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: status, seconds: ms / 1000)
+        metrics.record(organization: context.organizationId ?? "", route: context.endpointPath ?? "unmatched", method: request.method.rawValue,
+                       status: status, seconds: ms / 1000)
         var metadata: Logger.Metadata = [
             "method": .string(request.method.rawValue), "path": .string(request.uri.path), "status": .stringConvertible(status),
             "ms": .string(String(format: "%.1f", ms)),
@@ -96,11 +97,12 @@ struct AuthMiddleware: RouterMiddleware {
         guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
             throw AtollError(.unauthenticated, "the Authorization header must be \"Bearer <API key>\"")
         }
-        guard let organization = try database.organization(forKey: String(parts[1])) else {
+        guard let holder = try database.holder(ofKey: String(parts[1])) else {
             throw AtollError(.unauthenticated, "invalid or revoked API key")
         }
         var context = context
-        context.organizationId = organization
+        context.organizationId = holder.organizationId
+        context.isAdmin = holder.admin
         return try await next(request, context)
     }
 }

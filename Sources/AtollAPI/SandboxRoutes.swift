@@ -74,6 +74,7 @@ struct SandboxRoutes {
         if let volumes = body.volumes, !volumes.isEmpty {
             throw AtollError(.invalidArgument, "volumes are not supported by Atoll (\(volumes.count) given)")
         }
+        try Self.refuseUnsupportedRestrictions(body)
         var resources = Resources.defaults
         if let cpu = body.cpu { resources.cpu = cpu }
         if let memory = body.memory { resources.memoryGiB = memory }
@@ -100,6 +101,28 @@ struct SandboxRoutes {
             sandbox = try await manager.create(parameters)
         }
         return try JSON.response(SandboxDTO(sandbox, toolboxURL: server.toolboxURL(for: request)))
+    }
+
+    /// A field that narrows what a sandbox may do, or that its creator relies on, and that Atoll
+    /// cannot honour is refused with the field's name — never dropped, which would hand out a
+    /// sandbox with fewer restrictions than were asked for (an open network instead of a domain
+    /// allow list, say).
+    static func refuseUnsupportedRestrictions(_ body: CreateSandboxRequest) throws {
+        if let domains = body.domainAllowList, !domains.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw AtollError(.invalidArgument, "domainAllowList is not supported by Atoll: it filters by IPv4 network only (networkAllowList); the sandbox was not created")
+        }
+        if let proxy = body.outboundProxyUrl, !proxy.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw AtollError(.invalidArgument, "outboundProxyUrl is not supported by Atoll; the sandbox was not created")
+        }
+        if let ttl = body.ttlMinutes, ttl != 0 {
+            throw AtollError(.invalidArgument, "ttlMinutes is not supported by Atoll (use autoDeleteInterval); the sandbox was not created")
+        }
+        if let pause = body.autoPauseInterval, pause != 0 {
+            throw AtollError(.invalidArgument, "autoPauseInterval is not supported by Atoll (use autoStopInterval); the sandbox was not created")
+        }
+        if let secrets = body.secrets, !secrets.isEmpty {
+            throw AtollError(.invalidArgument, "secrets are not supported by Atoll (pass env instead); the sandbox was not created")
+        }
     }
 
     /// The image of the first `FROM` line of a Dockerfile.

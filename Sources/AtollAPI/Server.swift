@@ -3,6 +3,7 @@ import AtollRuntime
 import AtollStore
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 
 /// How the server describes itself to clients.
@@ -33,7 +34,7 @@ public enum AtollServer {
         router.get("health") { _, _ in try JSON.response(["status": "ok", "version": AtollVersion.current]) }
         // Prometheus scrapes with a bearer key too; a key sees its organization's sandboxes.
         router.group("metrics").add(middleware: AuthMiddleware(database: manager.database)).get { _, context in
-            let text = try await Prometheus.render(manager: manager, requests: metrics, organizationId: try context.organization())
+            let text = try await Prometheus.render(manager: manager, requests: metrics, organizationId: try context.organization(), admin: context.isAdmin)
             return Response(status: .ok, headers: [.contentType: Prometheus.contentType], body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         let api = router.group("api").add(middleware: AuthMiddleware(database: manager.database))
@@ -44,13 +45,25 @@ public enum AtollServer {
         return router
     }
 
-    /// The application listening on `host:port` (port 0 picks a free one; `onRunning` learns it).
-    public static func application(manager: SandboxManager, host: String, port: Int, logger: Logger,
+    /// The application listening on `host:port` (port 0 picks a free one; `onRunning` learns it),
+    /// with `limits` on connections: a total and per-peer cap (the total kept below the process's
+    /// descriptor limit minus a reserve for sandboxes), idle and stall timeouts, and bounded
+    /// header sizes.
+    public static func application(manager: SandboxManager, host: String, port: Int, logger: Logger, limits: ConnectionLimits = ConnectionLimits(),
+                                   descriptorLimit: Int = 1024,
                                    onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         let settings = ServerSettings(publicURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+        let peers = PeerCounter()
+        var http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [ConnectionGuard(peers: peers, limits: limits)],
+            idleTimeout: .seconds(limits.idleSeconds),
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 << 10, maxHeaderListSize: 64 << 10, maxHeaderFieldCount: 200))
+        http1.idleTimeout = .seconds(limits.idleSeconds)
         return Application(
             router: router(manager: manager, settings: settings),
-            configuration: .init(address: .hostname(host, port: port), serverName: "atolld"),
+            server: .http1(configuration: http1),
+            configuration: .init(address: .hostname(host, port: port), serverName: "atolld",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(limits.effectiveTotal(descriptorLimit: descriptorLimit))),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger
         )

@@ -11,8 +11,9 @@ struct UsageRoutes {
 
     func register(_ api: RouterGroup<AtollContext>) {
         api.get("usage", use: usage)
-        api.get("warm-pool") { _, _ in
-            try JSON.response(try await manager.warmPoolStatus().map(WarmPoolDTO.init))
+        api.get("warm-pool") { _, context -> Response in
+            try context.requireAdmin("GET /api/warm-pool")
+            return try JSON.response(try await manager.warmPoolStatus().map(WarmPoolDTO.init))
         }
     }
 

@@ -92,6 +92,8 @@ extension SandboxManager {
             deadline: at + configuration.deadlines.creating, createdAt: at, updatedAt: at, lastActivityAt: at
         )
         row.pool = pool
+        try admit(AdmissionRequest(cpu: plan.resources.cpu, memoryGiB: plan.resources.memoryGiB, diskGiB: plan.resources.diskGiB,
+                                   newSandbox: true), organization: plan.organizationId)
         // The row exists before anything on disk does, so no other process takes the disk,
         // cgroup or directory for an orphan.
         row = try database.insert(row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
@@ -155,6 +157,7 @@ extension SandboxManager {
     }
 
     func startStopped(_ row: SandboxRow) async throws -> Sandbox {
+        try admit(AdmissionRequest(cpu: row.cpu, memoryGiB: row.memoryGiB, diskGiB: 0, newSandbox: false), organization: row.organizationId)
         let (row, token) = try begin(row.id, from: [.stopped], to: .starting, operation: "started", reason: "start")
         do {
             let machine = try Self.machine(try withAddress(row))
@@ -173,6 +176,7 @@ extension SandboxManager {
     }
 
     func startArchived(_ row: SandboxRow) async throws -> Sandbox {
+        try admit(AdmissionRequest(cpu: row.cpu, memoryGiB: row.memoryGiB, diskGiB: row.diskGiB, newSandbox: false), organization: row.organizationId)
         var (row, token) = try begin(row.id, from: [.archived], to: .restoring, operation: "started", reason: "start from archive")
         let machine: SandboxMachine
         do {
@@ -316,6 +320,7 @@ extension SandboxManager {
         guard current.recoverable else {
             throw AtollError(.conflict, "sandbox \(current.id) is not recoverable: \(current.errorReason ?? "no reason recorded"); delete it")
         }
+        try admit(AdmissionRequest(cpu: current.cpu, memoryGiB: current.memoryGiB, diskGiB: 0, newSandbox: false), organization: current.organizationId)
         var (row, token) = try begin(current.id, from: [.error], to: .starting, operation: "recovered", reason: "recover")
         var machine = try Self.machine(row)
         do {
@@ -371,6 +376,9 @@ extension SandboxManager {
         default: throw Self.conflict(current, operation: "resized")
         }
         let wasStarted = current.sandboxState == .started
+        // Only a running sandbox holds its vCPUs and memory; any sandbox with a disk holds it.
+        try admit(AdmissionRequest(cpu: wasStarted ? max(0, new.cpu - old.cpu) : 0, memoryGiB: wasStarted ? max(0, new.memoryGiB - old.memoryGiB) : 0,
+                                   diskGiB: max(0, new.diskGiB - old.diskGiB), newSandbox: false), organization: current.organizationId)
         let (row, token) = try begin(current.id, from: [wasStarted ? .started : .stopped], to: .resizing, operation: "resized", reason: "resize")
         var machine = try Self.machine(row)
         machine.resources = new

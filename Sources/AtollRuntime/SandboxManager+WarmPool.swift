@@ -50,6 +50,9 @@ extension SandboxManager {
         if let name = plan.name, try database.sandbox(idOrName: name, organizationId: plan.organizationId)?.name == name {
             throw AtollError.nameTaken(name)
         }
+        // The member's resources are on the host already; they move to the organization.
+        try admit(AdmissionRequest(cpu: plan.resources.cpu, memoryGiB: plan.resources.memoryGiB, diskGiB: plan.resources.diskGiB,
+                                   newSandbox: true), organization: plan.organizationId, hostHoldsIt: true)
         let token = UUID().uuidString
         let policy = plan.network
         guard let member = try database.reservePoolMember(

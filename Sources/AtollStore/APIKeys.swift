@@ -12,6 +12,15 @@ public struct APIKeyRow: Codable, Sendable, Hashable, FetchableRecord, Persistab
     public var sha256: String
     public var createdAt: Double
     public var revokedAt: Double?
+    /// An administrator's key also sees what belongs to the host rather than to an organization
+    /// (the warm pools, the daemon's own series in /metrics).
+    public var admin: Bool
+}
+
+/// Who a request's key acts for.
+public struct KeyHolder: Sendable, Hashable {
+    public var organizationId: String
+    public var admin: Bool
 }
 
 /// API keys: each belongs to an organization; a request carrying it acts for that organization.
@@ -27,10 +36,15 @@ extension SandboxDatabase {
                 t.column("revokedAt", .double)
             }
         }
+        migrator.registerMigration("v6-admin-keys") { db in
+            try db.alter(table: "apiKey") { t in t.add(column: "admin", .boolean).notNull().defaults(to: false) }
+            // The key a daemon generated or was given before keys had roles is its operator's.
+            try db.execute(sql: "UPDATE apiKey SET admin = 1 WHERE id = (SELECT id FROM apiKey WHERE organizationId = 'default' ORDER BY createdAt LIMIT 1)")
+        }
     }
 
     /// Creates a key for `organizationId` and returns it with its row. The key is shown once.
-    public func createKey(organizationId: String, name: String, key givenKey: String? = nil, at: Double) throws -> (key: String, row: APIKeyRow) {
+    public func createKey(organizationId: String, name: String, key givenKey: String? = nil, admin: Bool = false, at: Double) throws -> (key: String, row: APIKeyRow) {
         guard SandboxID.isValid(organizationId) else {
             throw AtollError(.invalidArgument, "invalid organization \"\(organizationId.prefix(64))\": use lower-case letters, digits and '-'")
         }
@@ -39,11 +53,15 @@ extension SandboxDatabase {
             throw AtollError(.invalidArgument, "an API key must be 16 to 256 printable ASCII characters without spaces")
         }
         let row = APIKeyRow(id: String(key.prefix(12)), organizationId: organizationId, name: name,
-                            sha256: SHA256.hex(Array(key.utf8)), createdAt: at, revokedAt: nil)
+                            sha256: SHA256.hex(Array(key.utf8)), createdAt: at, revokedAt: nil, admin: admin)
         try write { db in
-            if let existing = try APIKeyRow.filter(Column("sha256") == row.sha256).fetchOne(db) {
+            if var existing = try APIKeyRow.filter(Column("sha256") == row.sha256).fetchOne(db) {
                 guard existing.organizationId == organizationId, existing.revokedAt == nil else {
                     throw AtollError(.conflict, "that key is already registered (\(existing.id))")
+                }
+                if admin && !existing.admin {
+                    existing.admin = true
+                    try existing.update(db)
                 }
                 return
             }
@@ -57,9 +75,15 @@ extension SandboxDatabase {
 
     /// The organization a key acts for, or nil for an unknown or revoked key.
     public func organization(forKey key: String) throws -> String? {
+        try holder(ofKey: key)?.organizationId
+    }
+
+    /// Who a key acts for, or nil for an unknown or revoked key.
+    public func holder(ofKey key: String) throws -> KeyHolder? {
         let hash = SHA256.hex(Array(key.utf8))
         return try read { db in
-            try APIKeyRow.filter(Column("sha256") == hash && Column("revokedAt") == nil).fetchOne(db)?.organizationId
+            try APIKeyRow.filter(Column("sha256") == hash && Column("revokedAt") == nil).fetchOne(db)
+                .map { KeyHolder(organizationId: $0.organizationId, admin: $0.admin) }
         }
     }
 

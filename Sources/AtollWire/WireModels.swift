@@ -98,6 +98,12 @@ public struct CreateSandboxRequest: Codable, Sendable {
     public var `public`: Bool?
     public var networkBlockAll: Bool?
     public var networkAllowList: String?
+    /// Restrictions and features Atoll cannot honour: refused when set (never silently dropped).
+    public var domainAllowList: String?
+    public var outboundProxyUrl: String?
+    public var ttlMinutes: Int?
+    public var autoPauseInterval: Int?
+    public var secrets: [CodableValue]?
     public var target: String?
     public var cpu: Int?
     public var gpu: Int?
@@ -265,5 +271,16 @@ public struct ErrorBody: Codable, Sendable {
         self.timestamp = timestamp
         self.path = path
         self.method = method
+    }
+}
+
+/// Any JSON value, decoded only to learn that it is there (a field Atoll refuses when it is set).
+public enum CodableValue: Codable, Sendable {
+    case present
+
+    public init(from decoder: any Decoder) throws { self = .present }
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encodeNil()
     }
 }

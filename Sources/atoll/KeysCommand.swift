@@ -16,10 +16,11 @@ struct Keys: AsyncParsableCommand {
         @OptionGroup var runtime: RuntimeOptions
         @Option(help: "Organization the key acts for.") var org: String = "default"
         @Option(help: "A note about what the key is for.") var name: String = ""
+        @Flag(help: "An administrator's key: it also sees the host's warm pools and the daemon's own metrics.") var admin = false
         func run() async throws {
             try withDatabase(runtime) { db in
-                let (key, row) = try db.createKey(organizationId: org, name: name, at: Date().timeIntervalSince1970)
-                FileHandle.standardError.write(Data("atoll: created key \(row.id) for organization \(org)\n".utf8))
+                let (key, row) = try db.createKey(organizationId: org, name: name, admin: admin, at: Date().timeIntervalSince1970)
+                FileHandle.standardError.write(Data("atoll: created \(admin ? "an administrator's" : "a") key \(row.id) for organization \(org)\n".utf8))
                 print(key)
             }
         }
@@ -33,7 +34,7 @@ struct Keys: AsyncParsableCommand {
                 let iso = ISO8601DateFormatter()
                 print("ID            ORGANIZATION  CREATED               STATUS   NAME")
                 for key in try db.keys() {
-                    let status = key.revokedAt == nil ? "active" : "revoked"
+                    let status = key.revokedAt == nil ? (key.admin ? "admin" : "active") : "revoked"
                     print("\(key.id.padding(toLength: 12, withPad: " ", startingAt: 0))  \(key.organizationId.padding(toLength: 12, withPad: " ", startingAt: 0))  \(iso.string(from: Date(timeIntervalSince1970: key.createdAt)))  \(status.padding(toLength: 7, withPad: " ", startingAt: 0))  \(key.name)")
                 }
             }

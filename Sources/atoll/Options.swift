@@ -13,7 +13,11 @@ struct RuntimeOptions: ParsableArguments {
     @Option(help: "atolld's URL, e.g. http://127.0.0.1:3986 (default: $ATOLL_URL, else the local daemon if it runs).")
     var url: String?
 
-    @Option(help: "API key for atolld (default: $ATOLL_API_KEY, else DATA_DIR/api-key).")
+    @Option(help: ArgumentHelp("A file holding the API key for atolld (default: $ATOLL_API_KEY, else DATA_DIR/api-key).", valueName: "file"))
+    var apiKeyFile: String?
+
+    /// Refused: a key on the command line is readable by every user of the host (`ps`).
+    @Option(help: .hidden)
     var apiKey: String?
 
     @Flag(help: "Run the runner in this process even if atolld is running (needs root).")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AtollAPI
 import AtollCore
+import AtollLinux
 import AtollRuntime
 import AtollStore
 import Foundation
@@ -27,7 +28,13 @@ struct Atolld: AsyncParsableCommand {
     @Option(help: "Address to listen on: HOST:PORT, [IPv6]:PORT or :PORT (default loopback only).")
     var listen: String = "127.0.0.1:3986"
 
-    @Option(help: "Accept this API key for the default organization (otherwise one is generated on first start into DATA_DIR/api-key).")
+    @Option(help: ArgumentHelp(
+        "A file holding an API key to accept for the default organization (also: $ATOLLD_API_KEY). Without either, a key is generated on the first start into DATA_DIR/api-key.",
+        valueName: "file"))
+    var apiKeyFile: String?
+
+    /// Refused: a key on the command line is readable by every user of the host (`ps`).
+    @Option(help: .hidden)
     var apiKey: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
@@ -37,6 +44,13 @@ struct Atolld: AsyncParsableCommand {
     var sweepInterval: Double = 10
 
     func run() async throws {
+        // Before anything else: no secret stays readable in /proc/<pid>/cmdline or environ.
+        SecretScrubbing.scrubArguments(["--api-key"])
+        let environmentKey = SecretScrubbing.takeEnvironment("ATOLLD_API_KEY")
+        if apiKey != nil {
+            throw ValidationError("--api-key puts the key on the command line, where every user of this host can read it: use --api-key-file FILE or the environment variable ATOLLD_API_KEY")
+        }
+        let givenKey = try apiKeyFile.map(Self.readKey) ?? environmentKey
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \(logLevel)") }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -77,7 +91,7 @@ struct Atolld: AsyncParsableCommand {
         for line in report.deleted { logger.notice("deleted abandoned sandbox", metadata: ["id": .string(line)]) }
         for line in report.orphansRemoved { logger.notice("removed orphan", metadata: ["what": .string(line)]) }
         for line in report.failures { logger.error("reconcile failed", metadata: ["what": .string(line)]) }
-        try setUpKeys(manager.database, logger: logger)
+        try setUpKeys(manager.database, givenKey: givenKey, logger: logger)
         await manager.startSweeper()
         // Per-second metering of every started sandbox (GET /api/usage, /metrics).
         await manager.startMeter()
@@ -89,7 +103,8 @@ struct Atolld: AsyncParsableCommand {
         await manager.startWarmPool()
 
         let dataDirectory = configuration.dataDirectory
-        let app = AtollServer.application(manager: manager, host: host, port: port, logger: logger) { actualPort in
+        let app = AtollServer.application(manager: manager, host: host, port: port, logger: logger,
+                                          descriptorLimit: Int(clamping: files.soft)) { actualPort in
             let url = "http://\(host.contains(":") ? "[\(host)]" : host):\(actualPort)"
             Self.writeEndpoint(url: url, dataDirectory: dataDirectory)
             logger.notice("listening", metadata: ["url": .string(url), "api": .string("\(url)/api"), "pid": "\(getpid())"])
@@ -107,16 +122,17 @@ struct Atolld: AsyncParsableCommand {
         logger.notice("stopped; sandboxes keep running")
     }
 
-    /// With `--api-key`, that key belongs to the default organization. Otherwise, on the first
-    /// start, a key is generated, written to DATA_DIR/api-key (mode 0600) and printed once.
-    func setUpKeys(_ database: SandboxDatabase, logger: Logger) throws {
+    /// A key given with `--api-key-file` or `ATOLLD_API_KEY` is an administrator's key of the
+    /// default organization. Otherwise, on the first start, such a key is generated, written to
+    /// DATA_DIR/api-key (mode 0600) and printed once.
+    func setUpKeys(_ database: SandboxDatabase, givenKey: String?, logger: Logger) throws {
         let now = Date().timeIntervalSince1970
-        if let apiKey {
-            _ = try database.createKey(organizationId: "default", name: "--api-key", key: apiKey, at: now)
+        if let givenKey {
+            _ = try database.createKey(organizationId: "default", name: "given at start-up", key: givenKey, admin: true, at: now)
             return
         }
         guard try database.keys().isEmpty else { return }
-        let (key, row) = try database.createKey(organizationId: "default", name: "generated on first start", at: now)
+        let (key, row) = try database.createKey(organizationId: "default", name: "generated on first start", admin: true, at: now)
         let path = "\(dataDir)/api-key"
         let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw AtollError(.system, "could not write \(path)") }
@@ -126,6 +142,16 @@ struct Atolld: AsyncParsableCommand {
         close(fd)
         FileHandle.standardOutput.write(Data("API key for organization \"default\" (also in \(path), mode 0600; shown once): \(key)\n".utf8))
         logger.notice("generated the first API key", metadata: ["id": .string(row.id), "file": .string(path)])
+    }
+
+    /// The key in `path` (surrounding white space ignored).
+    static func readKey(_ path: String) throws -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("--api-key-file: cannot read \(path)")
+        }
+        let key = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !key.isEmpty else { throw ValidationError("--api-key-file: \(path) is empty") }
+        return key
     }
 
     /// `DATA_DIR/atolld.url`: where local clients (the `atoll` CLI) find the daemon.

@@ -45,7 +45,10 @@ class PrivateDaemon:
         if os.path.exists(url_file):  # left by a daemon that was SIGKILLed
             os.unlink(url_file)
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([f"{BIN}/atolld", "--data-dir", self.data, "--listen", "127.0.0.1:0", "--api-key", self.key],
+            key_file = os.path.join(self.data, "given-key")
+            with open(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                f.write(self.key)
+            self.process = subprocess.Popen([f"{BIN}/atolld", "--data-dir", self.data, "--listen", "127.0.0.1:0", "--api-key-file", key_file],
                                             env=self.env, stdout=subprocess.DEVNULL, stderr=log)
         for _ in range(400):
             if os.path.exists(url_file):

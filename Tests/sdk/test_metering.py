@@ -186,8 +186,8 @@ class UsageAPITests(unittest.TestCase):
             self.assertEqual(status, 404, body)
             self.assertEqual(self.get("/api/usage", key=None)[0], 401)
 
-            cli = subprocess.run([f"{BIN}/atoll", "usage", "--url", API_URL, "--api-key", API_KEY, "--sandbox", sandboxes[0].id],
-                                 capture_output=True, timeout=60)
+            cli = subprocess.run([f"{BIN}/atoll", "usage", "--url", API_URL, "--sandbox", sandboxes[0].id],
+                                 capture_output=True, timeout=60, env=dict(os.environ, ATOLL_API_KEY=API_KEY))
             self.assertEqual(cli.returncode, 0, cli.stderr)
             self.assertIn(sandboxes[0].id.encode(), cli.stdout)
             lines = cli.stdout.decode().splitlines()

@@ -608,8 +608,9 @@ class CLIThroughDaemonTests(unittest.TestCase):
 
     def atoll(self, *args, stdin=None, check=True):
         # Options go before any `--`, after which everything belongs to the program.
-        result = subprocess.run([f"{BIN}/atoll", args[0], "--url", API_URL, "--api-key", API_KEY, *args[1:]],
-                                input=stdin, capture_output=True, timeout=300)
+        # The key goes through the environment: a key on the command line is refused.
+        result = subprocess.run([f"{BIN}/atoll", args[0], "--url", API_URL, *args[1:]],
+                                input=stdin, capture_output=True, timeout=300, env=dict(os.environ, ATOLL_API_KEY=API_KEY))
         if check and result.returncode != 0:
             self.fail(f"atoll {' '.join(args)} exited {result.returncode}: {result.stderr.decode()}")
         return result
@@ -636,8 +637,8 @@ class CLIThroughDaemonTests(unittest.TestCase):
             missing = self.atoll("info", "no-such-sandbox", check=False)
             self.assertEqual(missing.returncode, 1)
             self.assertIn(b"not found", missing.stderr)
-            run = subprocess.run([f"{BIN}/atoll", "run", "--url", API_URL, "--api-key", API_KEY, "-c", "import sys; print('via daemon'); sys.exit(3)"],
-                                 capture_output=True, timeout=300)
+            run = subprocess.run([f"{BIN}/atoll", "run", "--url", API_URL, "-c", "import sys; print('via daemon'); sys.exit(3)"],
+                                 capture_output=True, timeout=300, env=dict(os.environ, ATOLL_API_KEY=API_KEY))
             self.assertEqual((run.returncode, run.stdout), (3, b"via daemon\n"))
         finally:
             self.atoll("delete", sandbox_id, check=False)

@@ -1,4 +1,5 @@
 import AtollCore
+import Foundation
 
 /// The cgroup hierarchy flavour a host runs.
 public enum CgroupVersion: String, Sendable, Codable {
@@ -29,8 +30,9 @@ public struct CgroupLimits: Sendable, Hashable, Codable {
     /// The quota for one period in microseconds.
     public var cpuQuotaMicros: Int { max(1000, cpuMillis * Self.cpuPeriodMicros / 1000) }
 
-    /// Default task limit per sandbox: generous for builds, small enough to stop a fork bomb.
-    public static let defaultPidsMax = 4096
+    /// Default task limit per sandbox: generous for builds, small enough to stop a fork bomb —
+    /// a sixteenth of the host's pid_max, between 512 and 4096 (2048 on a host with 32768).
+    public static let defaultPidsMax = min(4096, max(512, HostTasks.pidMax / 16))
 
     /// Limits for Daytona-style resources.
     public init(_ resources: Resources, pidsMax: Int = CgroupLimits.defaultPidsMax) {
@@ -101,6 +103,9 @@ public protocol CgroupManaging: Sendable {
     func killAll(_ name: String) throws
     /// Removes the (empty) group; absent groups are fine.
     func remove(_ name: String) throws
+    /// Caps the tasks of all sandboxes together (the top-level group's own task limit), so that
+    /// however many sandboxes run a fork bomb, the host keeps pids of its own.
+    func limitTopLevelTasks(_ max: Int) throws
     /// Removes the top-level group if it holds no groups any more.
     func removeTopLevelIfEmpty()
     func exists(_ name: String) -> Bool
@@ -117,4 +122,18 @@ enum CgroupName {
             throw AtollError(.invalidArgument, "invalid cgroup name \"\(name)\"")
         }
     }
+}
+
+/// The host's task limit and the share sandboxes get of it.
+public enum HostTasks {
+    /// /proc/sys/kernel/pid_max (32768 if it cannot be read).
+    public static let pidMax: Int = {
+        guard let text = try? KernelFile.read("/proc/sys/kernel/pid_max"), let value = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            return 32768
+        }
+        return value
+    }()
+
+    /// Tasks all sandboxes together may have: three quarters of pid_max; the host keeps the rest.
+    public static let sandboxBudget = pidMax / 4 * 3
 }

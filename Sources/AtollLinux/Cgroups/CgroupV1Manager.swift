@@ -52,6 +52,12 @@ public struct CgroupV1Manager: CgroupManaging {
         }
     }
 
+    public func limitTopLevelTasks(_ max: Int) throws {
+        guard let pids = hierarchies["pids"] else { return }
+        let top = "\(pids)/\(groupName)"
+        if fs.exists(top) { try fs.write("\(top)/pids.max", "\(max)") }
+    }
+
     public func update(_ name: String, limits: CgroupLimits) throws {
         let cpu = path("cpu", name)
         try fs.write("\(cpu)/cpu.cfs_period_us", "\(CgroupLimits.cpuPeriodMicros)")

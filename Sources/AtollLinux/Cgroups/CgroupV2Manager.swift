@@ -63,6 +63,11 @@ public struct CgroupV2Manager: CgroupManaging {
         }
     }
 
+    public func limitTopLevelTasks(_ max: Int) throws {
+        let file = "\(root)/\(groupName)/pids.max"
+        if fs.exists(file) { try fs.write(file, "\(max)") }
+    }
+
     public func update(_ name: String, limits: CgroupLimits) throws {
         let dir = path(name)
         try fs.write("\(dir)/cpu.max", "\(limits.cpuQuotaMicros) \(CgroupLimits.cpuPeriodMicros)")

@@ -13,8 +13,16 @@ public struct IDRange: Sendable, Hashable, Codable {
         self.count = count
     }
 
-    /// The host id for sandbox id `inside`.
-    public func host(_ inside: UInt32) -> UInt32 { base + inside }
+    /// The host id for sandbox id `inside`. An id the range does not map (a uid a sandbox wrote
+    /// into its own /etc/passwd, say) is an error, never an overflow or a wrap into another range.
+    public func host(_ inside: UInt32) throws(AtollError) -> UInt32 {
+        guard inside < count else { throw AtollError(.invalidArgument, "id \(inside) is outside the sandbox's ids (0 to \(count - 1))") }
+        let (sum, overflow) = base.addingReportingOverflow(inside)
+        guard !overflow else { throw AtollError(.internal, "the id range at \(base) does not fit in 32 bits") }
+        return sum
+    }
 
-    public func contains(hostID: UInt32) -> Bool { hostID >= base && hostID < base + count }
+    public func contains(hostID: UInt32) -> Bool {
+        hostID >= base && UInt64(hostID) < UInt64(base) + UInt64(count)
+    }
 }
