@@ -408,6 +408,7 @@ static void resolve_user(const char *spec, struct account *a) {
         q.name = NULL;
         q.uid = uid;
         int known = each_line(passwd_text, 7, match_user, &q);
+        if (colon && parse_id(colon + 1) == UINT64_MAX) failf(EINVAL, "resolve user", "", "invalid group in user \"%.64s\"", spec);
         gid = colon ? parse_id(colon + 1) : known ? parse_id(q.fields[3]) : uid;
         if (gid >= ATOLL_SANDBOX_ID_COUNT)
             failf(EINVAL, "resolve user", "", "the group of user \"%.64s\" is outside the sandbox's ids (0 to 65535)", spec);
@@ -769,19 +770,32 @@ static void do_read(struct file_request *r) {
     if (!S_ISREG(st.st_mode)) fail(EINVAL, "read", r->path, "not a regular file");
     if (r->limit >= 0 && st.st_size > r->limit) failf(EFBIG, "read", r->path, "larger than %lld bytes", (long long)r->limit);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    /* The first read happens before the answer: a file the kernel lets the sandbox open but not
+     * read (/proc/<pid>/stack) is an error the caller gets as such, not a cut-off transfer. */
+    static char first[64 * 1024];
+    size_t want = r->limit >= 0 && r->limit < (int64_t)sizeof first ? (size_t)r->limit : sizeof first;
+    ssize_t got;
+    do { got = read(fd, first, want); } while (got < 0 && errno == EINTR);
+    if (got < 0) fail(errno, "read", r->path, "");
     out_begin(&reply, ATOLL_AGENT_ENTRY);
     char parent[PATH_CAP], name[NAME_MAX + 1];
     split_path(r->path, parent, name);
     add_entry(&reply, name, r->path, &st, AT_FDCWD, r->path);
     out_send(&reply);
+    for (ssize_t off = 0; off < got;) {
+        ssize_t w = write(r->fd, first + off, (size_t)(got - off));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) _exit(0); /* the runtime stopped reading */
+        off += w;
+    }
     int read_failed;
-    int64_t n = copy_fd(fd, r->fd, r->limit, &read_failed);
+    int64_t n = got == 0 ? 0 : copy_fd(fd, r->fd, r->limit >= 0 ? r->limit - got : -1, &read_failed);
     close(r->fd);
     if (n < 0) {
         if (read_failed) fail((int)-n, "read", r->path, "");
         _exit(0); /* the runtime stopped reading */
     }
-    reply_done(n, 0, r->owner.home);
+    reply_done(n + got, 0, r->owner.home);
 }
 
 static void do_write(struct file_request *r) {

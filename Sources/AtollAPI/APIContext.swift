@@ -12,13 +12,29 @@ public enum APILimits {
     public static let download = 1 << 30
 }
 
+/// Who made a request, once the key is known.
+final class Caller: @unchecked Sendable {
+    // @unchecked: written once by the authentication middleware, then read by the same request's task.
+    var organizationId: String?
+    var isAdmin = false
+}
+
 /// The request context: which organization the caller's key belongs to.
 public struct AtollContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Set by `AuthMiddleware` from the bearer key.
-    public var organizationId: String?
+    public var organizationId: String? {
+        get { caller.organizationId }
+        nonmutating set { caller.organizationId = newValue }
+    }
     /// The key is an administrator's (see `atoll keys create --admin`).
-    public var isAdmin = false
+    public var isAdmin: Bool {
+        get { caller.isAdmin }
+        nonmutating set { caller.isAdmin = newValue }
+    }
+    /// Shared by every copy of this request's context, so that middleware outside the
+    /// authentication (errors, logging, metrics) learns the caller too.
+    let caller = Caller()
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

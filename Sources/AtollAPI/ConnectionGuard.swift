@@ -1,3 +1,4 @@
+import AtollCore
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -29,6 +30,24 @@ public struct ConnectionLimits: Sendable {
         self.idleSeconds = idleSeconds
         self.stallSeconds = stallSeconds
         self.reservedDescriptors = reservedDescriptors
+    }
+
+    /// The defaults, with `ATOLL_HTTP_MAX_CONNECTIONS`, `ATOLL_HTTP_MAX_CONNECTIONS_PER_PEER`,
+    /// `ATOLL_HTTP_IDLE_SECONDS` and `ATOLL_HTTP_STALL_SECONDS` from the environment.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ConnectionLimits {
+        var limits = ConnectionLimits()
+        func number(_ key: String, _ fallback: Int) throws -> Int {
+            guard let text = environment[key] else { return fallback }
+            guard let value = Int(text), value >= 1 else {
+                throw AtollError(.invalidArgument, "\(key)=\(text.prefix(32)) is not a positive whole number")
+            }
+            return value
+        }
+        limits.total = try number("ATOLL_HTTP_MAX_CONNECTIONS", limits.total)
+        limits.perPeer = try number("ATOLL_HTTP_MAX_CONNECTIONS_PER_PEER", limits.perPeer)
+        limits.idleSeconds = Int64(try number("ATOLL_HTTP_IDLE_SECONDS", Int(limits.idleSeconds)))
+        limits.stallSeconds = Int64(try number("ATOLL_HTTP_STALL_SECONDS", Int(limits.stallSeconds)))
+        return limits
     }
 
     /// The total cap, lowered so that `reservedDescriptors` stay free under the process's

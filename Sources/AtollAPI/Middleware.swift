@@ -10,6 +10,7 @@ import NIOCore
 struct ErrorMiddleware: RouterMiddleware {
     typealias Context = AtollContext
     let metrics: RequestMetrics
+    let redact: HostPathRedaction
 
     func handle(_ request: Request, context: AtollContext, next: (Request, AtollContext) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -22,7 +23,7 @@ struct ErrorMiddleware: RouterMiddleware {
             let status = atoll.code.httpStatus
             log(request, context, status: status, start: start, message: atoll.description)
             let body = ErrorBody(
-                statusCode: status, message: atoll.description, code: (error as? ToolboxError)?.daemonCode ?? atoll.code.rawValue,
+                statusCode: status, message: redact(atoll.description), code: (error as? ToolboxError)?.daemonCode ?? atoll.code.rawValue,
                 source: request.uri.path.hasPrefix("/toolbox") ? "DAYTONA_DAEMON" : "DAYTONA_API",
                 error: Self.reason(status), timestamp: ISO8601DateFormatter().string(from: Date()),
                 path: request.uri.path, method: request.method.rawValue)

@@ -64,7 +64,7 @@ struct SandboxRoutes {
     /// Runs `body` for the path's sandbox and the caller's organization; answers with the sandbox.
     func respond(_ request: Request, _ context: AtollContext, _ body: (String, String) async throws -> Sandbox) async throws -> Response {
         let sandbox = try await body(try context.parameters.require("idOrName"), try context.organization())
-        return try JSON.response(SandboxDTO(sandbox, toolboxURL: server.toolboxURL(for: request)))
+        return try JSON.response(server.dto(sandbox, request))
     }
 
     @Sendable func create(_ request: Request, context: AtollContext) async throws -> Response {
@@ -100,7 +100,7 @@ struct SandboxRoutes {
         } else {
             sandbox = try await manager.create(parameters)
         }
-        return try JSON.response(SandboxDTO(sandbox, toolboxURL: server.toolboxURL(for: request)))
+        return try JSON.response(server.dto(sandbox, request))
     }
 
     /// A field that narrows what a sandbox may do, or that its creator relies on, and that Atoll
@@ -181,7 +181,7 @@ struct SandboxRoutes {
         let page = Array(sandboxes.dropFirst(offset).prefix(limit))
         let next = offset + page.count < sandboxes.count ? Data("\(offset + page.count)".utf8).base64EncodedString() : nil
         let url = server.toolboxURL(for: request)
-        return try JSON.response(ListSandboxesResponse(items: page.map { SandboxDTO($0, toolboxURL: url) }, nextCursor: next))
+        return try JSON.response(ListSandboxesResponse(items: page.map { server.dto($0, url) }, nextCursor: next))
     }
 
     @Sendable func paginated(_ request: Request, context: AtollContext) async throws -> Response {
@@ -191,7 +191,7 @@ struct SandboxRoutes {
         let items = Array(sandboxes.dropFirst((page - 1) * limit).prefix(limit))
         let url = server.toolboxURL(for: request)
         return try JSON.response(PaginatedSandboxes(
-            items: items.map { SandboxDTO($0, toolboxURL: url) }, total: sandboxes.count, page: page,
+            items: items.map { server.dto($0, url) }, total: sandboxes.count, page: page,
             totalPages: max(1, (sandboxes.count + limit - 1) / limit)))
     }
 

@@ -1,6 +1,7 @@
 import AtollCore
 import AtollRuntime
 import AtollStore
+import AtollWire
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -11,9 +12,20 @@ public struct ServerSettings: Sendable {
     /// The base URL clients reach the server at, e.g. `http://127.0.0.1:3986`; used for the
     /// toolbox URL when a request carries no Host header.
     public var publicURL: String
+    /// Takes host paths out of what clients see (set by the router from the runtime's configuration).
+    var redact = HostPathRedaction(replacements: [])
 
     public init(publicURL: String) {
         self.publicURL = publicURL
+    }
+
+    /// The wire form of a sandbox, its error reason without host paths.
+    func dto(_ sandbox: Sandbox, _ request: Request) -> SandboxDTO { dto(sandbox, toolboxURL(for: request)) }
+
+    func dto(_ sandbox: Sandbox, _ toolboxURL: String) -> SandboxDTO {
+        var dto = SandboxDTO(sandbox, toolboxURL: toolboxURL)
+        dto.errorReason = dto.errorReason.map(redact.callAsFunction)
+        return dto
     }
 
     /// `toolboxProxyUrl`: the toolbox under the same host the client used.
@@ -30,7 +42,7 @@ public struct ServerSettings: Sendable {
 public enum AtollServer {
     public static func router(manager: SandboxManager, settings: ServerSettings, metrics: RequestMetrics = RequestMetrics()) -> Router<AtollContext> {
         let router = Router(context: AtollContext.self)
-        router.add(middleware: ErrorMiddleware(metrics: metrics))
+        router.add(middleware: ErrorMiddleware(metrics: metrics, redact: HostPathRedaction(configuration: manager.configuration)))
         router.get("health") { _, _ in try JSON.response(["status": "ok", "version": AtollVersion.current]) }
         // Prometheus scrapes with a bearer key too; a key sees its organization's sandboxes.
         router.group("metrics").add(middleware: AuthMiddleware(database: manager.database)).get { _, context in
@@ -38,6 +50,8 @@ public enum AtollServer {
             return Response(status: .ok, headers: [.contentType: Prometheus.contentType], body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         let api = router.group("api").add(middleware: AuthMiddleware(database: manager.database))
+        var settings = settings
+        settings.redact = HostPathRedaction(configuration: manager.configuration)
         SandboxRoutes(manager: manager, server: settings).register(api)
         UsageRoutes(manager: manager).register(api)
         let toolbox = router.group("toolbox").add(middleware: AuthMiddleware(database: manager.database))

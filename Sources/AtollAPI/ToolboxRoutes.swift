@@ -20,6 +20,7 @@ struct ToolboxError: Error {
 /// (`SandboxFiles`); relative ones start at the sandbox user's home.
 struct ToolboxRoutes {
     let manager: SandboxManager
+    var redact: HostPathRedaction { HostPathRedaction(configuration: manager.configuration) }
 
     func register(_ toolbox: RouterGroup<AtollContext>) {
         toolbox.post(":id/process/execute", use: execute)
@@ -77,7 +78,7 @@ struct ToolboxRoutes {
                                                        timeout: timeout, mergeOutput: true), organizationId: org)
             }
         } catch let error as AtollError where [.notFound, .system, .forbidden].contains(error.code) {
-            return try JSON.response(ExecuteResponse(exitCode: -1, result: error.description))
+            return try JSON.response(ExecuteResponse(exitCode: -1, result: redact(error.description)))
         }
         if result.timedOut {
             throw ToolboxError(error: AtollError(.timeout, "command execution timed out after \(Int(timeout ?? 0)) s"), daemonCode: "PROCESS_EXECUTION_TIMEOUT")
@@ -410,7 +411,7 @@ struct ToolboxRoutes {
             let mappedError = (error as? AtollError).map(Self.fileError) ?? error
             let atoll = ErrorMiddleware.atollError((mappedError as? ToolboxError)?.error ?? mappedError)
             let status = atoll.code.httpStatus
-            return try JSON.response(UploadError(errors: [atoll.description], statusCode: status, message: atoll.description,
+            return try JSON.response(UploadError(errors: [redact(atoll.description)], statusCode: status, message: redact(atoll.description),
                                                  code: (mappedError as? ToolboxError)?.daemonCode ?? atoll.code.rawValue),
                                      status: HTTPResponse.Status(code: status))
         }
@@ -545,18 +546,19 @@ struct ToolboxRoutes {
         let slot = try await manager.toolboxGate.slot(organization: org)
         let multipart = Multipart.StreamWriter()
         let paths = Array(Set(body.paths)).sorted()
+        let redact = self.redact
         return Response(status: .ok, headers: [.contentType: multipart.contentType], body: ResponseBody { writer in
             defer { slot.release() }
             for path in paths {
                 do {
                     let download = try await WorkPool.shared.run { try files.openRead(path, limit: APILimits.download) }
                     defer { download.close() }
-                    try await writer.write(ByteBuffer(bytes: multipart.header(name: "file", filename: path, contentType: "application/octet-stream",
-                                                                              length: Int(download.entry.size))))
+                    // No Content-Length: a /proc file says 0 and has more, any file may change meanwhile.
+                    try await writer.write(ByteBuffer(bytes: multipart.header(name: "file", filename: path, contentType: "application/octet-stream")))
                     try await Self.stream(download, to: &writer)
                 } catch let error as AtollError {
                     let mapped = Self.fileError(error) as? ToolboxError
-                    let json = try JSON.encoder.encode(PartError(message: error.description, statusCode: error.code.httpStatus,
+                    let json = try JSON.encoder.encode(PartError(message: redact(error.description), statusCode: error.code.httpStatus,
                                                                  code: mapped?.daemonCode ?? "FILE_READ_FAILED"))
                     try await writer.write(ByteBuffer(bytes: multipart.header(name: "error", filename: path, contentType: "application/json",
                                                                               length: json.count) + [UInt8](json)))
@@ -597,7 +599,9 @@ struct ToolboxRoutes {
             slot.release()
             throw Self.fileError(error)
         }
-        return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: ResponseBody(contentLength: Int(download.entry.size)) { writer in
+        // Chunked, not the size the file had when opened: a /proc file says 0 and has more, and
+        // any file may change while it streams.
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: ResponseBody { writer in
             defer {
                 slot.release()
                 download.close()

@@ -180,7 +180,9 @@ extension SandboxManager {
             let building = member.sandboxState == .creating && ProcessRef.isRunning(pid: member.opPid, startTime: member.opStartTime)
             if building { kept[member.pool ?? "", default: 0] += 1; continue }
             let size = configuration.warmPool.entries.first { $0.key.description == member.pool && $0.key.pidsMax == member.pidsMax }?.size ?? 0
+            // A member started by an older Atoll has no agent: it could run nothing.
             let alive = member.sandboxState == .started && ProcessRef.isRunning(pid: member.initPid, startTime: member.initStartTime)
+                && ((try? Self.machine(member)).map { driver.hasAgent($0) } ?? false)
             let claiming = member.pool?.hasPrefix(WarmPool.claimingPrefix) == true
             // A claim under way (in this process or another) is the claimer's to finish.
             if claiming, ProcessRef.isRunning(pid: member.opPid, startTime: member.opStartTime) { continue }

@@ -104,6 +104,9 @@ public protocol SandboxDriving: Sendable {
     /// Stops and removes everything but the archive: cgroups, disk, directory.
     func destroy(_ machine: SandboxMachine) async throws
     func hasDisk(_ machine: SandboxMachine) -> Bool
+    /// Whether the sandbox's PID 1 was started with an agent (sandboxes an older Atoll started
+    /// have none, and run nothing until they are restarted).
+    func hasAgent(_ machine: SandboxMachine) -> Bool
     func exec(_ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest,
               onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult
     func runCode(_ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
@@ -213,6 +216,10 @@ public final class SandboxDriver: SandboxDriving {
     }
 
     public func hasDisk(_ machine: SandboxMachine) -> Bool { KernelFile.exists(configuration.diskPath(machine.id)) }
+
+    public func hasAgent(_ machine: SandboxMachine) -> Bool {
+        KernelFile.exists("\(configuration.sandboxDirectory(machine.id))/\(AgentConnection.socketName)")
+    }
 
     public func start(_ machine: SandboxMachine) async throws -> InitProcess {
         let snapshot = try snapshots.snapshot(named: machine.snapshot)

@@ -157,11 +157,14 @@ struct EmbeddedBackend: Backend {
     }
 
     func upload(_ id: String, _ data: Data, to path: String) async throws {
-        _ = try await manager.files(id).write(path, bytes: [UInt8](data))
+        let files = try await manager.files(id)
+        let bytes = [UInt8](data)
+        _ = try await WorkPool.shared.run { try files.write(path, bytes: bytes) }
     }
 
     func download(_ id: String, _ path: String) async throws -> Data {
-        Data(try await manager.files(id).read(path))
+        let files = try await manager.files(id)
+        return Data(try await WorkPool.shared.run { try files.read(path) })
     }
 
     func history(_ id: String) async throws -> [String]? {

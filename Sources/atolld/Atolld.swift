@@ -103,7 +103,12 @@ struct Atolld: AsyncParsableCommand {
         await manager.startWarmPool()
 
         let dataDirectory = configuration.dataDirectory
-        let app = AtollServer.application(manager: manager, host: host, port: port, logger: logger,
+        let limits = try ConnectionLimits.fromEnvironment()
+        logger.notice("connection limits", metadata: [
+            "total": "\(limits.effectiveTotal(descriptorLimit: Int(clamping: files.soft)))", "perPeer": "\(limits.perPeer)",
+            "idleSeconds": "\(limits.idleSeconds)", "stallSeconds": "\(limits.stallSeconds)",
+        ])
+        let app = AtollServer.application(manager: manager, host: host, port: port, logger: logger, limits: limits,
                                           descriptorLimit: Int(clamping: files.soft)) { actualPort in
             let url = "http://\(host.contains(":") ? "[\(host)]" : host):\(actualPort)"
             Self.writeEndpoint(url: url, dataDirectory: dataDirectory)

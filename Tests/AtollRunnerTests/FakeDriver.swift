@@ -69,6 +69,8 @@ final class FakeDriver: SandboxDriving, @unchecked Sendable {
 
     func hasDisk(_ machine: SandboxMachine) -> Bool { diskExists(machine.id) }
 
+    func hasAgent(_ machine: SandboxMachine) -> Bool { true }
+
     func exec(_ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest,
               onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult {
         try await enter("exec", machine.id.rawValue)
