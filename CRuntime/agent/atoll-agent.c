@@ -798,6 +798,22 @@ static void do_read(struct file_request *r) {
     reply_done(n + got, 0, r->owner.home);
 }
 
+/* A new temporary file (0600) in the directory of `target`, recorded in `upload_temp` so that a
+ * failure removes it; renamed over the target when it is complete. */
+static int open_temp_beside(const char *target, const char *purpose) {
+    char dir[PATH_CAP], name[NAME_MAX + 1];
+    split_path(target, dir, name);
+    if (strlen(dir) + strlen(purpose) + 16 >= sizeof upload_temp) fail(ENAMETOOLONG, purpose, target, "");
+    snprintf(upload_temp, sizeof upload_temp, "%.4000s/.atoll-%.8s-XXXXXX", strcmp(dir, "/") == 0 ? "" : dir, purpose);
+    int fd = mkostemp(upload_temp, O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        upload_temp[0] = 0;
+        fail(e, "open", target, "");
+    }
+    return fd;
+}
+
 static void do_write(struct file_request *r) {
     if (r->fd < 0) fail(EINVAL, "write", r->path, "no pipe for the data");
     if (strcmp(r->path, "/") == 0) fail(EISDIR, "write", r->path, "cannot write to the root directory");
@@ -817,16 +833,7 @@ static void do_write(struct file_request *r) {
     if (exists && (r->flags & ATOLL_FILE_EXCLUSIVE)) fail(EEXIST, "write", r->path, "");
     if (exists && S_ISDIR(st.st_mode)) fail(EISDIR, "write", r->path, "is a directory");
     if (exists && !S_ISREG(st.st_mode)) fail(EINVAL, "write", r->path, "not a regular file");
-    char tdir[PATH_CAP], tname[NAME_MAX + 1];
-    split_path(target, tdir, tname);
-    if (strlen(tdir) + 22 >= sizeof upload_temp) fail(ENAMETOOLONG, "write", r->path, "");
-    snprintf(upload_temp, sizeof upload_temp, "%.4000s/.atoll-upload-XXXXXX", strcmp(tdir, "/") == 0 ? "" : tdir);
-    int fd = mkostemp(upload_temp, O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        upload_temp[0] = 0;
-        fail(e, "open", target, "");
-    }
+    int fd = open_temp_beside(target, "upload");
     int read_failed;
     int64_t n = copy_fd(r->fd, fd, -1, &read_failed);
     close(r->fd);
@@ -956,16 +963,7 @@ static void do_move(struct file_request *r) {
     struct stat st;
     if (fstat(from, &st) < 0) fail(errno, "fstat", r->path, "");
     if (!S_ISREG(st.st_mode)) fail(EXDEV, "rename", r->path, "only files can move between filesystems");
-    char tdir[PATH_CAP], tname[NAME_MAX + 1];
-    split_path(to, tdir, tname);
-    if (strlen(tdir) + 20 >= sizeof upload_temp) fail(ENAMETOOLONG, "rename", to, "");
-    snprintf(upload_temp, sizeof upload_temp, "%.4000s/.atoll-move-XXXXXX", strcmp(tdir, "/") == 0 ? "" : tdir);
-    int fd = mkostemp(upload_temp, O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        upload_temp[0] = 0;
-        fail(e, "open", to, "");
-    }
+    int fd = open_temp_beside(to, "move");
     int read_failed;
     int64_t n = copy_fd(from, fd, -1, &read_failed);
     if (n < 0) fail((int)-n, read_failed ? "read" : "write", read_failed ? r->path : to, "");

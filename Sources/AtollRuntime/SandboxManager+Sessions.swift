@@ -134,7 +134,13 @@ extension SandboxManager {
         noteActivity(sandbox)
         if runAsync { return (SessionCommand(id: id, command: command, exitCode: nil), nil) }
         var delay = 0.002
+        // Like every wait on a sandbox, this one ends: a command still running after the longest
+        // exec time is left running, and the caller told so (its logs stay readable).
+        let deadline = now + ProcessIO.maximumSeconds
         while true {
+            guard now < deadline else {
+                throw AtollError(.timeout, "session command \(id) still runs after \(Int(ProcessIO.maximumSeconds)) s; follow it with its logs")
+            }
             if let code = try await WorkPool.shared.run({ Self.exitCode(files, "\(dir)/\(id).exit") }) {
                 noteActivity(sandbox)
                 let logs = try await WorkPool.shared.run { Self.logs(files, dir, id) }

@@ -47,15 +47,8 @@ struct SupportTests {
     func initBinary() {
         let bytes = InitBinary.bytes
         #expect(bytes.count > 1000 && bytes.count < 64 << 10)
-        #expect(Array(bytes.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "ELF magic")
         #expect(bytes[16] == 2, "ET_EXEC: not position-independent, not a shared object")
-        // No PT_INTERP program header: it needs no dynamic loader inside the sandbox.
-        let phoff = bytes[32..<40].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        let phnum = Int(bytes[56]) | Int(bytes[57]) << 8
-        for i in 0..<phnum {
-            let type = bytes[(phoff + i * 56)..<(phoff + i * 56 + 4)].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-            #expect(type != 3, "PT_INTERP found")
-        }
+        expectStaticELF(bytes)
     }
 
     @Test("between clone and execve the shim calls only async-signal-safe functions (no allocation)")
@@ -86,5 +79,16 @@ struct SupportTests {
         for symbol in symbols {
             #expect(allowed.contains(symbol), "shim_spawn.c calls \(symbol), which is not known to be async-signal-safe")
         }
+    }
+}
+
+/// An ELF executable with no PT_INTERP program header: it needs no dynamic loader inside a sandbox.
+func expectStaticELF(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(Array(bytes.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "ELF magic", sourceLocation: sourceLocation)
+    let phoff = bytes[32..<40].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+    let phnum = Int(bytes[56]) | Int(bytes[57]) << 8
+    for i in 0..<phnum {
+        let type = bytes[(phoff + i * 56)..<(phoff + i * 56 + 4)].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        #expect(type != 3, "PT_INTERP found", sourceLocation: sourceLocation)
     }
 }

@@ -13,14 +13,7 @@ public enum InitBinary {
     }
 
     /// A new sealed, executable, close-on-exec memfd holding the init.
-    public static func memfd() throws -> OwnedFD {
-        let data = bytes
-        var fd: Int32 = -1
-        var failure = atoll_error()
-        let rc = data.withUnsafeBytes { atoll_sealed_memfd("atoll-init", $0.baseAddress, $0.count, &fd, &failure) }
-        guard rc == 0 else { throw SystemError.error(failure) }
-        return OwnedFD(fd)
-    }
+    public static func memfd() throws -> OwnedFD { try SealedBinary.memfd("atoll-init", bytes) }
 }
 
 /// The sandbox's agent (`CRuntime/agent/atoll-agent.c`, embedded at build time by the EmbedInit
@@ -33,11 +26,15 @@ public enum AgentBinary {
     }
 
     /// A new sealed, executable, close-on-exec memfd holding the agent.
-    public static func memfd() throws -> OwnedFD {
-        let data = bytes
+    public static func memfd() throws -> OwnedFD { try SealedBinary.memfd("atoll-agent", bytes) }
+}
+
+enum SealedBinary {
+    /// A sealed, executable, close-on-exec memfd holding `bytes`: nothing can change it.
+    static func memfd(_ name: String, _ bytes: [UInt8]) throws -> OwnedFD {
         var fd: Int32 = -1
         var failure = atoll_error()
-        let rc = data.withUnsafeBytes { atoll_sealed_memfd("atoll-agent", $0.baseAddress, $0.count, &fd, &failure) }
+        let rc = bytes.withUnsafeBytes { atoll_sealed_memfd(name, $0.baseAddress, $0.count, &fd, &failure) }
         guard rc == 0 else { throw SystemError.error(failure) }
         return OwnedFD(fd)
     }
