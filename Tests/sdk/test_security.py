@@ -525,6 +525,8 @@ class AdmissionTests(SecurityTestCase):
         finally:
             stop.set()
             sampler.join()
+        print(f"\n    daemon RSS {baseline} KiB; at most {upload_peak} KiB during the 512 MiB upload, {peak[0]} KiB during the "
+              f"3 x 256 MiB download", flush=True)
         self.assertGreater(received, 3 * (256 << 20))
         self.assertEqual(sandbox.process.exec("stat -c %s /tmp/big.bin").result.strip(), str(512 << 20))
         self.assertLess(upload_peak - baseline, 64 << 10, f"upload: RSS {baseline} -> {upload_peak} KiB")
