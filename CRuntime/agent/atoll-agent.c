@@ -233,8 +233,8 @@ static int recv_msg(struct msg *m, int timeout_ms) {
  * ---------------------------------------------------------------------------------------- */
 
 /* Reads a whole regular file of at most `limit` bytes (NUL-terminated); NULL with errno set. */
-static char *read_small(int dir, const char *path, size_t limit, size_t *len_out) {
-    int fd = openat(dir, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+static char *read_small(const char *path, size_t limit) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) return NULL;
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -263,7 +263,6 @@ static char *read_small(int dir, const char *path, size_t limit, size_t *len_out
     }
     close(fd);
     buf[len] = 0;
-    if (len_out) *len_out = len;
     return buf;
 }
 
@@ -308,11 +307,11 @@ static char *passwd_text, *group_text;
 
 static void load_accounts(void) {
     if (!passwd_text) {
-        passwd_text = read_small(AT_FDCWD, "/etc/passwd", 4u << 20, NULL);
+        passwd_text = read_small("/etc/passwd", 4u << 20);
         if (!passwd_text) passwd_text = strdup("");
     }
     if (!group_text) {
-        group_text = read_small(AT_FDCWD, "/etc/group", 4u << 20, NULL);
+        group_text = read_small("/etc/group", 4u << 20);
         if (!group_text) group_text = strdup("");
     }
 }
@@ -443,12 +442,23 @@ static int match_id(char **f, void *ctx) {
     return 1;
 }
 
-/* The name of uid/gid `id` (or the number). */
+/* The name of uid/gid `id` (or the number). The last answer for each is kept: the entries of a
+ * listing mostly share their owner, and every lookup is a scan of the file. */
 static void id_name(int group, uint32_t id, char *out, size_t cap) {
-    load_accounts();
-    struct find_name q = {.id = id};
-    if (each_line(group ? group_text : passwd_text, group ? 4 : 7, match_id, &q)) snprintf(out, cap, "%s", q.name);
-    else snprintf(out, cap, "%u", id);
+    static struct {
+        int valid;
+        uint32_t id;
+        char name[256];
+    } last[2];
+    if (!last[group].valid || last[group].id != id) {
+        load_accounts();
+        struct find_name q = {.id = id};
+        if (each_line(group ? group_text : passwd_text, group ? 4 : 7, match_id, &q)) snprintf(last[group].name, 256, "%s", q.name);
+        else snprintf(last[group].name, 256, "%u", id);
+        last[group].id = id;
+        last[group].valid = 1;
+    }
+    snprintf(out, cap, "%s", last[group].name);
 }
 
 struct find_gid {

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "shim_internal.h"
+#include "../include/atoll_agent.h"
 
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -87,11 +88,10 @@ long atoll_clone3(struct atoll_clone_args *args) {
 /* -------------------------------------------------------------------------------------------
  * Messages from children to the parent. A pipe write of this size is atomic (< PIPE_BUF).
  * ----------------------------------------------------------------------------------------- */
-enum { MSG_ERROR = 1, MSG_PID = 2 };
+enum { MSG_ERROR = 1 };
 
 struct child_msg {
     int32_t type;
-    int32_t pid;
     atoll_error error;
 };
 
@@ -305,7 +305,7 @@ static int join_cgroup_v1(const atoll_cgroup_target *cg, atoll_error *e) {
  */
 static int apply_identity(const atoll_identity *id, const char *cwd, atoll_error *e) {
     /* Ids must be ones the sandbox's user namespace maps: set*id(-1) would change nothing. */
-    if (id->uid >= 65536 || id->gid >= 65536) return atoll_fail(e, EINVAL, "identity(outside the sandbox's ids)", "");
+    if (id->uid >= ATOLL_SANDBOX_ID_COUNT || id->gid >= ATOLL_SANDBOX_ID_COUNT) return atoll_fail(e, EINVAL, "identity(outside the sandbox's ids)", "");
     if (setns(id->userns_fd, CLONE_NEWUSER) < 0) return atoll_fail(e, errno, "setns(user)", "");
     for (uint32_t cap = 0; cap <= id->last_cap && cap < 64; cap++) {
         if (id->bounding & (1ULL << cap)) continue;
@@ -388,8 +388,8 @@ static void block_all(sigset_t *old) {
     pthread_sigmask(SIG_SETMASK, &all, old);
 }
 
-/* Reads child messages until EOF. Returns the error message if one arrived, the pid via *pid. */
-static int read_msgs(int fd, pid_t *pid, atoll_error *err) {
+/* Reads child messages until EOF. Returns whether an error message arrived (then in *err). */
+static int read_msgs(int fd, atoll_error *err) {
     struct child_msg m;
     int failed = 0;
     while (1) {
@@ -397,7 +397,6 @@ static int read_msgs(int fd, pid_t *pid, atoll_error *err) {
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         if (r != (ssize_t)sizeof m) { atoll_fail(err, EIO, "read(child status pipe)", ""); failed = 1; break; }
-        if (m.type == MSG_PID && pid) *pid = m.pid;
         if (m.type == MSG_ERROR) { if (err) *err = m.error; failed = 1; }
     }
     return failed;
@@ -499,7 +498,7 @@ int atoll_spawn_sandbox(const atoll_spawn_config *cfg, pid_t *pid_out, int *pidf
     long pid = clone_child(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | net | CLONE_PIDFD, &cfg->cgroup,
                            &pidfd, spawn_child, cfg, &msgs, "clone3(sandbox namespaces)", err);
     if (pid < 0) return (int)pid;
-    int failed = read_msgs(msgs, NULL, err);
+    int failed = read_msgs(msgs, err);
     close(msgs);
     if (failed) {
         siginfo_t info;
@@ -534,7 +533,7 @@ int atoll_spawn_placed(const atoll_placed_config *cfg, pid_t *pid_out, int *pidf
     int pidfd = -1, msgs = -1;
     long pid = clone_child(CLONE_PIDFD, &cfg->cgroup, &pidfd, placed_child, cfg, &msgs, "clone3(into cgroup)", err);
     if (pid < 0) return (int)pid;
-    int failed = read_msgs(msgs, NULL, err);
+    int failed = read_msgs(msgs, err);
     close(msgs);
     if (failed) {
         siginfo_t info;

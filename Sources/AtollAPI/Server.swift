@@ -42,7 +42,8 @@ public struct ServerSettings: Sendable {
 public enum AtollServer {
     public static func router(manager: SandboxManager, settings: ServerSettings, metrics: RequestMetrics = RequestMetrics()) -> Router<AtollContext> {
         let router = Router(context: AtollContext.self)
-        router.add(middleware: ErrorMiddleware(metrics: metrics, redact: HostPathRedaction(configuration: manager.configuration)))
+        let redact = HostPathRedaction(configuration: manager.configuration)
+        router.add(middleware: ErrorMiddleware(metrics: metrics, redact: redact))
         router.get("health") { _, _ in try JSON.response(["status": "ok", "version": AtollVersion.current]) }
         // Prometheus scrapes with a bearer key too; a key sees its organization's sandboxes.
         router.group("metrics").add(middleware: AuthMiddleware(database: manager.database)).get { _, context in
@@ -51,11 +52,11 @@ public enum AtollServer {
         }
         let api = router.group("api").add(middleware: AuthMiddleware(database: manager.database))
         var settings = settings
-        settings.redact = HostPathRedaction(configuration: manager.configuration)
+        settings.redact = redact
         SandboxRoutes(manager: manager, server: settings).register(api)
         UsageRoutes(manager: manager).register(api)
         let toolbox = router.group("toolbox").add(middleware: AuthMiddleware(database: manager.database))
-        ToolboxRoutes(manager: manager).register(toolbox)
+        ToolboxRoutes(manager: manager, redact: redact).register(toolbox)
         return router
     }
 
@@ -68,11 +69,10 @@ public enum AtollServer {
                                    onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         let settings = ServerSettings(publicURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
         let peers = PeerCounter()
-        var http1 = HTTP1Channel.Configuration(
+        let http1 = HTTP1Channel.Configuration(
             additionalChannelHandlers: [ConnectionGuard(peers: peers, limits: limits)],
             idleTimeout: .seconds(limits.idleSeconds),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 << 10, maxHeaderListSize: 64 << 10, maxHeaderFieldCount: 200))
-        http1.idleTimeout = .seconds(limits.idleSeconds)
         return Application(
             router: router(manager: manager, settings: settings),
             server: .http1(configuration: http1),

@@ -20,7 +20,7 @@ struct ToolboxError: Error {
 /// (`SandboxFiles`); relative ones start at the sandbox user's home.
 struct ToolboxRoutes {
     let manager: SandboxManager
-    var redact: HostPathRedaction { HostPathRedaction(configuration: manager.configuration) }
+    let redact: HostPathRedaction
 
     func register(_ toolbox: RouterGroup<AtollContext>) {
         toolbox.post(":id/process/execute", use: execute)

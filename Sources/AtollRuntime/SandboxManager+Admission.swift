@@ -19,50 +19,52 @@ extension SandboxManager {
     /// Throws unless `request` fits. `hostHoldsIt`: the resources are held on the host already
     /// (a warm pool member changing hands), so only the organization's quota is checked.
     func admit(_ request: AdmissionRequest, organization: String, hostHoldsIt: Bool = false) throws {
-        let capacity = configuration.capacity
+        let capacity = hostHoldsIt ? .unlimited : configuration.capacity
         let quota = configuration.quota
         guard capacity != .unlimited || quota != .unlimited else { return }
+        // What sandbox disks occupy counts only when a disk is asked for (one stat per disk).
+        let measureDisks = capacity.diskOvercommit > 0 && request.diskGiB > 0
         var held = Holdings()
         var organizationHeld = Holdings()
         var diskBytes: UInt64 = 0
-        for row in try database.all() {
-            let state = row.sandboxState
-            guard state != .destroyed else { continue }
-            let compute = Self.computeStates.contains(state)
-            let disk = !Self.disklessStates.contains(state)
+        for sandbox in try database.holdings() {
+            let compute = Self.computeStates.contains(sandbox.state)
+            let disk = !Self.disklessStates.contains(sandbox.state)
             if compute {
-                held.cpu += row.cpu
-                held.memoryGiB += row.memoryGiB
+                held.cpu += sandbox.cpu
+                held.memoryGiB += sandbox.memoryGiB
             }
             if disk {
-                held.diskGiB += row.diskGiB
-                if capacity.diskOvercommit > 0, request.diskGiB > 0, let machine = try? Self.machine(row) { diskBytes += driver.diskBytes(machine) }
+                held.diskGiB += sandbox.diskGiB
+                if measureDisks, let id = try? SandboxID(sandbox.id) { diskBytes += driver.diskBytes(id) }
             }
-            guard row.organizationId == organization else { continue }
+            guard sandbox.organizationId == organization else { continue }
             organizationHeld.sandboxes += 1
             if compute {
-                organizationHeld.cpu += row.cpu
-                organizationHeld.memoryGiB += row.memoryGiB
+                organizationHeld.cpu += sandbox.cpu
+                organizationHeld.memoryGiB += sandbox.memoryGiB
             }
-            if disk { organizationHeld.diskGiB += row.diskGiB }
+            if disk { organizationHeld.diskGiB += sandbox.diskGiB }
         }
-        try Admission.check(request, capacity: hostHoldsIt ? .unlimited : capacity, host: hostSize(sandboxDiskBytes: diskBytes), held: held, quota: quota,
-                            organization: organization, organizationHeld: organizationHeld)
+        try Admission.check(request, capacity: capacity, host: hostSize(sandboxDiskBytes: measureDisks ? diskBytes : 0), held: held,
+                            quota: quota, organization: organization, organizationHeld: organizationHeld)
     }
+
+    /// The host's memory in GiB (MemTotal), read once: it does not change while Atoll runs.
+    static let hostMemoryGiB: Double = {
+        guard let text = try? KernelFile.read("/proc/meminfo"), let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
+              let kib = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+        else { return 0 }
+        return kib / 1_048_576
+    }()
 
     /// The host as admission control sees it: online CPUs, total memory, and the data
     /// directory's free space plus what sandbox disks occupy on it already.
     func hostSize(sandboxDiskBytes: UInt64) -> HostSize {
-        var memory = 0.0
-        if let text = try? KernelFile.read("/proc/meminfo"), let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
-           let kib = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
-        {
-            memory = kib / 1_048_576
-        }
         var fs = statvfs()
         var free = 0.0
         if statvfs(configuration.dataDirectory, &fs) == 0 { free = Double(fs.f_bavail) * Double(fs.f_frsize) }
-        return HostSize(cpus: ProcessInfo.processInfo.activeProcessorCount, memoryGiB: memory,
+        return HostSize(cpus: ProcessInfo.processInfo.activeProcessorCount, memoryGiB: Self.hostMemoryGiB,
                         diskGiB: (free + Double(sandboxDiskBytes)) / Double(1 << 30))
     }
 }

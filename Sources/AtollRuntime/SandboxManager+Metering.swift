@@ -110,7 +110,7 @@ extension SandboxManager {
             readings.append(MeterReading(
                 sandboxId: row.id, organizationId: row.organizationId, cpuNanoseconds: usage.cpuNanoseconds,
                 memoryBytes: usage.memoryBytes, memoryPeakBytes: usage.memoryPeakBytes, oomKills: usage.oomKills,
-                diskBytes: driver.diskBytes(machine)))
+                diskBytes: driver.diskBytes(machine.id)))
         }
         do {
             try database.recordMeterRound(readings, at: at)

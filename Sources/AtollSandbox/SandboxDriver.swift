@@ -126,7 +126,7 @@ public protocol SandboxDriving: Sendable {
     func usage(_ machine: SandboxMachine) async throws -> CgroupUsage
     /// Bytes the sandbox's disk occupies on the host (its sparse image's allocated blocks; 0
     /// without a disk).
-    func diskBytes(_ machine: SandboxMachine) -> UInt64
+    func diskBytes(_ id: SandboxID) -> UInt64
     /// Removes what belongs to no known sandbox (cgroups, directories, archives, temporary
     /// archives) and says what it removed. `isKnown` is asked right before each removal, so a
     /// sandbox another process creates meanwhile is left alone.
@@ -374,9 +374,9 @@ public final class SandboxDriver: SandboxDriving {
         return try cgroups.usage(machine.id.rawValue)
     }
 
-    public func diskBytes(_ machine: SandboxMachine) -> UInt64 {
+    public func diskBytes(_ id: SandboxID) -> UInt64 {
         var info = stat()
-        guard stat(configuration.diskPath(machine.id), &info) == 0 else { return 0 }
+        guard stat(configuration.diskPath(id), &info) == 0 else { return 0 }
         return UInt64(info.st_blocks) * 512
     }
 

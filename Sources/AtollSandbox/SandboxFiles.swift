@@ -125,8 +125,12 @@ public struct SandboxFiles: Sendable {
         guard let message = try connection.receive(timeout: replyTimeout, waitingFor: waitingFor) else {
             throw AtollError(.conflict, "sandbox \(connection.sandbox)'s agent ended without answering (\(waitingFor))")
         }
-        if message.kind == .error { throw AgentFailure.error(message) }
-        return message
+        switch message.kind {
+        case .error: throw AgentFailure.error(message)
+        case .exit:  // PID 1 reaped the agent before it answered (killed inside the sandbox, say)
+            throw AtollError(.conflict, "sandbox \(connection.sandbox)'s agent ended without answering (\(waitingFor)): \(message.endDescription)")
+        default: return message
+        }
     }
 
     /// Runs a request whose answer is one message of `kind`.
@@ -237,7 +241,8 @@ public struct SandboxFiles: Sendable {
 
     /// Writes `bytes` to `path`, replacing an existing file (a symlink there is followed inside
     /// the sandbox) and creating missing parent directories (owned by the user). The new content
-    /// replaces the old in one rename, once every byte arrived: a failure changes nothing.
+    /// replaces the old in one rename, once every byte arrived: a failure leaves the target as it
+    /// was (parent directories made for it stay).
     @discardableResult
     public func write(_ path: String, bytes: [UInt8], mode: mode_t = 0o644, exclusive: Bool = false) throws -> FileEntry {
         let upload = try openWrite(path, mode: mode, exclusive: exclusive)

@@ -97,8 +97,29 @@ public final class SandboxDatabase: Sendable {
         }
     }
 
+    /// What a sandbox holds, as admission control counts it.
+    public struct Holding: Sendable {
+        public var id: String
+        public var organizationId: String
+        public var state: SandboxState
+        public var cpu: Int
+        public var memoryGiB: Int
+        public var diskGiB: Int
+    }
+
     public func all() throws -> [SandboxRow] {
         try read { db in try SandboxRow.order(Column("createdAt"), Column.rowID).fetchAll(db) }
+    }
+
+    /// What every sandbox not yet destroyed is allocated, and in which state: only the columns
+    /// admission control adds up (it runs before every create, start and resize).
+    public func holdings() throws -> [Holding] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT id, organizationId, state, cpu, memoryGiB, diskGiB FROM sandbox WHERE state != 'destroyed'").map {
+                Holding(id: $0["id"], organizationId: $0["organizationId"], state: SandboxState(rawValue: $0["state"]) ?? .error,
+                           cpu: $0["cpu"], memoryGiB: $0["memoryGiB"], diskGiB: $0["diskGiB"])
+            }
+        }
     }
 
     public func history(id: String) throws -> [TransitionRow] {

@@ -373,17 +373,7 @@ extension RuntimeOptions {
     }
 
     func key(_ environment: [String: String]) throws -> String {
-        if apiKey != nil {
-            SecretScrubbing.scrubArguments(["--api-key"])
-            throw AtollError(.invalidArgument, "--api-key puts the key on the command line, where every user of this host can read it: use --api-key-file FILE or ATOLL_API_KEY")
-        }
-        if let apiKeyFile {
-            guard let text = try? String(contentsOfFile: apiKeyFile, encoding: .utf8),
-                  case let key = text.trimmingCharacters(in: .whitespacesAndNewlines), !key.isEmpty else {
-                throw AtollError(.invalidArgument, "--api-key-file: cannot read a key from \(apiKeyFile)")
-            }
-            return key
-        }
+        if let apiKeyFile { return try SecretScrubbing.readKey(file: apiKeyFile) }
         if let key = environment["ATOLL_API_KEY"], !key.isEmpty { return key }
         if let key = try? String(contentsOfFile: "\(dataDir)/api-key", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !key.isEmpty {
             return key

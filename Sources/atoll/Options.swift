@@ -1,5 +1,6 @@
 import ArgumentParser
 import AtollCore
+import AtollLinux
 import AtollRuntime
 import AtollWire
 import Foundation
@@ -22,6 +23,11 @@ struct RuntimeOptions: ParsableArguments {
 
     @Flag(help: "Run the runner in this process even if atolld is running (needs root).")
     var embedded = false
+
+    /// Every command refuses a key on its command line, whichever backend it would use.
+    func validate() throws {
+        if apiKey != nil { throw ValidationError(SecretScrubbing.refuseKeyArgument(environmentVariable: "ATOLL_API_KEY").message) }
+    }
 
     /// Opens the runner embedded in this process, reconciling what an earlier process left.
     func open(reconcile: Bool = true) async throws -> SandboxManager {

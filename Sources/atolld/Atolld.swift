@@ -45,12 +45,16 @@ struct Atolld: AsyncParsableCommand {
 
     func run() async throws {
         // Before anything else: no secret stays readable in /proc/<pid>/cmdline or environ.
-        SecretScrubbing.scrubArguments(["--api-key"])
         let environmentKey = SecretScrubbing.takeEnvironment("ATOLLD_API_KEY")
-        if apiKey != nil {
-            throw ValidationError("--api-key puts the key on the command line, where every user of this host can read it: use --api-key-file FILE or the environment variable ATOLLD_API_KEY")
+        if apiKey != nil { throw ValidationError(SecretScrubbing.refuseKeyArgument(environmentVariable: "ATOLLD_API_KEY").message) }
+        var givenKey = environmentKey
+        if let apiKeyFile {
+            do {
+                givenKey = try SecretScrubbing.readKey(file: apiKeyFile)
+            } catch {
+                throw ValidationError(error.message)
+            }
         }
-        let givenKey = try apiKeyFile.map(Self.readKey) ?? environmentKey
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \(logLevel)") }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -147,16 +151,6 @@ struct Atolld: AsyncParsableCommand {
         close(fd)
         FileHandle.standardOutput.write(Data("API key for organization \"default\" (also in \(path), mode 0600; shown once): \(key)\n".utf8))
         logger.notice("generated the first API key", metadata: ["id": .string(row.id), "file": .string(path)])
-    }
-
-    /// The key in `path` (surrounding white space ignored).
-    static func readKey(_ path: String) throws -> String {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ValidationError("--api-key-file: cannot read \(path)")
-        }
-        let key = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !key.isEmpty else { throw ValidationError("--api-key-file: \(path) is empty") }
-        return key
     }
 
     /// `DATA_DIR/atolld.url`: where local clients (the `atoll` CLI) find the daemon.

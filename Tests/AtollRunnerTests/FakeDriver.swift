@@ -122,7 +122,7 @@ final class FakeDriver: SandboxDriving, @unchecked Sendable {
     }
 
     func usage(_ machine: SandboxMachine) async throws -> CgroupUsage { lock.withLock { usages[machine.id] ?? CgroupUsage() } }
-    func diskBytes(_ machine: SandboxMachine) -> UInt64 { lock.withLock { disks.contains(machine.id) ? diskSizes[machine.id] ?? 1 << 20 : 0 } }
+    func diskBytes(_ id: SandboxID) -> UInt64 { lock.withLock { disks.contains(id) ? diskSizes[id] ?? 1 << 20 : 0 } }
 
     /// What `usage` reports for a sandbox from now on (the meter's readings).
     func setUsage(_ id: SandboxID, _ usage: CgroupUsage) { lock.withLock { usages[id] = usage } }

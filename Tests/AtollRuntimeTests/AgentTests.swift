@@ -110,7 +110,7 @@ extension SandboxTests {
             }
         }
 
-        @Test("nothing but PID 1 can reach the agent: the socket is outside the sandbox, and PID 1 refuses peers inside it")
+        @Test("the agent's socket is out of the sandbox's reach: no path to it and nothing of it inside; root's alone on the host")
         func socketReach() async throws {
             try await withSandbox { manager, sandbox in
                 // Inside, there is no path to it and no abstract socket to find.

@@ -314,7 +314,7 @@ class IdentityTests(SecurityTestCase):
         ]:
             status, reply = http(method, path, body)
             self.assertIn(status, (400, 404), f"{path}: {status} {reply}")
-            self.assertEqual(health_latency() < 5, True)
+            self.assertLess(health_latency(), 5)
         with self.assertRaises(DaytonaError):
             sandbox.fs.upload_file(b"x", "/tmp/uploaded")
         self.assertFalse(os.path.exists(f"{root}/owned") or os.path.exists(f"{root}/newdir") or os.path.exists(f"{root}/uploaded"))
@@ -395,6 +395,16 @@ class LoadTests(SecurityTestCase):
             port = int(url.rsplit(":", 1)[1])
             pid = daemon.process.pid
             baseline = fd_count(pid)
+            # Idle connections are closed by the server after the idle time (2 s here).
+            idle = [socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.4", 0)) for _ in range(20)]
+            time.sleep(3.5)
+            for s in idle:
+                s.settimeout(1)
+                try:
+                    self.assertEqual(s.recv(1), b"", "an idle connection was left open")
+                except ConnectionResetError:
+                    pass
+                s.close()
             for _ in range(1500):
                 s = socket.socket()
                 s.settimeout(5)

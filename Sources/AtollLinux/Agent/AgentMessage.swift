@@ -122,5 +122,10 @@ public struct AgentMessage: Sendable, Equatable {
     }
 
     public func number(_ index: Int) -> Int64 { index < numbers.count ? numbers[index] : 0 }
+
+    /// For an `EXIT` message (PID 1 reaped the agent): how it ended, e.g. "it was killed by signal 9".
+    public var endDescription: String {
+        number(0) == 1 ? "it exited with status \(number(1))" : "it was killed by signal \(number(1))"
+    }
     public func string(_ index: Int) -> String { index < strings.count ? strings[index] : "" }
 }

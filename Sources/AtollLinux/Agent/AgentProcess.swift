@@ -50,6 +50,7 @@ public enum AgentProcess {
             switch reply.kind {
             case .started: return agent
             case .error: throw AgentFailure.error(reply, fileSemantics: false)
+            case .exit: throw AtollError(.conflict, "sandbox \(sandbox)'s agent ended before starting the process: \(reply.endDescription)")
             default: throw AtollError(.internal, "sandbox \(sandbox)'s agent sent \(reply.kind) instead of starting the process")
             }
         } catch {

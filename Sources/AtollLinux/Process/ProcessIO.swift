@@ -45,8 +45,8 @@ public struct ProcessOutcome: Sendable {
     public var seconds: Double
 }
 
-/// Pumps the standard streams of a process the sandbox's agent started, with poll(2) on a
-/// dedicated thread: feeds stdin, captures or streams stdout and stderr, learns how the process
+/// Pumps the standard streams of a process the sandbox's agent started, with poll(2) on the
+/// thread `AgentProcess.run` gives it: feeds stdin, captures or streams stdout and stderr, learns how the process
 /// ended from the agent's `EXIT` message, and on the deadline asks the agent to kill the process's
 /// whole group. Every wait has a deadline: a process given no timeout gets the longest one
 /// (`maximumSeconds`), and an agent that does not report the end within `exitGrace` after a kill
@@ -82,15 +82,6 @@ public final class ProcessIO: @unchecked Sendable {
         self.timeout = min(timeout ?? Self.maximumSeconds, Self.maximumSeconds)
         self.captureLimit = captureLimit
         self.onOutput = onOutput
-    }
-
-    /// Runs the pump on its own thread so no Swift concurrency thread blocks in poll.
-    public func run() async -> ProcessOutcome {
-        await withCheckedContinuation { continuation in
-            let thread = Thread { continuation.resume(returning: self.pump()) }
-            thread.name = "atoll-exec-\(agent.sandbox.prefix(8))"
-            thread.start()
-        }
     }
 
     func pump() -> ProcessOutcome {

@@ -37,13 +37,6 @@ public final class WorkPool: @unchecked Sendable {
         }
     }
 
-    /// Threads running now and jobs waiting (for tests and metrics).
-    public var load: (threads: Int, waiting: Int) {
-        condition.lock()
-        defer { condition.unlock() }
-        return (threads, queue.count - head)
-    }
-
     func submit(_ job: @escaping @Sendable () -> Void) {
         condition.lock()
         queue.append(job)

@@ -1,3 +1,5 @@
+import AtollCore
+import Foundation
 import Glibc
 
 /// Keeps secrets out of what other processes can read about this one: `/proc/<pid>/cmdline`
@@ -38,6 +40,26 @@ public enum SecretScrubbing {
         blank(pointer, from: 0)
         unsetenv(name)
         return value.isEmpty ? nil : value
+    }
+
+    /// The key in the file `path`, white space around it ignored.
+    public static func readKey(file path: String) throws(AtollError) -> String {
+        let key: String
+        do {
+            key = try KernelFile.read(path, limit: 4096).trimmingCharacters(in: .whitespacesAndNewlines)
+        } catch {
+            throw AtollError(.invalidArgument, "--api-key-file: cannot read \(path): \(error.message)")
+        }
+        guard !key.isEmpty else { throw AtollError(.invalidArgument, "--api-key-file: \(path) holds no key") }
+        return key
+    }
+
+    /// Blanks `--api-key`'s value in this process's argv and returns the error that refuses it: a
+    /// key on a command line can be read by every user of the host (`ps`, /proc/<pid>/cmdline).
+    public static func refuseKeyArgument(environmentVariable: String) -> AtollError {
+        scrubArguments(["--api-key"])
+        return AtollError(.invalidArgument,
+                          "--api-key puts the key on the command line, where every user of this host can read it: use --api-key-file FILE or \(environmentVariable)")
     }
 
     static func blank(_ string: UnsafeMutablePointer<CChar>, from offset: Int) {
