@@ -54,14 +54,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The runner: Daytona's lifecycle state machine, persistence, sweeps, restart safety.
-        .target(name: "AtollRuntime", dependencies: ["AtollCore", "AtollLinux", "AtollSandbox", "AtollStore", "AtollWire"], swiftSettings: swiftSettings),
+        .target(
+            name: "AtollRuntime", dependencies: ["AtollCore", "AtollLinux", "AtollSandbox", "AtollStore"],
+            // Crash-test failpoints exist in debug builds only (what `swift test` builds).
+            swiftSettings: swiftSettings + [.define("ATOLL_FAILPOINTS", .when(configuration: .debug))]),
         // The JSON bodies atolld speaks (Daytona's wire format), shared by server and CLI.
         .target(name: "AtollWire", swiftSettings: swiftSettings),
+        // The Daytona adapter: wire bodies <-> runner parameters and reports, in both directions,
+        // used by atolld and by both CLI backends (the one place the two vocabularies meet).
+        .target(name: "AtollDaytona", dependencies: ["AtollCore", "AtollRuntime", "AtollWire"], swiftSettings: swiftSettings),
         // The HTTP API: Daytona-compatible /api and /toolbox routes over the runner.
         .target(
             name: "AtollAPI",
             dependencies: [
-                "AtollRuntime", "AtollSandbox", "AtollStore", "AtollCore", "AtollLinux", "AtollWire",
+                "AtollDaytona", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollCore", "AtollLinux", "AtollWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -76,7 +82,7 @@ let package = Package(
         // The `atoll` command.
         .executableTarget(
             name: "atoll",
-            dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollWire", "AtollLinux", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["AtollDaytona", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollWire", "AtollLinux", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 
@@ -98,13 +104,14 @@ let package = Package(
         // Shared helpers of the test targets: privileged-test rules, throwaway runtimes.
         .target(
             name: "AtollTestSupport",
-            dependencies: ["AtollRuntime", "AtollSandbox", "AtollLinux", "AtollCore"],
+            dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore"],
             path: "Tests/AtollTestSupport",
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "AtollCoreTests", dependencies: ["AtollCore"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollLinuxTests", dependencies: ["AtollLinux", "AtollCore", "CRuntime", "AtollTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollAPITests", dependencies: ["AtollAPI", "AtollWire"], swiftSettings: swiftSettings),
+        .testTarget(name: "AtollDaytonaTests", dependencies: ["AtollDaytona", "AtollRuntime", "AtollWire", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollRunnerTests", dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollCLITests", dependencies: ["atoll", "AtollTestSupport", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollRuntimeTests", dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),

@@ -1,4 +1,5 @@
 import AtollCore
+import AtollDaytona
 import AtollRuntime
 import AtollWire
 import Foundation
@@ -69,71 +70,8 @@ struct SandboxRoutes {
 
     @Sendable func create(_ request: Request, context: AtollContext) async throws -> Response {
         let body = try await JSON.decode(CreateSandboxRequest.self, from: request, context: context, allowEmpty: true)
-        let organization = try context.organization()
-        if let gpu = body.gpu, gpu > 0 { throw AtollError(.invalidArgument, "gpu: this host has no GPUs to give (got \(gpu))") }
-        if let volumes = body.volumes, !volumes.isEmpty {
-            throw AtollError(.invalidArgument, "volumes are not supported by Atoll (\(volumes.count) given)")
-        }
-        try Self.refuseUnsupportedRestrictions(body)
-        var resources = Resources.defaults
-        if let cpu = body.cpu { resources.cpu = cpu }
-        if let memory = body.memory { resources.memoryGiB = memory }
-        if let disk = body.disk { resources.diskGiB = disk }
-        var intervals = LifecycleIntervals.defaults
-        if let v = body.autoStopInterval { intervals.autoStop = v }
-        if let v = body.autoArchiveInterval { intervals.autoArchive = v }
-        if let v = body.autoDeleteInterval { intervals.autoDelete = v }
-        let network = NetworkPolicy(
-            blockAll: body.networkBlockAll ?? false,
-            allowList: try body.networkAllowList.flatMap { $0.isEmpty ? nil : try NetworkPolicy.parseAllowList($0) })
-        var parameters = CreateParameters(
-            name: body.name, labels: body.labels ?? [:], env: body.env ?? [:], user: body.user, resources: resources,
-            snapshot: body.snapshot, intervals: intervals, network: network, organizationId: organization)
-        let sandbox: Sandbox
-        if let dockerfile = body.buildInfo?.dockerfileContent {
-            // Atoll builds sandboxes from its snapshots only: an image build fails with the reason,
-            // as a Daytona build that cannot pull its base image does.
-            let image = Self.baseImage(dockerfile) ?? "(no FROM line)"
-            parameters.snapshot = nil
-            sandbox = try await manager.createFailedBuild(parameters, reason:
-                "cannot build from image \(image): Atoll has no image builder or registry; create sandboxes from a snapshot (default) instead")
-        } else {
-            sandbox = try await manager.create(parameters)
-        }
+        let sandbox = try await manager.create(body, organizationId: try context.organization())
         return try JSON.response(server.dto(sandbox, request))
-    }
-
-    /// A field that narrows what a sandbox may do, or that its creator relies on, and that Atoll
-    /// cannot honour is refused with the field's name — never dropped, which would hand out a
-    /// sandbox with fewer restrictions than were asked for (an open network instead of a domain
-    /// allow list, say).
-    static func refuseUnsupportedRestrictions(_ body: CreateSandboxRequest) throws {
-        if let domains = body.domainAllowList, !domains.trimmingCharacters(in: .whitespaces).isEmpty {
-            throw AtollError(.invalidArgument, "domainAllowList is not supported by Atoll: it filters by IPv4 network only (networkAllowList); the sandbox was not created")
-        }
-        if let proxy = body.outboundProxyUrl, !proxy.trimmingCharacters(in: .whitespaces).isEmpty {
-            throw AtollError(.invalidArgument, "outboundProxyUrl is not supported by Atoll; the sandbox was not created")
-        }
-        if let ttl = body.ttlMinutes, ttl != 0 {
-            throw AtollError(.invalidArgument, "ttlMinutes is not supported by Atoll (use autoDeleteInterval); the sandbox was not created")
-        }
-        if let pause = body.autoPauseInterval, pause != 0 {
-            throw AtollError(.invalidArgument, "autoPauseInterval is not supported by Atoll (use autoStopInterval); the sandbox was not created")
-        }
-        if let secrets = body.secrets, !secrets.isEmpty {
-            throw AtollError(.invalidArgument, "secrets are not supported by Atoll (pass env instead); the sandbox was not created")
-        }
-    }
-
-    /// The image of the first `FROM` line of a Dockerfile.
-    static func baseImage(_ dockerfile: String) -> String? {
-        for line in dockerfile.split(separator: "\n") {
-            let words = line.split(separator: " ", omittingEmptySubsequences: true)
-            if words.first?.uppercased() == "FROM", words.count >= 2 {
-                return words.dropFirst().first { !$0.hasPrefix("--") }.map(String.init)
-            }
-        }
-        return nil
     }
 
     @Sendable func get(_ request: Request, context: AtollContext) async throws -> Response {

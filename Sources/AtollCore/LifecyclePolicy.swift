@@ -89,29 +89,35 @@ public struct NetworkPolicy: Sendable, Hashable, Codable {
         self.init(blockAll: blockAll, allowList: allowListText.map { $0.split(separator: ",").map(String.init) })
     }
 
+    /// The one reading of Daytona's two network fields, used by create (API and embedded CLI
+    /// alike) and by network-settings updates, so they cannot drift apart:
+    /// - `networkBlockAll: true` blocks everything; a non-empty allow list beside it is refused
+    ///   ("choose one") rather than guessed at;
+    /// - an allow list with at least one CIDR allows only those networks;
+    /// - an allow list that is empty or only blanks and commas means *no* allow list: open egress
+    ///   (it never silently becomes block-all, which is what `[]` would mean to the firewall).
+    public static func requested(blockAll: Bool?, allowList: String?) throws(AtollError) -> NetworkPolicy {
+        let entries = try allowList.map { (text) throws(AtollError) in try parseAllowList(text) } ?? []
+        if blockAll == true {
+            guard entries.isEmpty else {
+                throw AtollError(.invalidArgument, "networkBlockAll is true and networkAllowList is not empty: choose one")
+            }
+            return NetworkPolicy(blockAll: true)
+        }
+        return entries.isEmpty ? .open : NetworkPolicy(allowList: entries)
+    }
+
     /// Applies Daytona's network-settings update (the SDK's `update_network_settings`). The new
-    /// policy depends only on the update, as the SDK documents: `networkBlockAll: true` blocks
-    /// everything; `false` restores open egress and clears the allow list; an allow list replaces
-    /// the policy (an empty one: open). Domain allow lists are not supported:
+    /// policy depends only on the update, as the SDK documents, read by `requested` (so an empty
+    /// allow list means the same here as at create). Domain allow lists are not supported:
     /// saying so beats silently letting traffic through.
     public static func forUpdate(blockAll: Bool?, allowList: String?, domainAllowList: String?) throws(AtollError) -> NetworkPolicy {
         if let domains = domainAllowList, !domains.trimmingCharacters(in: .whitespaces).isEmpty {
             throw AtollError(.invalidArgument, "domainAllowList is not supported by Atoll: allow IPv4 networks with networkAllowList instead")
         }
-        switch (blockAll, allowList) {
-        case (nil, nil):
+        guard blockAll != nil || allowList != nil else {
             throw AtollError(.invalidArgument, "network settings need networkBlockAll or networkAllowList")
-        case (true?, let list?) where !list.trimmingCharacters(in: .whitespaces).isEmpty:
-            throw AtollError(.invalidArgument, "networkBlockAll is true and networkAllowList is not empty: choose one")
-        case (true?, _):
-            return NetworkPolicy(blockAll: true)
-        case (_, let list?):
-            let entries = try Self.parseAllowList(list)
-            return entries.isEmpty ? .open : NetworkPolicy(allowList: entries)
-        case (false?, nil):
-            return .open
         }
+        return try requested(blockAll: blockAll, allowList: allowList)
     }
 }
-
-import Foundation

@@ -35,7 +35,9 @@ extension SandboxManager {
         var poolKey: WarmPoolKey { WarmPoolKey(snapshot: snapshot, resources: resources, user: user, pidsMax: pidsMax) }
     }
 
-    func createPlan(_ parameters: CreateParameters) throws -> CreatePlan {
+    /// `snapshotMustExist` is false only for a failed image build, which records the request
+    /// without a root to build from; every other field is validated the same either way.
+    func createPlan(_ parameters: CreateParameters, snapshotMustExist: Bool = true) throws -> CreatePlan {
         let resources = parameters.resources ?? .defaults
         try configuration.limits.validate(resources)
         try EnvironmentValidation.validate(parameters.env)
@@ -51,7 +53,11 @@ extension SandboxManager {
         var intervals = parameters.intervals
         if parameters.ephemeral { intervals.autoDelete = 0 }
         try intervals.validate()
-        if let allow = parameters.network.allowList { _ = try NetworkPolicy.parseAllowList(allow.joined(separator: ",")) }
+        if let allow = parameters.network.allowList {
+            // Library callers build policies directly: the same checks as the wire's constructor.
+            guard !allow.isEmpty else { throw AtollError(.invalidArgument, "networkAllowList is empty: pass nil for open egress, or block all") }
+            _ = try NetworkPolicy.parseAllowList(allow.joined(separator: ","))
+        }
         let user = parameters.user ?? "sandbox"
         guard !user.isEmpty, user.utf8.count <= 64, !user.contains(where: { $0.isWhitespace || $0 == "/" }) else {
             throw AtollError(.invalidArgument, "user \"\(user.prefix(64))\" is not a valid user name")
@@ -60,8 +66,8 @@ extension SandboxManager {
         guard pidsMax >= 16 && pidsMax <= 1 << 22 else {
             throw AtollError(.invalidArgument, "pidsMax must be between 16 and \(1 << 22), got \(pidsMax)")
         }
-        let snapshot = parameters.snapshot ?? "default"
-        try driver.checkSnapshot(snapshot)
+        let snapshot = parameters.snapshot ?? (snapshotMustExist ? "default" : "")
+        if snapshotMustExist { try driver.checkSnapshot(snapshot) }
         if let name = parameters.name { try Naming.validateName(name) }
         return CreatePlan(
             id: parameters.id ?? SandboxID.random(), name: parameters.name,
@@ -78,19 +84,13 @@ extension SandboxManager {
         let at = now
         let token = UUID().uuidString
         let owner = plan.owner
-        var row = SandboxRow(
-            id: id.rawValue, organizationId: plan.organizationId, name: name,
-            state: SandboxState.creating.rawValue, errorReason: nil, recoverable: false, snapshot: plan.snapshot, user: plan.user,
-            env: StringMapColumn.encode(plan.env), labels: StringMapColumn.encode(plan.labels),
-            cpu: plan.resources.cpu, memoryGiB: plan.resources.memoryGiB, diskGiB: plan.resources.diskGiB, pidsMax: plan.pidsMax,
-            autoStop: plan.intervals.autoStop, autoArchive: plan.intervals.autoArchive, autoDelete: plan.intervals.autoDelete,
-            networkBlockAll: plan.network.blockAll, networkAllowList: plan.network.allowListText,
-            uidBase: 0, uidCount: 0, address: nil, initPid: nil, initStartTime: nil,
-            archivePath: nil, archiveBytes: nil, archiveSHA256: nil,
-            ownerPid: owner?.pid, ownerStartTime: owner.map { Int64($0.startTime) },
-            opPid: me.pid, opStartTime: Int64(me.startTime), opToken: token,
-            deadline: at + configuration.deadlines.creating, createdAt: at, updatedAt: at, lastActivityAt: at
-        )
+        var row = Self.newRow(plan, name: name, state: .creating, at: at)
+        row.ownerPid = owner?.pid
+        row.ownerStartTime = owner.map { Int64($0.startTime) }
+        row.opPid = me.pid
+        row.opStartTime = Int64(me.startTime)
+        row.opToken = token
+        row.deadline = at + configuration.deadlines.creating
         row.pool = pool
         try admit(AdmissionRequest(cpu: plan.resources.cpu, memoryGiB: plan.resources.memoryGiB, diskGiB: plan.resources.diskGiB,
                                    newSandbox: true), organization: plan.organizationId)
@@ -547,27 +547,10 @@ extension SandboxManager {
     /// `build_failed` with the reason, as Daytona does, so the caller sees the reason and can
     /// delete it.
     public func createFailedBuild(_ parameters: CreateParameters, reason: String) throws -> Sandbox {
-        let id = parameters.id ?? SandboxID.random()
-        let name = parameters.name ?? id.rawValue
-        try Naming.validateName(name)
-        try Naming.validateLabels(parameters.labels)
-        let resources = parameters.resources ?? .defaults
-        try configuration.limits.validate(resources)
+        let plan = try createPlan(parameters, snapshotMustExist: false)
         let at = now
-        var labels = parameters.labels
-        if labels[Language.labelKey] == nil { labels[Language.labelKey] = (parameters.language ?? .default).rawValue }
-        let row = SandboxRow(
-            id: id.rawValue, organizationId: parameters.organizationId ?? configuration.organizationId, name: name,
-            state: SandboxState.pendingBuild.rawValue, errorReason: nil, recoverable: false, snapshot: parameters.snapshot ?? "",
-            user: parameters.user ?? "sandbox", env: StringMapColumn.encode(parameters.env), labels: StringMapColumn.encode(labels),
-            cpu: resources.cpu, memoryGiB: resources.memoryGiB, diskGiB: resources.diskGiB, pidsMax: configuration.pidsMax,
-            autoStop: parameters.intervals.autoStop, autoArchive: parameters.intervals.autoArchive,
-            autoDelete: parameters.ephemeral ? 0 : parameters.intervals.autoDelete,
-            networkBlockAll: parameters.network.blockAll, networkAllowList: parameters.network.allowListText,
-            uidBase: 0, uidCount: 0, address: nil, initPid: nil, initStartTime: nil, archivePath: nil, archiveBytes: nil, archiveSHA256: nil,
-            ownerPid: nil, ownerStartTime: nil, opPid: nil, opStartTime: nil, opToken: nil, deadline: nil,
-            createdAt: at, updatedAt: at, lastActivityAt: at
-        )
+        let row = Self.newRow(plan, name: plan.name ?? plan.id.rawValue, state: .pendingBuild, at: at)
+        try Naming.validateName(row.name)
         _ = try database.insert(row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
                                 idRangeSlots: configuration.idRangeSlots, reason: "create from an image")
         return Sandbox(try database.update(id: row.id, reason: reason, at: at) { row in
@@ -575,5 +558,20 @@ extension SandboxManager {
             row.state = SandboxState.buildFailed.rawValue
             row.errorReason = reason
         })
+    }
+
+    /// The one builder of a new sandbox's record from a validated plan; what only a running
+    /// create sets (owner, operation token, deadline, pool) the caller adds.
+    static func newRow(_ plan: CreatePlan, name: String, state: SandboxState, at: Double) -> SandboxRow {
+        SandboxRow(
+            id: plan.id.rawValue, organizationId: plan.organizationId, name: name,
+            state: state.rawValue, errorReason: nil, recoverable: false, snapshot: plan.snapshot, user: plan.user,
+            env: StringMapColumn.encode(plan.env), labels: StringMapColumn.encode(plan.labels),
+            cpu: plan.resources.cpu, memoryGiB: plan.resources.memoryGiB, diskGiB: plan.resources.diskGiB, pidsMax: plan.pidsMax,
+            autoStop: plan.intervals.autoStop, autoArchive: plan.intervals.autoArchive, autoDelete: plan.intervals.autoDelete,
+            networkBlockAll: plan.network.blockAll, networkAllowList: plan.network.allowListText,
+            uidBase: 0, uidCount: 0, address: nil, initPid: nil, initStartTime: nil,
+            archivePath: nil, archiveBytes: nil, archiveSHA256: nil, ownerPid: nil, ownerStartTime: nil,
+            opPid: nil, opStartTime: nil, opToken: nil, deadline: nil, createdAt: at, updatedAt: at, lastActivityAt: at)
     }
 }

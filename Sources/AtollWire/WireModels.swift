@@ -82,6 +82,11 @@ public struct CreateSandboxRequest: Codable, Sendable {
     public struct BuildInfo: Codable, Sendable {
         public var dockerfileContent: String?
         public var contextHashes: [String]?
+
+        public init(dockerfileContent: String?, contextHashes: [String]?) {
+            self.dockerfileContent = dockerfileContent
+            self.contextHashes = contextHashes
+        }
     }
 
     public struct Volume: Codable, Sendable {

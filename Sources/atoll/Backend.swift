@@ -1,4 +1,5 @@
 import AtollCore
+import AtollDaytona
 import AtollLinux
 import AtollRuntime
 import AtollSandbox
@@ -76,17 +77,7 @@ struct EmbeddedBackend: Backend {
     func dto(_ sandbox: Sandbox) -> SandboxDTO { SandboxDTO(sandbox, toolboxURL: "", version: AtollVersion.current) }
 
     func create(_ body: CreateSandboxRequest) async throws -> SandboxDTO {
-        var resources = Resources.defaults
-        if let cpu = body.cpu { resources.cpu = cpu }
-        if let memory = body.memory { resources.memoryGiB = memory }
-        if let disk = body.disk { resources.diskGiB = disk }
-        let intervals = LifecycleIntervals(autoStop: body.autoStopInterval ?? 15, autoArchive: body.autoArchiveInterval ?? 10080,
-                                           autoDelete: body.autoDeleteInterval ?? -1)
-        return dto(try await manager.create(CreateParameters(
-            name: body.name, labels: body.labels ?? [:], env: body.env ?? [:], user: body.user, resources: resources,
-            snapshot: body.snapshot, intervals: intervals,
-            network: NetworkPolicy(blockAll: body.networkBlockAll ?? false,
-                                   allowList: try body.networkAllowList.map { try NetworkPolicy.parseAllowList($0) }))))
+        dto(try await manager.create(body, organizationId: nil))
     }
 
     func list(labels: [String: String]) async throws -> [SandboxDTO] { try await manager.list(labels: labels).map(dto) }

@@ -39,13 +39,6 @@ struct WireTests {
         #expect(ToolboxRoutes.FileInfoDTO.goMode(mode) == expected)
     }
 
-    @Test("the base image of a Dockerfile")
-    func baseImage() {
-        #expect(SandboxRoutes.baseImage("FROM python:3.12-slim\n") == "python:3.12-slim")
-        #expect(SandboxRoutes.baseImage("# comment\nfrom --platform=linux/amd64 debian:bookworm AS base\nRUN x") == "debian:bookworm")
-        #expect(SandboxRoutes.baseImage("RUN echo\n") == nil)
-    }
-
     @Test("decoding errors name the field and the expected type")
     func decodingErrors() throws {
         struct Body: Decodable { var cpu: Int?; var labels: [String: String]? }

@@ -1,4 +1,5 @@
 import AtollCore
+import AtollRuntime
 import AtollWire
 import Foundation
 

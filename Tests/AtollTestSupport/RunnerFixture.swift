@@ -1,25 +1,24 @@
 import AtollCore
 import AtollRuntime
 import AtollSandbox
-import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
 
 /// A runner on a fake driver, a manual clock and a throwaway database: no root needed.
-struct RunnerFixture {
-    let manager: SandboxManager
-    let driver: FakeDriver
-    let clock: ManualClock
-    let configuration: RuntimeConfiguration
+public struct RunnerFixture: Sendable {
+    public let manager: SandboxManager
+    public let driver: FakeDriver
+    public let clock: ManualClock
+    public let configuration: RuntimeConfiguration
 
     /// Opens another runner on the same database (a restart).
-    func reopen() async throws -> SandboxManager {
+    public func reopen() async throws -> SandboxManager {
         try await SandboxManager.open(configuration: configuration, driver: driver, clock: clock)
     }
 }
 
-func withRunner<T>(deadlines: TransitionDeadlines = .defaults, configure: (inout RuntimeConfiguration) -> Void = { _ in },
+public func withRunner<T>(deadlines: TransitionDeadlines = .defaults, configure: (inout RuntimeConfiguration) -> Void = { _ in },
                    _ body: (RunnerFixture) async throws -> T) async throws -> T {
     let dir = "/tmp/atoll-runner-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -36,7 +35,7 @@ func withRunner<T>(deadlines: TransitionDeadlines = .defaults, configure: (inout
 }
 
 /// Polls until `condition` holds (for background work), failing after a few seconds.
-func eventually(_ what: String, sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool) async throws {
+public func eventually(_ what: String, sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool) async throws {
     for _ in 0..<500 {
         if try await condition() { return }
         try await Task.sleep(for: .milliseconds(5))

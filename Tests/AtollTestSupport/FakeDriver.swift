@@ -6,7 +6,9 @@ import Glibc
 
 /// A sandbox driver that records what the runner asks of it and does nothing on the host.
 /// Operations can be made to fail once or to wait at a gate, to stage races and timeouts.
-final class FakeDriver: SandboxDriving, @unchecked Sendable {
+public final class FakeDriver: SandboxDriving, @unchecked Sendable {
+    public init() {}
+
     // @unchecked: all state is behind `lock`.
     private let lock = NSLock()
     private var log: [String] = []
@@ -18,22 +20,22 @@ final class FakeDriver: SandboxDriving, @unchecked Sendable {
     private var preparations: [[String]] = []
     private var usages: [SandboxID: CgroupUsage] = [:]
     private var diskSizes: [SandboxID: UInt64] = [:]
-    var snapshots: Set<String> = ["default"]
+    public var snapshots: Set<String> = ["default"]
 
     /// PID 1 of a fake sandbox: this test process, which is certainly running.
-    static let liveInit = InitProcess(pid: getpid(), startTime: ProcFS.startTime(getpid()) ?? 0)
+    public static let liveInit = InitProcess(pid: getpid(), startTime: ProcFS.startTime(getpid()) ?? 0)
 
-    var calls: [String] { lock.withLock { log } }
-    var networkPreparations: [[String]] { lock.withLock { preparations } }
-    func calls(_ prefix: String) -> [String] { calls.filter { $0.hasPrefix(prefix) } }
-    func hasArchive(_ id: SandboxID) -> Bool { lock.withLock { archives.values.contains(id) } }
-    func diskExists(_ id: SandboxID) -> Bool { lock.withLock { disks.contains(id) } }
+    public var calls: [String] { lock.withLock { log } }
+    public var networkPreparations: [[String]] { lock.withLock { preparations } }
+    public func calls(_ prefix: String) -> [String] { calls.filter { $0.hasPrefix(prefix) } }
+    public func hasArchive(_ id: SandboxID) -> Bool { lock.withLock { archives.values.contains(id) } }
+    public func diskExists(_ id: SandboxID) -> Bool { lock.withLock { disks.contains(id) } }
 
     /// The next call of `operation` throws `error`.
-    func failNext(_ operation: String, _ error: AtollError) { lock.withLock { failures[operation] = error } }
+    public func failNext(_ operation: String, _ error: AtollError) { lock.withLock { failures[operation] = error } }
     /// Calls of `operation` wait until `open(operation)` (or their cancellation).
-    func close(_ operation: String) { lock.withLock { gates[operation] = false } }
-    func open(_ operation: String) { lock.withLock { gates[operation] = true } }
+    public func close(_ operation: String) { lock.withLock { gates[operation] = false } }
+    public func open(_ operation: String) { lock.withLock { gates[operation] = true } }
 
     private func enter(_ operation: String, _ detail: String, cancellation: Cancellation? = nil) async throws {
         lock.withLock { log.append("\(operation) \(detail)") }
@@ -44,101 +46,101 @@ final class FakeDriver: SandboxDriving, @unchecked Sendable {
         if let error = lock.withLock({ failures.removeValue(forKey: operation) }) { throw error }
     }
 
-    func checkSnapshot(_ name: String) throws {
+    public func checkSnapshot(_ name: String) throws {
         guard snapshots.contains(name) else { throw AtollError(.notFound, "snapshot \"\(name)\" not found") }
     }
 
-    func provision(_ machine: SandboxMachine) async throws {
+    public func provision(_ machine: SandboxMachine) async throws {
         try await enter("provision", machine.id.rawValue)
         _ = lock.withLock { disks.insert(machine.id) }
     }
 
-    func start(_ machine: SandboxMachine) async throws -> InitProcess {
+    public func start(_ machine: SandboxMachine) async throws -> InitProcess {
         try await enter("start", machine.id.rawValue)
         return Self.liveInit
     }
 
-    func stop(_ machine: SandboxMachine, initProcess: InitProcess?) async throws {
+    public func stop(_ machine: SandboxMachine, initProcess: InitProcess?) async throws {
         try await enter("stop", machine.id.rawValue)
     }
 
-    func destroy(_ machine: SandboxMachine) async throws {
+    public func destroy(_ machine: SandboxMachine) async throws {
         try await enter("destroy", machine.id.rawValue)
         _ = lock.withLock { disks.remove(machine.id) }
     }
 
-    func hasDisk(_ machine: SandboxMachine) -> Bool { diskExists(machine.id) }
+    public func hasDisk(_ machine: SandboxMachine) -> Bool { diskExists(machine.id) }
 
-    func hasAgent(_ machine: SandboxMachine) -> Bool { true }
+    public func hasAgent(_ machine: SandboxMachine) -> Bool { true }
 
-    func exec(_ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest,
+    public func exec(_ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest,
               onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult {
         try await enter("exec", machine.id.rawValue)
         return ExecResult(termination: .exited(0), timedOut: false, oomKilled: false, stdout: Array("ok\n".utf8), stderr: [], truncated: false, seconds: 0)
     }
 
-    func runCode(_ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
+    public func runCode(_ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
                  onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult {
         try await enter("code", "\(machine.id) \(request.language.rawValue)")
         return ExecResult(termination: .exited(0), timedOut: false, oomKilled: false, stdout: [], stderr: [], truncated: false, seconds: 0)
     }
 
-    func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String?) throws -> SandboxFiles {
+    public func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String?) throws -> SandboxFiles {
         throw AtollError(.unavailable, "the fake driver has no files")
     }
 
-    func updateLimits(_ machine: SandboxMachine) async throws {
+    public func updateLimits(_ machine: SandboxMachine) async throws {
         try await enter("limits", "\(machine.id) \(machine.resources.cpu) \(machine.resources.memoryGiB)")
     }
 
-    func growDisk(_ machine: SandboxMachine) async throws {
+    public func growDisk(_ machine: SandboxMachine) async throws {
         try await enter("grow", "\(machine.id) \(machine.resources.diskGiB)")
     }
 
-    func archive(_ machine: SandboxMachine, cancellation: Cancellation) async throws -> ArchiveInfo {
+    public func archive(_ machine: SandboxMachine, cancellation: Cancellation) async throws -> ArchiveInfo {
         try await enter("archive", machine.id.rawValue, cancellation: cancellation)
         let path = "/fake/archive/\(machine.id).tar.zst"
         lock.withLock { archives[path] = machine.id }
         return ArchiveInfo(path: path, bytes: 1234, sha256: String(repeating: "a", count: 64))
     }
 
-    func restore(_ machine: SandboxMachine, from archive: ArchiveInfo) async throws {
+    public func restore(_ machine: SandboxMachine, from archive: ArchiveInfo) async throws {
         try await enter("restore", machine.id.rawValue)
         _ = lock.withLock { disks.insert(machine.id) }
     }
 
-    func removeDisk(_ machine: SandboxMachine) async throws {
+    public func removeDisk(_ machine: SandboxMachine) async throws {
         lock.withLock {
             log.append("removeDisk \(machine.id)")
             disks.remove(machine.id)
         }
     }
 
-    func removeArchive(path: String) throws {
+    public func removeArchive(path: String) throws {
         lock.withLock {
             log.append("removeArchive \(path)")
             archives[path] = nil
         }
     }
 
-    func usage(_ machine: SandboxMachine) async throws -> CgroupUsage { lock.withLock { usages[machine.id] ?? CgroupUsage() } }
-    func diskBytes(_ id: SandboxID) -> UInt64 { lock.withLock { disks.contains(id) ? diskSizes[id] ?? 1 << 20 : 0 } }
+    public func usage(_ machine: SandboxMachine) async throws -> CgroupUsage { lock.withLock { usages[machine.id] ?? CgroupUsage() } }
+    public func diskBytes(_ id: SandboxID) -> UInt64 { lock.withLock { disks.contains(id) ? diskSizes[id] ?? 1 << 20 : 0 } }
 
     /// What `usage` reports for a sandbox from now on (the meter's readings).
-    func setUsage(_ id: SandboxID, _ usage: CgroupUsage) { lock.withLock { usages[id] = usage } }
-    func setDiskBytes(_ id: SandboxID, _ bytes: UInt64) { lock.withLock { diskSizes[id] = bytes } }
+    public func setUsage(_ id: SandboxID, _ usage: CgroupUsage) { lock.withLock { usages[id] = usage } }
+    public func setDiskBytes(_ id: SandboxID, _ bytes: UInt64) { lock.withLock { diskSizes[id] = bytes } }
 
-    func removeOrphans(isKnown: @escaping @Sendable (SandboxID) -> Bool) async -> [String] { [] }
+    public func removeOrphans(isKnown: @escaping @Sendable (SandboxID) -> Bool) async -> [String] { [] }
 }
 
 extension FakeDriver {
-    func prepareNetwork(current: @escaping @Sendable () throws -> [SandboxMachine]) async throws -> [String] {
+    public func prepareNetwork(current: @escaping @Sendable () throws -> [SandboxMachine]) async throws -> [String] {
         let machines = try current()
         lock.withLock { preparations.append(machines.map(\.id.rawValue).sorted()) }
         return []
     }
 
-    func updateNetworkPolicy(current: @escaping @Sendable () throws -> SandboxMachine?) async throws {
+    public func updateNetworkPolicy(current: @escaping @Sendable () throws -> SandboxMachine?) async throws {
         let machine = try current()
         let policy = machine?.network.map { $0.policy.blockAll ? "block-all" : $0.policy.allowListText ?? "open" } ?? "not running"
         try await enter("updateNetworkPolicy", "\(machine?.id.rawValue ?? "-") \(policy)")
