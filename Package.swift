@@ -110,7 +110,13 @@ let package = Package(
         ),
         .testTarget(name: "AtollCoreTests", dependencies: ["AtollCore"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollLinuxTests", dependencies: ["AtollLinux", "AtollCore", "CRuntime", "AtollTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "AtollAPITests", dependencies: ["AtollAPI", "AtollWire"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AtollAPITests",
+            dependencies: [
+                "AtollAPI", "AtollWire", "AtollRuntime", "AtollCore", "AtollTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings),
         .testTarget(name: "AtollDaytonaTests", dependencies: ["AtollDaytona", "AtollRuntime", "AtollWire", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollRunnerTests", dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollCLITests", dependencies: ["atoll", "AtollTestSupport", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore"], swiftSettings: swiftSettings),

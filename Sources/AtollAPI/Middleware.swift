@@ -19,16 +19,24 @@ struct ErrorMiddleware: RouterMiddleware {
             log(request, context, status: response.status.code, start: start)
             return response
         } catch {
-            let atoll = Self.atollError((error as? ToolboxError)?.error ?? error)
-            let status = atoll.code.httpStatus
-            log(request, context, status: status, start: start, message: atoll.description)
-            let body = ErrorBody(
-                statusCode: status, message: redact(atoll.description), code: (error as? ToolboxError)?.daemonCode ?? atoll.code.rawValue,
-                source: request.uri.path.hasPrefix("/toolbox") ? "DAYTONA_DAEMON" : "DAYTONA_API",
-                error: Self.reason(status), timestamp: ISO8601DateFormatter().string(from: Date()),
-                path: request.uri.path, method: request.method.rawValue)
+            let body = Self.body(for: error, request, redact: redact)
+            let status = body.statusCode
+            log(request, context, status: status, start: start, message: Self.atollError((error as? ToolboxError)?.error ?? error).description)
             return try JSON.response(body, status: HTTPResponse.Status(code: status))
         }
+    }
+
+    /// The one error body of every route, whole responses and multipart parts alike: the status
+    /// the error's code maps to, its message with host paths redacted, the daemon's code on
+    /// toolbox routes (so the SDK raises the right exception).
+    static func body(for error: any Error, _ request: Request, redact: HostPathRedaction) -> ErrorBody {
+        let atoll = atollError((error as? ToolboxError)?.error ?? error)
+        let status = atoll.code.httpStatus
+        let toolbox = request.uri.path.hasPrefix("/toolbox")
+        return ErrorBody(
+            statusCode: status, message: redact(atoll.description), code: (error as? ToolboxError)?.daemonCode ?? atoll.code.rawValue,
+            source: toolbox ? "DAYTONA_DAEMON" : "DAYTONA_API", error: reason(status),
+            timestamp: ISO8601DateFormatter().string(from: Date()), path: request.uri.path, method: request.method.rawValue)
     }
 
     /// The reason phrase of a status (Daytona's `error` field).
@@ -65,7 +73,7 @@ struct ErrorMiddleware: RouterMiddleware {
         case let error as DecodingError:
             return AtollError(.invalidArgument, "invalid request: \(JSON.describe(error))")
         default:
-            return AtollError(.internal, "internal error", cause: "\(error)")
+            return AtollError(.internal, "internal error", cause: error)
         }
     }
 

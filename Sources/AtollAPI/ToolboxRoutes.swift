@@ -70,14 +70,13 @@ struct ToolboxRoutes {
         let body = try await JSON.decode(ExecuteBody.self, from: request, context: context)
         let (id, org) = try sandbox(context)
         let timeout = try Self.timeout(body.timeout)
-        _ = try await manager.get(id, organizationId: org)
         let result: ExecResult
         do {
             result = try await manager.toolboxGate.run(organization: org) {
                 try await manager.exec(id, ExecRequest(command: .shell(body.command), env: body.envs ?? [:], cwd: body.cwd,
                                                        timeout: timeout, mergeOutput: true), organizationId: org)
             }
-        } catch let error as AtollError where [.notFound, .system, .forbidden].contains(error.code) {
+        } catch let error as AtollError where error.cause is ProcessStartFailure {
             return try JSON.response(ExecuteResponse(exitCode: -1, result: redact(error.description)))
         }
         if result.timedOut {
@@ -375,14 +374,6 @@ struct ToolboxRoutes {
 
     // MARK: - Transfers
 
-    struct UploadError: Encodable {
-        var errors: [String]
-        var statusCode: Int
-        var message: String
-        var code: String
-        var source = "DAYTONA_DAEMON"
-    }
-
     /// `files[i].path` text fields name where `files[i].file` goes (relative to the home). The
     /// body is parsed as it arrives and every file streams into the sandbox through its agent, so
     /// at most a chunk of it is in the daemon's memory at any time.
@@ -408,12 +399,9 @@ struct ToolboxRoutes {
             guard !written.isEmpty else { throw AtollError(.invalidArgument, "no files[i].file parts in the upload") }
             return try JSON.response(["files": written.map { ["path": $0] }])
         } catch {
-            let mappedError = (error as? AtollError).map(Self.fileError) ?? error
-            let atoll = ErrorMiddleware.atollError((mappedError as? ToolboxError)?.error ?? mappedError)
-            let status = atoll.code.httpStatus
-            return try JSON.response(UploadError(errors: [redact(atoll.description)], statusCode: status, message: redact(atoll.description),
-                                                 code: (mappedError as? ToolboxError)?.daemonCode ?? atoll.code.rawValue),
-                                     status: HTTPResponse.Status(code: status))
+            var body = ErrorMiddleware.body(for: (error as? AtollError).map(Self.fileError) ?? error, request, redact: redact)
+            body.errors = [body.message]
+            return try JSON.response(body, status: HTTPResponse.Status(code: body.statusCode))
         }
     }
 
@@ -515,13 +503,6 @@ struct ToolboxRoutes {
 
     struct DownloadBody: Decodable { var paths: [String] }
 
-    struct PartError: Encodable {
-        var message: String
-        var statusCode: Int
-        var code: String
-        var source = "DAYTONA_DAEMON"
-    }
-
     /// Streams a download to the response: reads what the pipe holds directly, waits on the work
     /// pool when it is empty; the response writer's backpressure bounds the bytes in flight.
     static func stream(_ download: FileDownload, to writer: inout any ResponseBodyWriter) async throws {
@@ -557,9 +538,10 @@ struct ToolboxRoutes {
                     try await writer.write(ByteBuffer(bytes: multipart.header(name: "file", filename: path, contentType: "application/octet-stream")))
                     try await Self.stream(download, to: &writer)
                 } catch let error as AtollError {
-                    let mapped = Self.fileError(error) as? ToolboxError
-                    let json = try JSON.encoder.encode(PartError(message: redact(error.description), statusCode: error.code.httpStatus,
-                                                                 code: mapped?.daemonCode ?? "FILE_READ_FAILED"))
+                    let mapped = Self.fileError(error)
+                    var body = ErrorMiddleware.body(for: mapped, request, redact: redact)
+                    if !(mapped is ToolboxError) { body.code = "FILE_READ_FAILED" }
+                    let json = try JSON.encoder.encode(body)
                     try await writer.write(ByteBuffer(bytes: multipart.header(name: "error", filename: path, contentType: "application/json",
                                                                               length: json.count) + [UInt8](json)))
                 }

@@ -24,6 +24,8 @@ public struct AtollError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let notFound = Code("not_found", 404)
         /// The operation conflicts with the current state, e.g. exec in a stopped sandbox (HTTP 409).
         public static let conflict = Code("conflict", 409)
+        /// A create or rename whose name is taken in the organization (HTTP 409).
+        public static let nameTaken = Code("name_taken", 409)
         /// No valid credentials were presented (HTTP 401).
         public static let unauthenticated = Code("unauthenticated", 401)
         /// The request body is larger than allowed (HTTP 413).
@@ -47,26 +49,31 @@ public struct AtollError: Error, Sendable, CustomStringConvertible, Equatable {
 
         /// Every code, for documentation and tests.
         public static let all: [Code] = [
-            .invalidArgument, .unauthenticated, .notFound, .conflict, .forbidden, .timeout, .tooManyRequests, .quotaExceeded, .tooLarge,
+            .invalidArgument, .unauthenticated, .notFound, .conflict, .nameTaken, .forbidden, .timeout, .tooManyRequests, .quotaExceeded, .tooLarge,
             .resourceExhausted, .unavailable, .system, .internal,
         ]
     }
 
     public let code: Code
     public let message: String
-    /// A lower-level description of the cause, if any (not compared for equality).
-    public let cause: String?
+    /// The lower-level error this one stands for, if any (not compared for equality): a failed
+    /// system call (`SystemCallError`), a database error, a decoding error. Kept as the error
+    /// itself, so callers can ask what it was instead of parsing text.
+    public let cause: (any Error)?
 
-    public init(_ code: Code, _ message: String, cause: String? = nil) {
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.cause = cause
     }
 
     public var description: String {
-        if let cause { return "\(message) (\(cause))" }
-        return message
+        guard let cause, !(cause is any DescribedByMessage) else { return message }
+        return "\(message) (\(cause))"
     }
+
+    /// The failed system call behind this error, if it was one.
+    public var systemCall: SystemCallError? { cause as? SystemCallError }
 
     public static func == (lhs: AtollError, rhs: AtollError) -> Bool {
         lhs.code == rhs.code && lhs.message == rhs.message
@@ -81,9 +88,33 @@ public struct AtollError: Error, Sendable, CustomStringConvertible, Equatable {
 extension AtollError {
     /// A create or rename whose name is taken in the organization.
     public static func nameTaken(_ name: String) -> AtollError {
-        AtollError(.conflict, "a sandbox named \"\(name)\" already exists")
+        AtollError(.nameTaken, "a sandbox named \"\(name)\" already exists")
+    }
+}
+
+/// A cause whose facts the error's message already states (no need to repeat it).
+public protocol DescribedByMessage: Error {}
+
+/// A failed system call: the call, the path it acted on and errno. The cause of every system
+/// error, so that a missing file on the host stays a system error (errno `ENOENT`) and only
+/// domain code says "not found".
+public struct SystemCallError: DescribedByMessage, Sendable, Hashable, CustomStringConvertible {
+    public let call: String
+    public let path: String
+    public let errno: Int32
+
+    public init(call: String, path: String, errno: Int32) {
+        self.call = call
+        self.path = path
+        self.errno = errno
     }
 
-    /// Whether this is `nameTaken`.
-    public var isNameTaken: Bool { code == .conflict && message.hasPrefix("a sandbox named \"") }
+    public var description: String { "\(call)(\(path)): errno \(errno)" }
+}
+
+/// Marks an error as "the process could not be started" (a missing working directory, an
+/// unknown user): a command's own failure, which Daytona reports as exit code -1 with the
+/// reason rather than as a failed request.
+public struct ProcessStartFailure: DescribedByMessage, Sendable {
+    public init() {}
 }

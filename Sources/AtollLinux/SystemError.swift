@@ -48,7 +48,7 @@ public enum SystemError {
     /// An error for a failed call on a path: `call(path): description`.
     public static func error(_ call: String, _ path: String = "", errno err: Int32) -> AtollError {
         let target = path.isEmpty ? "" : "(\(path))"
-        return AtollError(code(for: err), "\(call)\(target): \(describe(err))")
+        return AtollError(code(for: err), "\(call)\(target): \(describe(err))", cause: SystemCallError(call: call, path: path, errno: err))
     }
 
     /// Converts a failure reported by the C shim.
@@ -64,10 +64,11 @@ public enum SystemError {
         error(call, path, errno: errno)
     }
 
-    /// Most failures are system errors; a few say something more specific about the cause.
+    /// Most failures are system errors; a few say something more specific about the cause. A
+    /// missing file on the host (`ENOENT`) is a system error like any other: only domain code
+    /// (a sandbox, a snapshot, a file inside a sandbox) says "not found".
     static func code(for err: Int32) -> AtollError.Code {
         switch err {
-        case ENOENT: return .notFound
         case ENOSPC, EMFILE, ENFILE, ENOMEM: return .resourceExhausted
         case ETIMEDOUT: return .timeout
         default: return .system

@@ -101,7 +101,7 @@ extension SandboxManager {
             _ = try? await destroy(member, reason: "discarded: claim failed", poolMember: WarmPool.claimingPrefix + token)
             // Only a taken name fails the create; anything else (the member went meanwhile, a
             // firewall failure) builds the sandbox cold instead.
-            if let atoll = error as? AtollError, atoll.isNameTaken { throw error }
+            if AtollError.has(.nameTaken, error) { throw error }
             poolCounters[key, default: WarmPoolCounters()].misses += 1
             return nil
         }

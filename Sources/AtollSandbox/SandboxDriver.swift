@@ -352,7 +352,7 @@ public final class SandboxDriver: SandboxDriving {
             do {
                 try FileManager.default.removeItem(atPath: dir)
             } catch {
-                throw AtollError(.system, "could not remove \(dir)", cause: "\(error)")
+                throw AtollError(.system, "could not remove \(dir)", cause: error)
             }
         }
     }

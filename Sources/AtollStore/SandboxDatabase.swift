@@ -21,7 +21,7 @@ public final class SandboxDatabase: Sendable {
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
         } catch {
-            throw AtollError(.unavailable, "cannot open the database \(path)", cause: "\(error)")
+            throw AtollError(.unavailable, "cannot open the database \(path)", cause: error)
         }
     }
 
@@ -190,7 +190,7 @@ public final class SandboxDatabase: Sendable {
         } catch let error as AtollError {
             throw error
         } catch {
-            throw AtollError(.internal, "database read failed (\(path))", cause: "\(error)")
+            throw AtollError(.internal, "database read failed (\(path))", cause: error)
         }
     }
 
@@ -202,7 +202,7 @@ public final class SandboxDatabase: Sendable {
         } catch let error as StateMismatch {
             throw error
         } catch {
-            throw AtollError(.internal, "database write failed (\(path))", cause: "\(error)")
+            throw AtollError(.internal, "database write failed (\(path))", cause: error)
         }
     }
 }

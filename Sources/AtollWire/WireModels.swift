@@ -266,6 +266,8 @@ public struct ErrorBody: Codable, Sendable {
     public var timestamp: String?
     public var path: String?
     public var method: String?
+    /// The messages one by one (Daytona's daemon sends them for a bulk upload).
+    public var errors: [String]?
 
     public init(statusCode: Int, message: String, code: String, source: String, error: String, timestamp: String, path: String, method: String) {
         self.statusCode = statusCode

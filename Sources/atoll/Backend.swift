@@ -218,7 +218,7 @@ struct RemoteBackend: Backend {
         do {
             return try JSONDecoder().decode(type, from: data)
         } catch {
-            throw AtollError(.internal, "unexpected answer from atolld to \(method) \(path)", cause: "\(error)")
+            throw AtollError(.internal, "unexpected answer from atolld to \(method) \(path)", cause: error)
         }
     }
 

@@ -144,7 +144,7 @@ struct Atolld: AsyncParsableCommand {
         let (key, row) = try database.createKey(organizationId: "default", name: "generated on first start", admin: true, at: now)
         let path = "\(dataDir)/api-key"
         let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AtollError(.system, "could not write \(path)") }
+        guard fd >= 0 else { throw SystemError.last("open", path) }
         _ = fchmod(fd, 0o600)
         let bytes = Array((key + "\n").utf8)
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }

@@ -12,7 +12,12 @@ struct SupportTests {
         let error = SystemError.error("mount", "/var/lib/atoll/x", errno: EPERM)
         #expect(error.message == "mount(/var/lib/atoll/x): Operation not permitted (EPERM)")
         #expect(error.code == .system)
-        #expect(SystemError.error("open", "/nope", errno: ENOENT).code == .notFound)
+        // A host file missing is a system error (only domain code says "not found"), and the
+        // call, path and errno stay available as a typed cause.
+        let missing = SystemError.error("open", "/nope", errno: ENOENT)
+        #expect(missing.code == .system)
+        #expect(missing.systemCall == SystemCallError(call: "open", path: "/nope", errno: ENOENT))
+        #expect(missing.description == missing.message, "the message already names the call")
         #expect(SystemError.error("write", errno: ENOSPC).code == .resourceExhausted)
 
         var failure = atoll_error()

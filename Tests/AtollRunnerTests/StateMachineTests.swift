@@ -72,7 +72,7 @@ struct StateMachineTests {
             #expect(try await f.manager.list().isEmpty)
             #expect(f.driver.calls.isEmpty)
             _ = try await f.manager.create(CreateParameters(name: "taken"))
-            await expectError(.conflict, containing: "a sandbox named \"taken\" already exists") { try await f.manager.create(CreateParameters(name: "taken")) }
+            await expectError(.nameTaken, containing: "a sandbox named \"taken\" already exists") { try await f.manager.create(CreateParameters(name: "taken")) }
         }
     }
 

@@ -117,7 +117,7 @@ struct WarmPoolTests {
             await f.manager.startWarmPool()
             try await f.manager.waitForWarmPool(timeout: 10)
             let members = try memberIds(f)
-            await expectError(.conflict, containing: "taken") { try await f.manager.create(CreateParameters(name: "taken")) }
+            await expectError(.nameTaken, containing: "taken") { try await f.manager.create(CreateParameters(name: "taken")) }
             #expect(try memberIds(f) == members)
             #expect(try f.manager.database.poolMembers().allSatisfy { $0.pool == WarmPoolKey(pidsMax: f.configuration.pidsMax).description })
         }

@@ -49,7 +49,9 @@ public enum AgentProcess {
             }
             switch reply.kind {
             case .started: return agent
-            case .error: throw AgentFailure.error(reply, fileSemantics: false)
+            case .error:
+                let failure = AgentFailure.error(reply, fileSemantics: false)
+                throw AtollError(failure.code, failure.message, cause: ProcessStartFailure())
             case .exit: throw AtollError(.conflict, "sandbox \(sandbox)'s agent ended before starting the process: \(reply.endDescription)")
             default: throw AtollError(.internal, "sandbox \(sandbox)'s agent sent \(reply.kind) instead of starting the process")
             }
