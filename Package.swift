@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.8.0"),
     ],
     targets: [
         // C shim: everything between clone and execve, plus libseccomp / libcap / loop / openat2,
@@ -55,7 +56,11 @@ let package = Package(
         ),
         // The runner: Daytona's lifecycle state machine, persistence, sweeps, restart safety.
         .target(
-            name: "AtollRuntime", dependencies: ["AtollCore", "AtollLinux", "AtollSandbox", "AtollStore"],
+            name: "AtollRuntime",
+            dependencies: [
+                "AtollCore", "AtollLinux", "AtollSandbox", "AtollStore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             // Crash-test failpoints exist in debug builds only (what `swift test` builds).
             swiftSettings: swiftSettings + [.define("ATOLL_FAILPOINTS", .when(configuration: .debug))]),
         // The JSON bodies atolld speaks (Daytona's wire format), shared by server and CLI.
@@ -76,7 +81,12 @@ let package = Package(
         // The daemon.
         .executableTarget(
             name: "atolld",
-            dependencies: ["AtollAPI", "AtollRuntime", "AtollLinux", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "AtollAPI", "AtollRuntime", "AtollLinux", "AtollCore", "AtollStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The `atoll` command.

@@ -57,7 +57,7 @@ public enum AtollServer {
         SandboxRoutes(manager: manager, server: settings).register(api)
         UsageRoutes(manager: manager).register(api)
         let toolbox = router.group("toolbox").add(middleware: AuthMiddleware(database: manager.database))
-        ToolboxRoutes(manager: manager, redact: redact).register(toolbox)
+        ToolboxRoutes(manager: manager, sessions: Sessions(runner: manager), redact: redact).register(toolbox)
         return router
     }
 

@@ -20,6 +20,7 @@ struct ToolboxError: Error {
 /// (`SandboxFiles`); relative ones start at the sandbox user's home.
 struct ToolboxRoutes {
     let manager: SandboxManager
+    let sessions: Sessions
     let redact: HostPathRedaction
 
     func register(_ toolbox: RouterGroup<AtollContext>) {
@@ -130,25 +131,25 @@ struct ToolboxRoutes {
         let body = try await JSON.decode(CreateSessionBody.self, from: request, context: context)
         let (id, org) = try sandbox(context)
         try await manager.toolboxGate.run(organization: org) {
-            try await manager.createSession(id, sessionId: body.sessionId, organizationId: org)
+            try await sessions.create(id, sessionId: body.sessionId, organizationId: org)
         }
         return JSON.empty(.created)
     }
 
     @Sendable func listSessions(_ request: Request, context: AtollContext) async throws -> Response {
         let (id, org) = try sandbox(context)
-        return try JSON.response(try await manager.listSessions(id, organizationId: org).map(SessionDTO.init))
+        return try JSON.response(try await sessions.list(id, organizationId: org).map(SessionDTO.init))
     }
 
     @Sendable func getSession(_ request: Request, context: AtollContext) async throws -> Response {
         let (id, org) = try sandbox(context)
-        let session = try await manager.getSession(id, sessionId: try context.parameters.require("session"), organizationId: org)
+        let session = try await sessions.get(id, sessionId: try context.parameters.require("session"), organizationId: org)
         return try JSON.response(SessionDTO(session))
     }
 
     @Sendable func deleteSession(_ request: Request, context: AtollContext) async throws -> Response {
         let (id, org) = try sandbox(context)
-        try await manager.deleteSession(id, sessionId: try context.parameters.require("session"), organizationId: org)
+        try await sessions.delete(id, sessionId: try context.parameters.require("session"), organizationId: org)
         return JSON.empty()
     }
 
@@ -175,7 +176,7 @@ struct ToolboxRoutes {
         let runAsync = body.runAsync ?? body.async ?? false
         let session = try context.parameters.require("session")
         let (command, logs) = try await manager.toolboxGate.run(organization: org) {
-            try await manager.executeInSession(id, sessionId: session, command: body.command, async: runAsync, organizationId: org)
+            try await sessions.execute(id, sessionId: session, command: body.command, async: runAsync, organizationId: org)
         }
         if runAsync { return try JSON.response(SessionExecResponse(cmdId: command.id), status: .accepted) }
         return try JSON.response(SessionExecResponse(cmdId: command.id, output: logs?.output, stdout: logs?.stdout,
@@ -184,7 +185,7 @@ struct ToolboxRoutes {
 
     @Sendable func sessionCommand(_ request: Request, context: AtollContext) async throws -> Response {
         let (id, org) = try sandbox(context)
-        let command = try await manager.sessionCommand(id, sessionId: try context.parameters.require("session"),
+        let command = try await sessions.command(id, sessionId: try context.parameters.require("session"),
                                                        commandId: try context.parameters.require("command"), organizationId: org)
         return try JSON.response(SessionDTO.Command(id: command.id, command: command.command, exitCode: command.exitCode))
     }
@@ -194,7 +195,7 @@ struct ToolboxRoutes {
         if try request.boolQuery("follow") == true {
             throw AtollError(.invalidArgument, "follow=true needs a WebSocket, which Atoll does not serve yet; poll without follow")
         }
-        let logs = try await manager.sessionCommandLogs(id, sessionId: try context.parameters.require("session"),
+        let logs = try await sessions.logs(id, sessionId: try context.parameters.require("session"),
                                                         commandId: try context.parameters.require("command"), organizationId: org)
         return try JSON.response(["output": logs.output, "stdout": logs.stdout, "stderr": logs.stderr])
     }

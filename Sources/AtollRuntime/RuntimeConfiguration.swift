@@ -69,7 +69,7 @@ public struct RuntimeConfiguration: Sendable {
     public var activityFlushInterval: Double
     public var metering = MeteringConfiguration()
     /// Warm pools: ready sandboxes per key that a matching create claims instead of building one.
-    /// Kept filled only by a runner that calls `startWarmPool()` (the daemon); any runner claims.
+    /// Kept filled only by a runner that runs `WarmPoolService` (the daemon) or `startWarmPool()`; any runner claims.
     public var warmPool: WarmPoolConfiguration
     /// Toolbox operations (execs, file operations, transfers) one organization runs at once; more
     /// wait their turn (see `ConcurrencyGate`).

@@ -456,7 +456,6 @@ extension SandboxManager {
         }
         activity[row.id] = nil
         lastActivityFlush[row.id] = nil
-        sessions[row.id] = nil
         var gone = Sandbox(row)
         gone.state = .destroyed
         gone.initPid = nil

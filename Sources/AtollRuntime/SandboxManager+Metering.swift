@@ -137,14 +137,8 @@ extension SandboxManager {
     /// Runs the meter every `configuration.metering.interval` seconds until `close()`.
     public func startMeter() {
         guard meter == nil else { return }
-        let interval = configuration.metering.interval
-        meter = Task { [weak self] in
-            while !Task.isCancelled {
-                guard let self else { return }
-                await self.meterRound()
-                try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
-            }
-        }
+        let service = MeterService(runner: self)
+        meter = Task { try? await service.run() }
     }
 
     // MARK: - Reports

@@ -29,14 +29,8 @@ extension SandboxManager {
     /// Runs `sweep()` every `configuration.sweepInterval` seconds until `close()`.
     public func startSweeper() {
         guard sweeper == nil else { return }
-        let interval = configuration.sweepInterval
-        sweeper = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
-                guard let self, !Task.isCancelled else { return }
-                _ = await self.sweep()
-            }
-        }
+        let service = SweeperService(runner: self)
+        sweeper = Task { try? await service.run() }
     }
 
     /// One pass of the automated lifecycle, by the runner's clock:

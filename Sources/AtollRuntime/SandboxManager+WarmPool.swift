@@ -112,26 +112,41 @@ extension SandboxManager {
     /// Keeps the configured pools filled until `close()`: first discards members a previous
     /// process left that cannot be trusted (with no pool configured, that is all of them), then
     /// builds one member at a time, at background priority, whenever a pool is short. A claim
-    /// wakes it at once.
+    /// wakes it at once. For an embedded runner and tests; atolld runs `WarmPoolService` in its
+    /// service group instead.
     public func startWarmPool() {
         guard poolTask == nil else { return }
+        let service = WarmPoolService(runner: self)
+        poolTask = Task { try? await service.run() }
+    }
+
+    /// The refill loop's wake-ups: a claim (and the first round) wakes it.
+    func openWarmPoolWakes() -> AsyncStream<Void> {
         let (wakes, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        poolWake?.finish()
         poolWake = continuation
-        poolTask = Task(priority: .background) { [weak self] in
-            var iterator = wakes.makeAsyncIterator()
-            while !Task.isCancelled {
-                guard let self else { return }
-                switch await self.refillWarmPool() {
-                case .built: await Task.yield()
-                case .full: if await iterator.next() == nil { return }
-                case .failed:
-                    // Every short pool is backing off: a missing snapshot or a full disk will not
-                    // fix itself in a second.
-                    try? await Task.sleep(for: .seconds(WarmPoolCounters.backoff))
-                }
+        continuation.yield()
+        return wakes
+    }
+
+    func closeWarmPoolWakes() {
+        poolWake?.finish()
+        poolWake = nil
+    }
+
+    /// The refill loop: until cancelled or its wake-ups end.
+    nonisolated func keepWarmPoolFilled(_ wakes: AsyncStream<Void>) async {
+        var iterator = wakes.makeAsyncIterator()
+        while !Task.isCancelled {
+            switch await refillWarmPool() {
+            case .built: await Task.yield()
+            case .full: if await iterator.next() == nil { return }
+            case .failed:
+                // Every short pool is backing off: a missing snapshot or a full disk will not
+                // fix itself in a second.
+                try? await Task.sleep(for: .seconds(WarmPoolCounters.backoff))
             }
         }
-        poolWake?.yield()
     }
 
     /// Wakes the refill loop (a member was taken).

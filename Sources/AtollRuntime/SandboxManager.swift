@@ -35,8 +35,6 @@ public actor SandboxManager {
     var poolTask: Task<Void, Never>?
     var poolWake: AsyncStream<Void>.Continuation?
     var poolCounters: [WarmPoolKey: WarmPoolCounters] = [:]
-    /// Process sessions by sandbox id, then session id (see `SandboxManager+Sessions`).
-    var sessions: [String: [String: SessionState]] = [:]
 
     /// This process, as recorded on the transitions it performs.
     nonisolated let me = ProcessRef.current()
@@ -191,9 +189,6 @@ public actor SandboxManager {
                 row.recoverable = false
             }
             change(&row)
-        }.also { row in
-            // Sessions are shells inside the sandbox: they end with its processes.
-            if row.sandboxState != .started { sessions[id] = nil }
         }
     }
 
@@ -241,13 +236,6 @@ public actor SandboxManager {
         poolTask = nil
         for (id, at) in activity { _ = try? database.update(id: id, at: now) { $0.lastActivityAt = max($0.lastActivityAt, at) } }
         for job in background.values { await job.task.value }
-    }
-}
-
-extension SandboxRow {
-    func also(_ body: (SandboxRow) -> Void) -> SandboxRow {
-        body(self)
-        return self
     }
 }
 

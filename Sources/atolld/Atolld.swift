@@ -7,6 +7,7 @@ import AtollStore
 import Foundation
 import Glibc
 import Logging
+import ServiceLifecycle
 
 /// `atolld`: the sandbox daemon. Serves the Daytona-compatible API and toolbox, runs the
 /// automated lifecycle, and leaves sandboxes running when it stops.
@@ -96,15 +97,11 @@ struct Atolld: AsyncParsableCommand {
         for line in report.orphansRemoved { logger.notice("removed orphan", metadata: ["what": .string(line)]) }
         for line in report.failures { logger.error("reconcile failed", metadata: ["what": .string(line)]) }
         try setUpKeys(manager.database, givenKey: givenKey, logger: logger)
-        await manager.startSweeper()
-        // Per-second metering of every started sandbox (GET /api/usage, /metrics).
-        await manager.startMeter()
         // Ready sandboxes for creates that match a key (ATOLL_WARM_POOL; 0 turns it off).
         let pools = configuration.warmPool.entries.filter { $0.size > 0 }
         logger.notice("warm pool", metadata: [
             "keys": .string(pools.isEmpty ? "off" : pools.map { "\($0.key)=\($0.size)" }.joined(separator: ",")),
         ])
-        await manager.startWarmPool()
 
         let dataDirectory = configuration.dataDirectory
         let limits = try ConnectionLimits.fromEnvironment()
@@ -118,9 +115,15 @@ struct Atolld: AsyncParsableCommand {
             Self.writeEndpoint(url: url, dataDirectory: dataDirectory)
             logger.notice("listening", metadata: ["url": .string(url), "api": .string("\(url)/api"), "pid": "\(getpid())"])
         }
+        // One service group: the automated lifecycle, per-second metering (GET /api/usage,
+        // /metrics), the warm pool and the HTTP server. SIGTERM and SIGINT shut them down in
+        // reverse order — the server first, so no request starts on a runner that is stopping;
+        // sandboxes keep running.
+        let group = ServiceGroup(configuration: .init(
+            services: [SweeperService(runner: manager), MeterService(runner: manager), WarmPoolService(runner: manager), app],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
-            // SIGTERM and SIGINT stop the server gracefully; sandboxes keep running.
-            try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+            try await group.run()
         } catch {
             logger.critical("server stopped", metadata: ["error": "\(error)"])
             await manager.close()

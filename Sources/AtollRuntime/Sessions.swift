@@ -31,15 +31,50 @@ public struct SessionLogs: Sendable, Hashable {
 /// file there and a one-line wrapper to the FIFO; the wrapper `eval`s the file (so a syntax error
 /// stays inside that command), sends its output to `<cmd>.out` / `<cmd>.err`, and records the
 /// exit status in `<cmd>.exit` last (atomically, by rename). Everything a session has lives in
-/// the sandbox; the runner keeps only the list of sessions and commands, which a stop clears
-/// (the shells die with the sandbox's processes).
+/// the sandbox; `Sessions` keeps only the list of sessions and commands, tied to the PID 1 they
+/// were started under (the shells die with the sandbox's processes, so a stop ends them).
 struct SessionState: Sendable {
     var id: String
     var shellPid: Int32
     var commands: [(id: String, command: String)]
 }
 
-extension SandboxManager {
+/// Daytona's process sessions, kept apart from the lifecycle actor: a session call waits on the
+/// sandbox (polling a command's exit file, writing to its FIFO) without holding up creates, stops
+/// or other sandboxes' calls. It asks the runner only for the sandbox's running machine.
+public actor Sessions {
+    nonisolated let runner: SandboxManager
+    /// Sessions by sandbox id: the PID 1 they belong to, and the sessions by id.
+    private var bySandbox: [String: (initProcess: InitProcess, sessions: [String: SessionState])] = [:]
+
+    public init(runner: SandboxManager) {
+        self.runner = runner
+    }
+
+    var driver: any SandboxDriving { runner.driver }
+    var now: Double { runner.clock.now().timeIntervalSince1970 }
+
+    /// The started sandbox and its PID 1; sessions recorded under an earlier PID 1 (the sandbox
+    /// was stopped or restarted since) are forgotten here.
+    func runningMachine(_ idOrName: String, organizationId: String?) async throws -> (SandboxMachine, InitProcess) {
+        let (machine, process) = try await runner.runningMachine(idOrName, organizationId: organizationId)
+        if let known = bySandbox[machine.id.rawValue], known.initProcess != process { bySandbox[machine.id.rawValue] = nil }
+        return (machine, process)
+    }
+
+    func noteActivity(_ sandbox: String) async { await runner.noteActivity(sandbox) }
+
+    private func sessions(of sandbox: String) -> [String: SessionState] { bySandbox[sandbox]?.sessions ?? [:] }
+
+    /// Forgets the sessions of sandboxes that were deleted, stopped or restarted (called on
+    /// create, so the table never outgrows the sandboxes that have sessions).
+    private func prune() {
+        for (id, entry) in bySandbox {
+            let row = try? runner.database.sandbox(id: id)
+            if row?.sandboxState != .started || row?.initPid != entry.initProcess.pid { bySandbox[id] = nil }
+        }
+    }
+
     static let sessionRoot = "/tmp/.atoll-sessions"
 
     static func checkSessionID(_ id: String) throws {
@@ -54,16 +89,17 @@ extension SandboxManager {
     func sessionDirectory(_ session: String) -> String { "\(Self.sessionRoot)/\(session)" }
 
     func session(_ sandbox: String, _ session: String) throws -> SessionState {
-        guard let state = sessions[sandbox]?[session] else { throw AtollError(.notFound, "session \(session.prefix(64)) not found") }
+        guard let state = bySandbox[sandbox]?.sessions[session] else { throw AtollError(.notFound, "session \(session.prefix(64)) not found") }
         return state
     }
 
     /// Starts a session.
-    public func createSession(_ idOrName: String, sessionId: String, organizationId: String? = nil) async throws {
+    public func create(_ idOrName: String, sessionId: String, organizationId: String? = nil) async throws {
         try Self.checkSessionID(sessionId)
-        let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
+        prune()
+        let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
         let sandbox = machine.id.rawValue
-        if sessions[sandbox]?[sessionId] != nil { throw AtollError(.conflict, "session \(sessionId) already exists") }
+        if sessions(of: sandbox)[sessionId] != nil { throw AtollError(.conflict, "session \(sessionId) already exists") }
         let dir = sessionDirectory(sessionId)
         let files = try driver.files(machine, initProcess: process, user: nil)
         try await WorkPool.shared.run {
@@ -79,22 +115,25 @@ extension SandboxManager {
         guard start.exitCode == 0, let pid = Int32(start.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw AtollError(.system, "could not start the session's shell: \(start.stderrText.prefix(300))")
         }
-        guard sessions[sandbox]?[sessionId] == nil else { throw AtollError(.conflict, "session \(sessionId) already exists") }
-        sessions[sandbox, default: [:]][sessionId] = SessionState(id: sessionId, shellPid: pid, commands: [])
-        noteActivity(sandbox)
+        // Another create of the same id, or a restart, may have happened during the awaits.
+        let (_, current) = try await runningMachine(idOrName, organizationId: organizationId)
+        guard current == process else { throw AtollError(.conflict, "sandbox \(sandbox) restarted while session \(sessionId) was created") }
+        guard sessions(of: sandbox)[sessionId] == nil else { throw AtollError(.conflict, "session \(sessionId) already exists") }
+        bySandbox[sandbox, default: (process, [:])].sessions[sessionId] = SessionState(id: sessionId, shellPid: pid, commands: [])
+        await noteActivity(sandbox)
     }
 
-    public func listSessions(_ idOrName: String, organizationId: String? = nil) async throws -> [Session] {
-        let (machine, _) = try runningMachine(idOrName, organizationId: organizationId)
+    public func list(_ idOrName: String, organizationId: String? = nil) async throws -> [Session] {
+        let (machine, _) = try await runningMachine(idOrName, organizationId: organizationId)
         var result: [Session] = []
-        for id in (sessions[machine.id.rawValue] ?? [:]).keys.sorted() {
-            result.append(try await getSession(idOrName, sessionId: id, organizationId: organizationId))
+        for id in sessions(of: machine.id.rawValue).keys.sorted() {
+            result.append(try await get(idOrName, sessionId: id, organizationId: organizationId))
         }
         return result
     }
 
-    public func getSession(_ idOrName: String, sessionId: String, organizationId: String? = nil) async throws -> Session {
-        let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
+    public func get(_ idOrName: String, sessionId: String, organizationId: String? = nil) async throws -> Session {
+        let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
         let state = try session(machine.id.rawValue, sessionId)
         let files = try driver.files(machine, initProcess: process, user: nil)
         let dir = sessionDirectory(sessionId)
@@ -114,10 +153,10 @@ extension SandboxManager {
 
     /// Runs a command in a session. Without `async`, waits for it and returns its exit code and
     /// output; with `async`, returns at once (the command's id is in the result).
-    public func executeInSession(_ idOrName: String, sessionId: String, command: String, async runAsync: Bool,
+    public func execute(_ idOrName: String, sessionId: String, command: String, async runAsync: Bool,
                                  organizationId: String? = nil) async throws -> (command: SessionCommand, logs: SessionLogs?) {
         guard !command.isEmpty else { throw AtollError(.invalidArgument, "command is empty") }
-        let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
+        let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
         let sandbox = machine.id.rawValue
         _ = try session(sandbox, sessionId)
         let id = UUID().uuidString.lowercased()
@@ -130,8 +169,8 @@ extension SandboxManager {
             try files.write("\(dir)/\(id).cmd", bytes: text, mode: 0o600)
             try files.writeToFifo("\(dir)/in", line)
         }
-        sessions[sandbox]?[sessionId]?.commands.append((id, command))
-        noteActivity(sandbox)
+        bySandbox[sandbox]?.sessions[sessionId]?.commands.append((id, command))
+        await noteActivity(sandbox)
         if runAsync { return (SessionCommand(id: id, command: command, exitCode: nil), nil) }
         var delay = 0.002
         // Like every wait on a sandbox, this one ends: a command still running after the longest
@@ -142,11 +181,13 @@ extension SandboxManager {
                 throw AtollError(.timeout, "session command \(id) still runs after \(Int(ProcessIO.maximumSeconds)) s; follow it with its logs")
             }
             if let code = try await WorkPool.shared.run({ Self.exitCode(files, "\(dir)/\(id).exit") }) {
-                noteActivity(sandbox)
+                await noteActivity(sandbox)
                 let logs = try await WorkPool.shared.run { Self.logs(files, dir, id) }
                 return (SessionCommand(id: id, command: command, exitCode: code), logs)
             }
-            guard sessions[sandbox]?[sessionId] != nil else {
+            // A stop or restart of the sandbox ends the session (and this wait).
+            let (_, current) = try await runningMachine(idOrName, organizationId: organizationId)
+            guard current == process, sessions(of: sandbox)[sessionId] != nil else {
                 throw AtollError(.conflict, "session \(sessionId) ended while the command ran")
             }
             try await Task.sleep(for: .milliseconds(Int(delay * 1000)))
@@ -162,39 +203,39 @@ extension SandboxManager {
         return SessionLogs(stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
     }
 
-    public func sessionCommand(_ idOrName: String, sessionId: String, commandId: String,
+    public func command(_ idOrName: String, sessionId: String, commandId: String,
                                organizationId: String? = nil) async throws -> SessionCommand {
-        let session = try await getSession(idOrName, sessionId: sessionId, organizationId: organizationId)
+        let session = try await get(idOrName, sessionId: sessionId, organizationId: organizationId)
         guard let command = session.commands.first(where: { $0.id == commandId }) else {
             throw AtollError(.notFound, "command \(commandId.prefix(64)) not found in session \(sessionId)")
         }
         return command
     }
 
-    public func sessionCommandLogs(_ idOrName: String, sessionId: String, commandId: String,
+    public func logs(_ idOrName: String, sessionId: String, commandId: String,
                                    organizationId: String? = nil) async throws -> SessionLogs {
-        let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
+        let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
         let state = try session(machine.id.rawValue, sessionId)
         guard state.commands.contains(where: { $0.id == commandId }) else {
             throw AtollError(.notFound, "command \(commandId.prefix(64)) not found in session \(sessionId)")
         }
-        noteActivity(machine.id.rawValue)
+        await noteActivity(machine.id.rawValue)
         let files = try driver.files(machine, initProcess: process, user: nil)
         let dir = sessionDirectory(sessionId)
         return try await WorkPool.shared.run { Self.logs(files, dir, commandId) }
     }
 
     /// Ends a session: its shell and everything it started are killed, its files removed.
-    public func deleteSession(_ idOrName: String, sessionId: String, organizationId: String? = nil) async throws {
-        let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
+    public func delete(_ idOrName: String, sessionId: String, organizationId: String? = nil) async throws {
+        let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
         let sandbox = machine.id.rawValue
         let state = try session(sandbox, sessionId)
-        sessions[sandbox]?[sessionId] = nil
+        bySandbox[sandbox]?.sessions[sessionId] = nil
         _ = try? await driver.exec(machine, initProcess: process, ExecRequest(
             command: .argv(["/bin/kill", "-KILL", "--", "-\(state.shellPid)"]), user: "root", timeout: 10), onOutput: nil)
         let files = try driver.files(machine, initProcess: process, user: nil)
         let dir = sessionDirectory(sessionId)
         _ = try? await WorkPool.shared.run { try files.delete(dir, recursive: true, missingOK: true) }
-        noteActivity(sandbox)
+        await noteActivity(sandbox)
     }
 }
