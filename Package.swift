@@ -20,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.8.0"),
+        // Reads atolld's configuration file (JSON) under the environment and the flags.
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
         // C shim: everything between clone and execve, plus libseccomp / libcap / loop / openat2,
@@ -60,6 +63,8 @@ let package = Package(
             dependencies: [
                 "AtollCore", "AtollLinux", "AtollSandbox", "AtollStore",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             // Crash-test failpoints exist in debug builds only (what `swift test` builds).
             swiftSettings: swiftSettings + [.define("ATOLL_FAILPOINTS", .when(configuration: .debug))]),

@@ -53,6 +53,7 @@ public actor SandboxManager {
                             clock: any Clock = SystemClock(), reconcile: Bool = true) async throws -> SandboxManager {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o711])
+        try SettingsRecord.check(configuration)
         let driver = try driver ?? SandboxDriver(configuration: configuration.driver)
         let database = try SandboxDatabase(path: configuration.databasePath)
         let manager = SandboxManager(configuration: configuration, driver: driver, database: database, clock: clock)

@@ -8,8 +8,14 @@ import Foundation
 /// Options every command that reaches sandboxes shares: where the daemon is, or the data
 /// directory to run embedded on.
 struct RuntimeOptions: ParsableArguments {
-    @Option(help: "Atoll's data directory (embedded runner, and where the local atolld's URL and key are found).")
-    var dataDir: String = RuntimeConfiguration.defaultDataDirectory
+    @Option(help: "Atoll's data directory (embedded runner, and where the local atolld's URL and key are found; default $ATOLL_DATA_DIR, else /var/lib/atoll).")
+    var dataDir: String = ProcessInfo.processInfo.environment["ATOLL_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        ?? RuntimeConfiguration.defaultDataDirectory
+
+    @Option(help: ArgumentHelp(
+        "atolld's configuration file, which the embedded runner reads too (default $ATOLL_CONFIG, else \(Settings.defaultFile) if it exists).",
+        valueName: "file"))
+    var config: String?
 
     @Option(help: "atolld's URL, e.g. http://127.0.0.1:3986 (default: $ATOLL_URL, else the local daemon if it runs).")
     var url: String?
@@ -31,7 +37,10 @@ struct RuntimeOptions: ParsableArguments {
 
     /// Opens the runner embedded in this process, reconciling what an earlier process left.
     func open(reconcile: Bool = true) async throws -> SandboxManager {
-        let manager = try await SandboxManager.open(configuration: .fromEnvironment(dataDirectory: dataDir), reconcile: false)
+        // The daemon's settings (file, then environment): an embedded runner must see the same
+        // cgroups and network, which `SettingsRecord` checks against the data directory.
+        let settings = try await Settings.resolve(file: config)
+        let manager = try await SandboxManager.open(configuration: .fromEnvironment(dataDirectory: dataDir, settings.values), reconcile: false)
         if reconcile {
             let report = await manager.reconcile()
             // A host setting changed on the user's behalf (IPv4 forwarding) is said out loud.

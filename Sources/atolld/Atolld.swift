@@ -23,11 +23,16 @@ struct Atolld: AsyncParsableCommand {
         version: AtollVersion.current
     )
 
-    @Option(help: "Atoll's data directory.")
-    var dataDir: String = RuntimeConfiguration.defaultDataDirectory
+    @Option(help: ArgumentHelp(
+        "The configuration file (JSON; also: $ATOLL_CONFIG). Default \(Settings.defaultFile) if it exists. The environment overrides it, flags override both.",
+        valueName: "file"))
+    var config: String?
 
-    @Option(help: "Address to listen on: HOST:PORT, [IPv6]:PORT or :PORT (default loopback only).")
-    var listen: String = "127.0.0.1:3986"
+    @Option(help: "Atoll's data directory (default \(RuntimeConfiguration.defaultDataDirectory); file key dataDir, $ATOLL_DATA_DIR).")
+    var dataDir: String?
+
+    @Option(help: "Address to listen on: HOST:PORT, [IPv6]:PORT or :PORT (default 127.0.0.1:3986, loopback only; file key listen, $ATOLLD_LISTEN).")
+    var listen: String?
 
     @Option(help: ArgumentHelp(
         "A file holding an API key to accept for the default organization (also: $ATOLLD_API_KEY). Without either, a key is generated on the first start into DATA_DIR/api-key.",
@@ -38,11 +43,11 @@ struct Atolld: AsyncParsableCommand {
     @Option(help: .hidden)
     var apiKey: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
-    var logLevel: String = "info"
+    @Option(help: "Log level: trace, debug, info, notice, warning, error (default info; file key logLevel, $ATOLLD_LOG_LEVEL).")
+    var logLevel: String?
 
-    @Option(help: "Seconds between passes of the automated lifecycle (auto-stop, -archive, -delete, deadlines).")
-    var sweepInterval: Double = 10
+    @Option(help: "Seconds between passes of the automated lifecycle: auto-stop, -archive, -delete, deadlines (default 10; file key sweepInterval, $ATOLLD_SWEEP_INTERVAL).")
+    var sweepInterval: Double?
 
     func run() async throws {
         // Before anything else: no secret stays readable in /proc/<pid>/cmdline or environ.
@@ -56,6 +61,19 @@ struct Atolld: AsyncParsableCommand {
                 throw ValidationError(error.message)
             }
         }
+        // The configuration file, then the environment, then these flags.
+        var flags: [String: String] = [:]
+        flags["dataDir"] = dataDir
+        flags["listen"] = listen
+        flags["logLevel"] = logLevel
+        flags["sweepInterval"] = sweepInterval.map { String($0) }
+        let settings: ResolvedSettings
+        do {
+            settings = try await Settings.resolve(file: config, flags: flags)
+        } catch let error as AtollError {
+            throw ValidationError(error.message)
+        }
+        let logLevel = settings[environment: "ATOLLD_LOG_LEVEL"] ?? "info"
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \(logLevel)") }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -71,10 +89,15 @@ struct Atolld: AsyncParsableCommand {
         // out at a couple of hundred sandboxes; the hard limit is the operator's real ceiling.
         let files = Self.raiseDescriptorLimit()
         logger.info("descriptor limit", metadata: ["soft": "\(files.soft)", "hard": "\(files.hard)"])
-        let (host, port) = try Self.parseListen(listen)
+        let (host, port) = try Self.parseListen(settings[environment: "ATOLLD_LISTEN"] ?? "127.0.0.1:3986")
+        if let file = settings.file { logger.notice("configuration file", metadata: ["path": .string(file)]) }
 
-        var configuration = try RuntimeConfiguration.fromEnvironment(dataDirectory: dataDir)
-        configuration.sweepInterval = sweepInterval
+        let dataDir = settings[environment: "ATOLL_DATA_DIR"] ?? RuntimeConfiguration.defaultDataDirectory
+        var configuration = try RuntimeConfiguration.fromEnvironment(dataDirectory: dataDir, settings.values)
+        if let text = settings[environment: "ATOLLD_SWEEP_INTERVAL"] {
+            guard let seconds = Double(text), seconds > 0 else { throw ValidationError("sweepInterval must be a positive number of seconds, got \(text)") }
+            configuration.sweepInterval = seconds
+        }
         let manager: SandboxManager
         do {
             manager = try await SandboxManager.open(configuration: configuration, reconcile: false)
@@ -96,7 +119,7 @@ struct Atolld: AsyncParsableCommand {
         for line in report.deleted { logger.notice("deleted abandoned sandbox", metadata: ["id": .string(line)]) }
         for line in report.orphansRemoved { logger.notice("removed orphan", metadata: ["what": .string(line)]) }
         for line in report.failures { logger.error("reconcile failed", metadata: ["what": .string(line)]) }
-        try setUpKeys(manager.database, givenKey: givenKey, logger: logger)
+        try setUpKeys(manager.database, dataDir: dataDir, givenKey: givenKey, logger: logger)
         // Ready sandboxes for creates that match a key (ATOLL_WARM_POOL; 0 turns it off).
         let pools = configuration.warmPool.entries.filter { $0.size > 0 }
         logger.notice("warm pool", metadata: [
@@ -104,7 +127,7 @@ struct Atolld: AsyncParsableCommand {
         ])
 
         let dataDirectory = configuration.dataDirectory
-        let limits = try ConnectionLimits.fromEnvironment()
+        let limits = try ConnectionLimits.fromEnvironment(settings.values)
         logger.notice("connection limits", metadata: [
             "total": "\(limits.effectiveTotal(descriptorLimit: Int(clamping: files.soft)))", "perPeer": "\(limits.perPeer)",
             "idleSeconds": "\(limits.idleSeconds)", "stallSeconds": "\(limits.stallSeconds)",
@@ -137,7 +160,7 @@ struct Atolld: AsyncParsableCommand {
     /// A key given with `--api-key-file` or `ATOLLD_API_KEY` is an administrator's key of the
     /// default organization. Otherwise, on the first start, such a key is generated, written to
     /// DATA_DIR/api-key (mode 0600) and printed once.
-    func setUpKeys(_ database: SandboxDatabase, givenKey: String?, logger: Logger) throws {
+    func setUpKeys(_ database: SandboxDatabase, dataDir: String, givenKey: String?, logger: Logger) throws {
         let now = Date().timeIntervalSince1970
         if let givenKey {
             _ = try database.createKey(organizationId: "default", name: "given at start-up", key: givenKey, admin: true, at: now)
