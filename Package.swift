@@ -132,6 +132,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings),
+        .testTarget(name: "AtollSandboxTests", dependencies: ["AtollSandbox", "AtollLinux", "AtollCore"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollDaytonaTests", dependencies: ["AtollDaytona", "AtollRuntime", "AtollWire", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollRunnerTests", dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollCLITests", dependencies: ["atoll", "AtollTestSupport", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore"], swiftSettings: swiftSettings),

@@ -20,7 +20,7 @@ extension SandboxDriver {
         let temporary = final + ".tmp"
         let tools = try ArchiveTools.locate()
         return try await Blocking.run("atoll-archive") {
-            try LoopAttachment.waitDetached(image: config.diskPath(id))
+            try self.disks.waitDetached(image: config.diskPath(id), timeout: 5)
             unlink(temporary)
             let script = """
                 set -euo pipefail
@@ -62,10 +62,10 @@ extension SandboxDriver {
             // A disk left by an interrupted restore is incomplete: start over.
             let disk = config.diskPath(id)
             if KernelFile.exists(disk) {
-                try LoopAttachment.waitDetached(image: disk)
+                try self.disks.waitDetached(image: disk, timeout: 5)
                 unlink(disk)
             }
-            _ = try DiskImage.create(at: disk, sizeBytes: UInt64(machine.resources.diskGiB) << 30,
+            try self.disks.create(at: disk, sizeBytes: UInt64(machine.resources.diskGiB) << 30,
                                      entries: Self.diskEntries(id: id, ids: machine.ids), scratch: dir)
             let script = """
                 set -euo pipefail
@@ -74,7 +74,7 @@ extension SandboxDriver {
                 """
             do {
                 try ArchiveTools.runIsolated(script, [disk, config.mountPoint(id), archive.path], tools: tools, cancellation: nil)
-                try LoopAttachment.waitDetached(image: disk)
+                try self.disks.waitDetached(image: disk, timeout: 5)
             } catch {
                 unlink(disk)
                 throw error

@@ -145,10 +145,12 @@ public final class SandboxDriver: SandboxDriving {
     public let configuration: DriverConfiguration
     public let cgroups: any CgroupManaging
     let spawner: any Spawning
+    let disks: any DiskImages
+    let userNamespaces: any UserNamespaces
     let snapshots: SnapshotStore
     let rootCapabilities: CapabilitySet
     /// Nil when sandboxes get loopback only.
-    public let networking: SandboxNetworking?
+    public let networking: (any NetworkAttaching)?
 
     /// Handles of started sandboxes: PID 1's pidfd and the cgroup placement handles.
     struct Live: Sendable {
@@ -158,19 +160,26 @@ public final class SandboxDriver: SandboxDriving {
     }
     let live = Mutex<[SandboxID: Live]>([:])
 
-    /// Opens the driver. Needs root.
-    public init(configuration: DriverConfiguration) throws {
+    /// Opens the driver on the host's real mechanisms. Needs root.
+    public convenience init(configuration: DriverConfiguration) throws {
         guard geteuid() == 0 else {
             throw AtollError(.unavailable, "the sandbox runtime needs root (namespaces, cgroups, loop devices); run as root")
         }
+        try self.init(configuration: configuration, mechanisms: try .host(configuration))
+    }
+
+    /// Opens the driver on the given mechanisms (tests pass recording fakes).
+    public init(configuration: DriverConfiguration, mechanisms: HostMechanisms) throws {
         self.configuration = configuration
         // A write to a pipe whose reader is gone must fail with EPIPE, not kill the runtime.
         signal(SIGPIPE, SIG_IGN)
-        self.cgroups = try CgroupLayout.hostManager(groupName: configuration.cgroupName)
-        self.spawner = try LinuxSpawner()
+        self.cgroups = mechanisms.cgroups
+        self.spawner = mechanisms.spawner
+        self.disks = mechanisms.disks
+        self.userNamespaces = mechanisms.userNamespaces
         self.snapshots = SnapshotStore(directory: configuration.snapshotsDirectory)
-        self.rootCapabilities = try CapabilitySet.sandboxRoot()
-        self.networking = try configuration.network.map { try SandboxNetworking(settings: $0, lockPath: configuration.networkLockPath) }
+        self.rootCapabilities = mechanisms.rootCapabilities
+        self.networking = mechanisms.network
         for dir in [configuration.dataDirectory, configuration.sandboxesDirectory, configuration.archiveDirectory] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
         }
@@ -183,6 +192,7 @@ public final class SandboxDriver: SandboxDriving {
     public func provision(_ machine: SandboxMachine) async throws {
         _ = try snapshots.snapshot(named: machine.snapshot)
         let config = configuration
+        let disks = self.disks
         try await Blocking.run("atoll-provision") {
             let id = machine.id
             let dir = config.sandboxDirectory(id)
@@ -190,7 +200,7 @@ public final class SandboxDriver: SandboxDriving {
                 throw SystemError.last("mkdir", path)
             }
             if KernelFile.exists(config.diskPath(id)) { return }
-            _ = try DiskImage.create(
+            try disks.create(
                 at: config.diskPath(id), sizeBytes: UInt64(machine.resources.diskGiB) << 30,
                 entries: Self.diskEntries(id: id, ids: machine.ids), scratch: dir
             )
@@ -228,7 +238,8 @@ public final class SandboxDriver: SandboxDriving {
         guard KernelFile.exists(disk) else { throw AtollError(.conflict, "sandbox \(id) has no disk (\(disk))") }
         // A loop device still bound to this image means the previous run has not fully ended;
         // mounting the image twice would corrupt it.
-        try await Blocking.run("atoll-start") { try LoopAttachment.waitDetached(image: disk, timeout: 5) }
+        let disks = self.disks
+        try await Blocking.run("atoll-start") { try disks.waitDetached(image: disk, timeout: 5) }
         if cgroups.exists(id.rawValue) {
             try cgroups.killAll(id.rawValue)
             try cgroups.update(id.rawValue, limits: machine.limits)
@@ -241,12 +252,12 @@ public final class SandboxDriver: SandboxDriving {
         do {
             let networkNamespace = try attachNetwork(machine)
             attached = networkNamespace?.entry
-            let loop = try LoopAttachment.attach(disk)
+            let loop = try disks.attach(disk)
             let plan = try RootfsPlan(diskDevice: loop.devicePath, diskMountPoint: configuration.mountPoint(id),
                                       snapshotRoot: snapshot.root, ids: machine.ids).steps()
             let placement = try cgroups.placement(id.rawValue)
             let listener = try AgentSocket.listen(directory: configuration.sandboxDirectory(id))
-            let spec = SpawnSpec(plan: plan, userNamespace: try UserNamespace.create(machine.ids), hostname: id.rawValue,
+            let spec = SpawnSpec(plan: plan, userNamespace: try userNamespaces.create(machine.ids), hostname: id.rawValue,
                                  cgroup: placement, identity: .root(capabilities: rootCapabilities),
                                  network: networkNamespace?.namespace, agentListener: listener)
             let handle = try spawner.spawn(spec)
@@ -313,13 +324,14 @@ public final class SandboxDriver: SandboxDriving {
         let cached = live.withLock { $0.removeValue(forKey: id) }
         let disk = configuration.diskPath(id)
         let cgroups = self.cgroups
+        let disks = self.disks
         try await Blocking.run("atoll-stop") {
             try cgroups.killAll(id.rawValue)
             if let initProcess {
                 let handle = cached?.initProcess == initProcess ? cached?.handle.pidfd : nil
                 try Self.waitForExit(pid: initProcess.pid, pidfd: handle)
             }
-            if KernelFile.exists(disk) { try LoopAttachment.waitDetached(image: disk) }
+            if KernelFile.exists(disk) { try disks.waitDetached(image: disk, timeout: 5) }
             try self.detachNetwork(machine)
         }
     }
@@ -340,6 +352,7 @@ public final class SandboxDriver: SandboxDriving {
         let cached = live.withLock { $0.removeValue(forKey: id) }
         let config = configuration
         let cgroups = self.cgroups
+        let disks = self.disks
         try await Blocking.run("atoll-destroy") {
             try cgroups.killAll(id.rawValue)
             // Reap PID 1 if this process started it (otherwise it would linger as a zombie).
@@ -348,7 +361,7 @@ public final class SandboxDriver: SandboxDriving {
             try self.detachNetwork(machine)
             let dir = config.sandboxDirectory(id)
             guard KernelFile.exists(dir) else { return }
-            if KernelFile.exists(config.diskPath(id)) { try LoopAttachment.waitDetached(image: config.diskPath(id)) }
+            if KernelFile.exists(config.diskPath(id)) { try disks.waitDetached(image: config.diskPath(id), timeout: 5) }
             do {
                 try FileManager.default.removeItem(atPath: dir)
             } catch {
@@ -366,7 +379,8 @@ public final class SandboxDriver: SandboxDriving {
     public func growDisk(_ machine: SandboxMachine) async throws {
         let path = configuration.diskPath(machine.id)
         let size = UInt64(machine.resources.diskGiB) << 30
-        try await Blocking.run("atoll-grow-disk") { try DiskImage(path: path).grow(to: size) }
+        let disks = self.disks
+        try await Blocking.run("atoll-grow-disk") { try disks.grow(path, to: size) }
     }
 
     public func usage(_ machine: SandboxMachine) async throws -> CgroupUsage {
@@ -382,9 +396,10 @@ public final class SandboxDriver: SandboxDriving {
 
     public func removeDisk(_ machine: SandboxMachine) async throws {
         let disk = configuration.diskPath(machine.id)
+        let disks = self.disks
         try await Blocking.run("atoll-remove-disk") {
             guard KernelFile.exists(disk) else { return }
-            try LoopAttachment.waitDetached(image: disk)
+            try disks.waitDetached(image: disk, timeout: 5)
             guard unlink(disk) == 0 || errno == ENOENT else { throw SystemError.last("unlink", disk) }
         }
     }
@@ -394,6 +409,7 @@ public final class SandboxDriver: SandboxDriving {
     public func removeOrphans(isKnown: @escaping @Sendable (SandboxID) -> Bool) async -> [String] {
         let config = configuration
         let cgroups = self.cgroups
+        let disks = self.disks
         return (try? await Blocking.run("atoll-orphans") { () -> [String] in
             var removed: [String] = []
             let fm = FileManager.default
@@ -401,7 +417,7 @@ public final class SandboxDriver: SandboxDriving {
                 guard let id = try? SandboxID(name), !isKnown(id) else { continue }
                 try? cgroups.killAll(name)
                 try? cgroups.remove(name)
-                if KernelFile.exists(config.diskPath(id)) { try? LoopAttachment.waitDetached(image: config.diskPath(id)) }
+                if KernelFile.exists(config.diskPath(id)) { try? disks.waitDetached(image: config.diskPath(id), timeout: 5) }
                 if (try? fm.removeItem(atPath: config.sandboxDirectory(id))) != nil { removed.append("directory \(config.sandboxDirectory(id))") }
             }
             for dir in cgroups.childGroups() {
