@@ -23,6 +23,7 @@ let package = Package(
         // Reads atolld's configuration file (JSON) under the environment and the flags.
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C shim: everything between clone and execve, plus libseccomp / libcap / loop / openat2,
@@ -50,11 +51,14 @@ let package = Package(
         ),
         // The sandbox driver: the mechanisms of a sandbox's life (disk, start, stop, exec, archive),
         // without state of its own.
-        .target(name: "AtollSandbox", dependencies: ["AtollCore", "AtollLinux"], swiftSettings: swiftSettings),
+        .target(
+            name: "AtollSandbox",
+            dependencies: ["AtollCore", "AtollLinux", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings),
         // Persistence of the runner: SQLite through GRDB.
         .target(
             name: "AtollStore",
-            dependencies: ["AtollCore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["AtollCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         // The runner: Daytona's lifecycle state machine, persistence, sweeps, restart safety.
@@ -132,6 +136,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings),
+        .testTarget(name: "AtollStoreTests", dependencies: ["AtollStore"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollSandboxTests", dependencies: ["AtollSandbox", "AtollLinux", "AtollCore"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollDaytonaTests", dependencies: ["AtollDaytona", "AtollRuntime", "AtollWire", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollRunnerTests", dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),

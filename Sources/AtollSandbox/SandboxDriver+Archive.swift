@@ -1,5 +1,6 @@
 import AtollCore
 import AtollLinux
+import Crypto
 import Foundation
 import Glibc
 
@@ -31,7 +32,7 @@ extension SandboxDriver {
                 try ArchiveTools.runIsolated(script, [config.diskPath(id), config.mountPoint(id), temporary], tools: tools, cancellation: cancellation)
                 guard !cancellation.isCancelled else { throw AtollError(.conflict, "archiving sandbox \(id) was cancelled") }
                 try DurableFile.sync(temporary)
-                let sha = try ArchiveTools.sha256(temporary, tools: tools)
+                let sha = try ArchiveTools.sha256(temporary)
                 let bytes = UInt64((try FileManager.default.attributesOfItem(atPath: temporary)[.size] as? NSNumber)?.uint64Value ?? 0)
                 guard rename(temporary, final) == 0 else { throw SystemError.last("rename", final) }
                 DurableFile.syncDirectory(config.archiveDirectory)
@@ -51,7 +52,7 @@ extension SandboxDriver {
             guard KernelFile.exists(archive.path) else {
                 throw AtollError(.notFound, "the archive of sandbox \(id) is missing: \(archive.path)")
             }
-            let sha = try ArchiveTools.sha256(archive.path, tools: tools)
+            let sha = try ArchiveTools.sha256(archive.path)
             guard sha == archive.sha256 else {
                 throw AtollError(.internal, "the archive \(archive.path) is corrupt: its SHA-256 is \(sha), expected \(archive.sha256)")
             }
@@ -93,15 +94,13 @@ struct ArchiveTools {
     var bash: String
     var tar: String
     var zstd: String
-    var sha256sum: String
 
     static func locate() throws -> ArchiveTools {
         ArchiveTools(
             unshare: try HostCommand.locate("unshare", package: "util-linux"),
             bash: try HostCommand.locate("bash", package: "bash"),
             tar: try HostCommand.locate("tar", package: "tar"),
-            zstd: try HostCommand.locate("zstd", package: "zstd"),
-            sha256sum: try HostCommand.locate("sha256sum", package: "coreutils")
+            zstd: try HostCommand.locate("zstd", package: "zstd")
         )
     }
 
@@ -122,12 +121,24 @@ struct ArchiveTools {
         }
     }
 
-    static func sha256(_ path: String, tools: ArchiveTools) throws -> String {
-        let out = try HostCommand.run(tools.sha256sum, [path])
-        guard let hash = out.split(separator: " ").first, hash.count == 64 else {
-            throw AtollError(.system, "sha256sum \(path) printed \(out.prefix(100))")
+    /// The SHA-256 of a file, streamed through swift-crypto in 1 MiB reads (no helper process,
+    /// constant memory whatever the archive's size).
+    static func sha256(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError.last("open", path) }
+        defer { close(fd) }
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw SystemError.last("read", path)
+            }
+            if count == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
         }
-        return String(hash)
+        return hasher.finalize().map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
     }
 }
 

@@ -53,7 +53,7 @@ extension SandboxDatabase {
             throw AtollError(.invalidArgument, "an API key must be 16 to 256 printable ASCII characters without spaces")
         }
         let row = APIKeyRow(id: String(key.prefix(12)), organizationId: organizationId, name: name,
-                            sha256: SHA256.hex(Array(key.utf8)), createdAt: at, revokedAt: nil, admin: admin)
+                            sha256: KeyHash.hex(key.utf8), createdAt: at, revokedAt: nil, admin: admin)
         try write { db in
             if var existing = try APIKeyRow.filter(Column("sha256") == row.sha256).fetchOne(db) {
                 guard existing.organizationId == organizationId, existing.revokedAt == nil else {
@@ -80,7 +80,7 @@ extension SandboxDatabase {
 
     /// Who a key acts for, or nil for an unknown or revoked key.
     public func holder(ofKey key: String) throws -> KeyHolder? {
-        let hash = SHA256.hex(Array(key.utf8))
+        let hash = KeyHash.hex(key.utf8)
         return try read { db in
             try APIKeyRow.filter(Column("sha256") == hash && Column("revokedAt") == nil).fetchOne(db)
                 .map { KeyHolder(organizationId: $0.organizationId, admin: $0.admin) }
