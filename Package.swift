@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // The benchmark's HTTP client.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C shim: everything between clone and execve, plus libseccomp / libcap / loop / openat2,
@@ -108,7 +110,11 @@ let package = Package(
         // Benchmarks: Atoll's figures side by side with peers, in one run.
         .executableTarget(
             name: "atoll-bench",
-            dependencies: ["AtollLinux", "AtollCore", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "AtollLinux", "AtollCore", "CRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: swiftSettings
         ),
 
