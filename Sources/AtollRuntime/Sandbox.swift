@@ -37,7 +37,8 @@ public struct Sandbox: Sendable, Hashable {
     public var language: Language { labels[Language.labelKey].flatMap { Language(rawValue: $0) } ?? .default }
 
     init(_ row: SandboxRow, lastActivity: Double? = nil) {
-        id = (try? SandboxID(row.id)) ?? SandboxID.random()
+        // Rows are checked when read (`SandboxRow.checked`): the id is valid here.
+        id = try! SandboxID(row.id)
         organizationId = row.organizationId
         name = row.name
         state = row.sandboxState

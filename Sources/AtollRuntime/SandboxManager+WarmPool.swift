@@ -198,7 +198,8 @@ extension SandboxManager {
             // A member started by an older Atoll has no agent: it could run nothing.
             let alive = member.sandboxState == .started && ProcessRef.isRunning(pid: member.initPid, startTime: member.initStartTime)
                 && ((try? Self.machine(member)).map { driver.hasAgent($0) } ?? false)
-            let claiming = member.pool?.hasPrefix(WarmPool.claimingPrefix) == true
+            let claiming: Bool
+            if case .claiming = member.poolMembership { claiming = true } else { claiming = false }
             // A claim under way (in this process or another) is the claimer's to finish.
             if claiming, ProcessRef.isRunning(pid: member.opPid, startTime: member.opStartTime) { continue }
             if !claiming, alive, kept[member.pool ?? "", default: 0] < size {

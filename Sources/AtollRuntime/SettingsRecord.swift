@@ -11,7 +11,6 @@ import Glibc
 public struct SettingsRecord: Codable, Sendable, Hashable {
     public var cgroupName: String
     public var idRangeStart: UInt32
-    public var idRangeSlots: Int
     /// `bridge` or `none`.
     public var networkMode: String
     public var networkBridge: String?
@@ -21,7 +20,6 @@ public struct SettingsRecord: Codable, Sendable, Hashable {
     public init(_ configuration: RuntimeConfiguration) {
         cgroupName = configuration.driver.cgroupName
         idRangeStart = configuration.idRangeStart
-        idRangeSlots = configuration.idRangeSlots
         let network = configuration.driver.network
         networkMode = network == nil ? "none" : "bridge"
         networkBridge = network?.bridge
@@ -40,7 +38,6 @@ public struct SettingsRecord: Codable, Sendable, Hashable {
         }
         compare("cgroup.name (ATOLL_CGROUP_NAME)", recorded.cgroupName, cgroupName)
         compare("ids.rangeStart (ATOLL_ID_RANGE_START)", "\(recorded.idRangeStart)", "\(idRangeStart)")
-        compare("id range slots", "\(recorded.idRangeSlots)", "\(idRangeSlots)")
         compare("network.mode (ATOLL_NETWORK)", recorded.networkMode, networkMode)
         compare("network.bridge (ATOLL_BRIDGE)", recorded.networkBridge, networkBridge)
         compare("network.subnet (ATOLL_SUBNET)", recorded.networkSubnet, networkSubnet)

@@ -86,14 +86,14 @@ public final class SandboxDatabase: Sendable {
     // MARK: - Reads
 
     public func sandbox(id: String) throws -> SandboxRow? {
-        try read { db in try SandboxRow.fetchOne(db, key: id) }
+        try read { db in try SandboxRow.fetchOne(db, key: id)?.checked() }
     }
 
     /// By id, else by name within the organization.
     public func sandbox(idOrName: String, organizationId: String) throws -> SandboxRow? {
         try read { db in
-            if let row = try SandboxRow.fetchOne(db, key: idOrName), row.organizationId == organizationId { return row }
-            return try SandboxRow.filter(Column("organizationId") == organizationId && Column("name") == idOrName).fetchOne(db)
+            if let row = try SandboxRow.fetchOne(db, key: idOrName), row.organizationId == organizationId { return try row.checked() }
+            return try SandboxRow.filter(Column("organizationId") == organizationId && Column("name") == idOrName).fetchOne(db)?.checked()
         }
     }
 
@@ -108,7 +108,7 @@ public final class SandboxDatabase: Sendable {
     }
 
     public func all() throws -> [SandboxRow] {
-        try read { db in try SandboxRow.order(Column("createdAt"), Column.rowID).fetchAll(db) }
+        try read { db in try SandboxRow.order(Column("createdAt"), Column.rowID).fetchAll(db).map { try $0.checked() } }
     }
 
     /// What every sandbox not yet destroyed is allocated, and in which state: only the columns

@@ -98,7 +98,58 @@ public struct SandboxRow: Codable, Sendable, Hashable, FetchableRecord, Persista
         self.lastActivityAt = lastActivityAt
     }
 
+    /// The state. Rows are checked when they are read (`checked()`), so an unknown state never
+    /// reaches the runner; `.error` here is only a last resort for a row built in memory.
     public var sandboxState: SandboxState { SandboxState(rawValue: state) ?? .error }
+
+    /// Whether and how the row belongs to a warm pool, as a type rather than a string.
+    public var poolMembership: PoolMembership? {
+        get {
+            guard let pool else { return nil }
+            if pool.hasPrefix(WarmPool.claimingPrefix) { return .claiming(token: String(pool.dropFirst(WarmPool.claimingPrefix.count))) }
+            return .member(key: pool)
+        }
+        set {
+            switch newValue {
+            case nil: pool = nil
+            case .member(let key): pool = key
+            case .claiming(let token): pool = WarmPool.claimingPrefix + token
+            }
+        }
+    }
+
+    /// The row, if every column holds what Atoll writes; otherwise a loud error naming the
+    /// sandbox and the column (a damaged database, or one written by a newer Atoll), never a
+    /// silently different sandbox.
+    public func checked() throws(AtollError) -> SandboxRow {
+        func corrupt(_ what: String) -> AtollError {
+            AtollError(.internal, "the database record of sandbox \"\(id.prefix(80))\" is damaged: \(what); Atoll leaves it untouched (move the database away or delete the record)")
+        }
+        guard SandboxID.isValid(id) else { throw corrupt("the id is not a sandbox id") }
+        guard SandboxState(rawValue: state) != nil else { throw corrupt("state \"\(state.prefix(32))\" is not a state Atoll knows") }
+        guard cpu > 0, memoryGiB > 0, diskGiB > 0, pidsMax > 0 else {
+            throw corrupt("resources \(cpu) vCPU / \(memoryGiB) GiB / \(diskGiB) GiB, \(pidsMax) tasks are not positive")
+        }
+        guard uidBase >= 0, uidBase <= Int64(UInt32.max), uidCount >= 0, uidCount <= Int64(UInt32.max) else {
+            throw corrupt("the id range \(uidBase)+\(uidCount) is out of range")
+        }
+        if let text = networkAllowList {
+            do {
+                _ = try NetworkPolicy.parseAllowList(text)
+            } catch {
+                throw corrupt("the network allow list: \(error.message)")
+            }
+        }
+        return self
+    }
+}
+
+/// A warm pool member's standing.
+public enum PoolMembership: Sendable, Hashable {
+    /// Ready (or being built) for creates matching the key (`WarmPoolKey.description`).
+    case member(key: String)
+    /// Taken by a claim that is under way, identified by its token.
+    case claiming(token: String)
 }
 
 /// One entry of a sandbox's state history.

@@ -12,7 +12,7 @@ extension SandboxDatabase {
 
     /// Every pooled sandbox not yet claimed, and those whose claim is under way.
     public func poolMembers() throws -> [SandboxRow] {
-        try read { db in try SandboxRow.filter(Column("pool") != nil).order(Column("createdAt"), Column.rowID).fetchAll(db) }
+        try read { db in try SandboxRow.filter(Column("pool") != nil).order(Column("createdAt"), Column.rowID).fetchAll(db).map { try $0.checked() } }
     }
 
     /// Takes the oldest ready member of `key` for a claim: in one transaction it is marked

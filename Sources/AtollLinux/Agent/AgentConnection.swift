@@ -95,7 +95,12 @@ public enum AgentFailure {
         if call == "resolve user" || call == "resolve group" {
             return AtollError(err == ENOENT ? .notFound : .invalidArgument, detail)
         }
-        guard fileSemantics || !detail.isEmpty else { return SystemError.error(call, path, errno: err) }
+        guard fileSemantics || !detail.isEmpty else {
+            // A program or directory missing *inside the sandbox* is the sandbox's "not found"
+            // (the call and errno stay in the cause); a host ENOENT never comes this way.
+            let error = SystemError.error(call, path, errno: err)
+            return err == ENOENT ? AtollError(.notFound, error.message, cause: error.cause) : error
+        }
         let subject = path.isEmpty ? call : path
         let code: AtollError.Code
         var phrase: String
