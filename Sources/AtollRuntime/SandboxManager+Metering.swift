@@ -146,7 +146,8 @@ extension SandboxManager {
     /// Allocation and measured usage per sandbox (or label value) over a window, with the
     /// estimated cost from the configured prices. Open periods count up to the window's end or
     /// now, whichever is earlier. Sandboxes deleted since are included: their periods are kept.
-    public func usageReport(_ query: UsageQuery) throws -> UsageReport {
+    /// Runs off the lifecycle actor: a long report never holds up creates, stops or execs.
+    public nonisolated func usageReport(_ query: UsageQuery) throws -> UsageReport {
         let from = query.from.timeIntervalSince1970, to = query.to.timeIntervalSince1970
         guard from < to else { throw AtollError(.invalidArgument, "from (\(query.from)) must be before to (\(query.to))") }
         guard to - from <= UsageQuery.maximumWindow else {

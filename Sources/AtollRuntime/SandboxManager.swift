@@ -61,7 +61,7 @@ public actor SandboxManager {
         return manager
     }
 
-    var now: Double { clock.now().timeIntervalSince1970 }
+    nonisolated var now: Double { clock.now().timeIntervalSince1970 }
 
     // MARK: - Lookup
 
@@ -84,7 +84,7 @@ public actor SandboxManager {
         try database.history(id: try row(idOrName, organizationId: organizationId).id)
     }
 
-    func row(_ idOrName: String, organizationId: String? = nil) throws -> SandboxRow {
+    nonisolated func row(_ idOrName: String, organizationId: String? = nil) throws -> SandboxRow {
         guard !idOrName.isEmpty, idOrName.utf8.count <= 128 else {
             throw AtollError(.invalidArgument, "invalid sandbox id or name \"\(idOrName.prefix(64))\"")
         }
