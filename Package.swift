@@ -4,7 +4,11 @@ import PackageDescription
 /// Settings shared by every Swift target: Swift 6 strict concurrency (the tools version's default
 /// language mode) plus explicit existentials.
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny")
+    .enableUpcomingFeature("ExistentialAny"),
+    // A module sees only what it imports (no members leaking in through another file's import),
+    // and an import is internal unless marked `public import`: skipping a layer fails to compile.
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
 let package = Package(
@@ -19,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.8.0"),
         // Reads atolld's configuration file (JSON) under the environment and the flags.
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
@@ -86,6 +91,7 @@ let package = Package(
                 "AtollDaytona", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollCore", "AtollLinux", "AtollWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -97,6 +103,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

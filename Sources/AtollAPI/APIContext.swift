@@ -1,6 +1,6 @@
-import AtollCore
-import Hummingbird
-import Logging
+public import AtollCore
+public import Hummingbird
+public import Logging
 
 /// Size limits of request bodies (documented in the README).
 public enum APILimits {

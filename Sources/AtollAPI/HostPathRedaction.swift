@@ -1,4 +1,6 @@
 import AtollRuntime
+import AtollSandbox
+import Foundation
 
 /// Host paths never reach a client: a message that names a file of Atoll's data directory (a
 /// failed mount of a sandbox's disk, say) names it relative to `$ATOLL_DATA` instead, so the

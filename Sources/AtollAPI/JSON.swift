@@ -2,6 +2,7 @@ import AtollCore
 import Foundation
 import Hummingbird
 import NIOCore
+import NIOFoundationEssentialsCompat
 
 /// JSON in and out, with errors that say what was wrong.
 enum JSON {

@@ -1,12 +1,12 @@
-import AtollCore
-import AtollDaytona
-import AtollRuntime
-import AtollStore
-import AtollWire
-import Foundation
-import Hummingbird
-import HummingbirdCore
-import Logging
+public import AtollCore
+public import AtollDaytona
+public import AtollRuntime
+public import AtollStore
+public import AtollWire
+public import Foundation
+public import Hummingbird
+public import HummingbirdCore
+public import Logging
 
 /// How the server describes itself to clients.
 public struct ServerSettings: Sendable {

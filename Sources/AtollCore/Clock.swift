@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Where the runtime gets the time from. Production uses the system clock; tests use a
 /// `ManualClock` so minute-long intervals pass in milliseconds.

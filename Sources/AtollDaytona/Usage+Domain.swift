@@ -1,7 +1,7 @@
-import AtollCore
-import AtollRuntime
-import AtollWire
-import Foundation
+public import AtollCore
+public import AtollRuntime
+public import AtollWire
+public import Foundation
 
 /// The wire form of a usage report, shared by atolld and the embedded CLI.
 extension UsageResponse {

@@ -1,6 +1,6 @@
-import AtollCore
-import CRuntime
-import Glibc
+public import AtollCore
+public import CRuntime
+public import Glibc
 
 /// An open file descriptor owned by exactly one object, closed when that object goes away.
 ///

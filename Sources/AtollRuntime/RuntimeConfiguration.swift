@@ -1,7 +1,7 @@
-import AtollCore
-import AtollLinux
-import AtollSandbox
-import Foundation
+public import AtollCore
+public import AtollLinux
+public import AtollSandbox
+public import Foundation
 
 /// How long each transitional state may last before the runner declares it stuck and moves the
 /// sandbox to `error`.

@@ -1,7 +1,7 @@
-import AtollCore
-import AtollLinux
-import AtollStore
-import Foundation
+public import AtollCore
+public import AtollLinux
+public import AtollStore
+public import Foundation
 
 /// A sandbox as the runner reports it.
 public struct Sandbox: Sendable, Hashable {

@@ -1,8 +1,8 @@
-import AtollCore
-import AtollLinux
-import AtollSandbox
-import AtollStore
-import Foundation
+public import AtollCore
+public import AtollLinux
+public import AtollSandbox
+public import AtollStore
+public import Foundation
 
 extension SandboxManager {
     // MARK: - Create

@@ -1,7 +1,8 @@
-import AtollCore
-import AtollSandbox
-import AtollStore
-import Foundation
+public import AtollCore
+public import AtollSandbox
+public import AtollStore
+public import Foundation
+import AtollLinux
 
 /// How usage is grouped in a report.
 public enum UsageGrouping: Sendable, Hashable, CustomStringConvertible {

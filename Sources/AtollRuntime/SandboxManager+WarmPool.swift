@@ -1,7 +1,8 @@
-import AtollCore
-import AtollSandbox
-import AtollStore
-import Foundation
+public import AtollCore
+public import AtollSandbox
+public import AtollStore
+public import Foundation
+import AtollLinux
 
 /// The state of one warm pool, for `/api/warm-pool`, `/metrics` and `atoll pool`.
 public struct WarmPoolStatus: Sendable, Hashable {

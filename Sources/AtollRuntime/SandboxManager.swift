@@ -1,9 +1,9 @@
-import AtollCore
-import AtollLinux
-import AtollSandbox
-import AtollStore
-import Foundation
-import Glibc
+public import AtollCore
+public import AtollLinux
+public import AtollSandbox
+public import AtollStore
+public import Foundation
+public import Glibc
 
 /// The runner: Daytona's sandbox lifecycle on top of the sandbox driver.
 ///

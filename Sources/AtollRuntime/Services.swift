@@ -1,5 +1,5 @@
-import Foundation
-import ServiceLifecycle
+public import Foundation
+public import ServiceLifecycle
 
 // The runner's background loops as swift-service-lifecycle services: atolld runs them in its
 // `ServiceGroup` beside the HTTP server, so SIGTERM ends them gracefully, in order (the server

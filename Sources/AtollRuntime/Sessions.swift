@@ -2,6 +2,7 @@ import AtollCore
 import AtollLinux
 import AtollSandbox
 import Foundation
+import AtollStore
 
 /// A command run in a session.
 public struct SessionCommand: Sendable, Hashable {

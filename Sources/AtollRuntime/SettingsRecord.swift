@@ -2,6 +2,7 @@ import AtollCore
 import AtollLinux
 import Foundation
 import Glibc
+import AtollSandbox
 
 /// The settings every process sharing a data directory must agree on (`Setting.mustAgree`):
 /// the cgroup name, the host id region and the sandbox network. The first runner to open a data

@@ -1,5 +1,5 @@
-import AtollCore
-import AtollLinux
+public import AtollCore
+public import AtollLinux
 
 /// A process to run inside a started sandbox.
 public struct ExecRequest: Sendable {

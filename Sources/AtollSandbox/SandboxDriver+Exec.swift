@@ -1,8 +1,9 @@
-import AtollCore
-import AtollLinux
-import CRuntime
-import Foundation
-import Glibc
+public import AtollCore
+public import AtollLinux
+public import CRuntime
+public import Foundation
+public import Glibc
+import Synchronization
 
 extension SandboxDriver {
     /// Handles of a started sandbox, taking them (pidfd by pid, checked by start time) when the

@@ -1,8 +1,8 @@
-import AtollCore
-import AtollLinux
-import CRuntime
-import Foundation
-import Glibc
+public import AtollCore
+public import AtollLinux
+public import CRuntime
+public import Foundation
+public import Glibc
 
 /// A file or directory inside a sandbox, with ids and names as the sandbox sees them.
 public struct FileEntry: Sendable, Hashable {

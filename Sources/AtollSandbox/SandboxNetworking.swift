@@ -1,7 +1,7 @@
-import AtollCore
-import AtollLinux
-import Foundation
-import Glibc
+public import AtollCore
+public import AtollLinux
+public import Foundation
+public import Glibc
 
 /// How sandboxes are networked.
 public struct NetworkSettings: Sendable, Hashable {

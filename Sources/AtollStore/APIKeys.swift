@@ -1,6 +1,6 @@
-import AtollCore
-import Foundation
-import GRDB
+public import AtollCore
+public import Foundation
+public import GRDB
 
 /// An API key as stored: only its SHA-256, never the key itself.
 public struct APIKeyRow: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {

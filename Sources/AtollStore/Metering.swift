@@ -1,6 +1,6 @@
-import AtollCore
-import Foundation
-import GRDB
+public import AtollCore
+public import Foundation
+public import GRDB
 
 /// One allocation period: what a sandbox held from `startedAt` to `endedAt` (open while nil).
 /// Periods are opened and closed in the same transaction as the state change that causes them,

@@ -1,6 +1,6 @@
-import AtollCore
-import Foundation
-import GRDB
+public import AtollCore
+public import Foundation
+public import GRDB
 
 /// The runner's database: SQLite through GRDB, in WAL mode with `synchronous = FULL`, so a
 /// committed write survives a crash of the process and of the machine. Every method is one

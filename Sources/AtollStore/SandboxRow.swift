@@ -1,6 +1,6 @@
-import AtollCore
-import Foundation
-import GRDB
+public import AtollCore
+public import Foundation
+public import GRDB
 
 /// One sandbox as persisted: everything the runner needs to rebuild its view after a restart.
 /// Times are seconds since 1970 (the runner's clock), so intervals compare with plain numbers.

@@ -1,6 +1,6 @@
-import AtollCore
-import Foundation
-import GRDB
+public import AtollCore
+public import Foundation
+public import GRDB
 
 extension SandboxDatabase {
     static func registerWarmPoolMigrations(_ migrator: inout DatabaseMigrator) {

@@ -1,5 +1,5 @@
-import Foundation
-import Glibc
+public import Foundation
+public import Glibc
 
 /// multipart/form-data (RFC 7578) as the SDK's file transfers use it.
 public enum Multipart {

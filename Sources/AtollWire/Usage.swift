@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// `GET /api/usage` (an Atoll extension; see docs/atoll-openapi.json).
 public struct UsageResponse: Codable, Sendable {

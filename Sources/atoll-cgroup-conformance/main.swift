@@ -1,6 +1,7 @@
 import AtollCore
 import AtollLinux
 import Glibc
+import Foundation
 
 // atoll-cgroup-conformance — the cgroup backend protocol against the running kernel.
 //

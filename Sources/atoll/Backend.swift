@@ -7,6 +7,7 @@ import AtollWire
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
+import AtollStore
 #endif
 
 /// A shell command or an argv for `exec`.

@@ -5,6 +5,7 @@ import AtollSandbox
 import AtollWire
 import Foundation
 import Glibc
+import AtollLinux
 
 /// `atoll create`
 struct Create: AsyncParsableCommand {

@@ -8,6 +8,8 @@ import Foundation
 import Glibc
 import Logging
 import ServiceLifecycle
+import AtollSandbox
+import UnixSignals
 
 /// `atolld`: the sandbox daemon. Serves the Daytona-compatible API and toolbox, runs the
 /// automated lifecycle, and leaves sandboxes running when it stops.

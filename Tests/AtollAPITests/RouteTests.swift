@@ -7,6 +7,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Testing
+import AtollStore
 
 /// Every route group through the real router (HummingbirdTesting's `.router` mode, no socket)
 /// over a runner on the fake driver: success and each class of error, with the status and the

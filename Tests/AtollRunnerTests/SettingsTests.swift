@@ -4,6 +4,7 @@ import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
+import AtollSandbox
 
 @Suite("settings: configuration file, environment, flags, and the record of what must agree")
 struct SettingsTests {

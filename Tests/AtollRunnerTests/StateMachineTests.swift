@@ -6,6 +6,7 @@ import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
+import AtollLinux
 
 @Suite("runner: state machine on a fake driver")
 struct StateMachineTests {

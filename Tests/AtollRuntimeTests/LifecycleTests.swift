@@ -6,6 +6,7 @@ import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
+import AtollStore
 
 extension SandboxTests {
     /// Stop, start, delete and disk growth at the runtime layer.

@@ -4,6 +4,7 @@ import AtollSandbox
 import AtollTestSupport
 import Foundation
 import Testing
+import AtollStore
 
 extension SandboxTests {
     /// Issue 6: the per-second meter and allocation periods against real sandboxes and cgroups.

@@ -6,6 +6,7 @@ import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
+import AtollStore
 
 /// A runner whose host is the host namespace of a `TestInternet`, with HTTP servers outside:
 /// one behind the outside router (203.0.113.10:8080) and one on the router itself

@@ -4,6 +4,8 @@ import AtollSandbox
 import AtollTestSupport
 import Foundation
 import Testing
+import AtollLinux
+import AtollStore
 
 extension SandboxTests {
     /// Issue 7: a sandbox from the warm pool is as isolated and as fresh as one built cold.

@@ -1,5 +1,5 @@
-import AtollCore
-import Foundation
+public import AtollCore
+public import Foundation
 
 /// A clock that only moves when told to.
 public final class ManualClock: Clock, @unchecked Sendable {

@@ -1,9 +1,9 @@
-import AtollCore
-import AtollRuntime
-import AtollSandbox
-import Foundation
-import Glibc
-import Testing
+public import AtollCore
+public import AtollRuntime
+public import AtollSandbox
+public import Foundation
+public import Glibc
+public import Testing
 
 /// A runner on a fake driver, a manual clock and a throwaway database: no root needed.
 public struct RunnerFixture: Sendable {

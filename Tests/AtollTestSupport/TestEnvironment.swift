@@ -1,10 +1,10 @@
-import AtollCore
-import AtollLinux
-import AtollRuntime
-import AtollSandbox
-import Foundation
-import Glibc
-import Testing
+public import AtollCore
+public import AtollLinux
+public import AtollRuntime
+public import AtollSandbox
+public import Foundation
+public import Glibc
+public import Testing
 
 /// Facts about where the tests run, and the rule for privileged tests: outside CI a missing
 /// privilege skips them with a printed reason; with `CI=true` they always run, so a missing

@@ -1,5 +1,5 @@
-import AtollCore
-import Foundation
+public import AtollCore
+public import Foundation
 
 /// The cgroup hierarchy flavour a host runs.
 public enum CgroupVersion: String, Sendable, Codable {

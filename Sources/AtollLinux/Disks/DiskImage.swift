@@ -1,6 +1,6 @@
-import AtollCore
-import Foundation
-import Glibc
+public import AtollCore
+public import Foundation
+public import Glibc
 
 /// A sandbox's disk: a sparse ext4 image file whose size is the sandbox's disk limit. It holds the
 /// overlay's upper and work directories and `/tmp`, so a full disk means ENOSPC inside the sandbox

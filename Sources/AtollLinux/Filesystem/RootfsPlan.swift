@@ -1,5 +1,5 @@
-import AtollCore
-import Glibc
+public import AtollCore
+public import Glibc
 
 /// One step of the root filesystem plan that a sandbox's first process carries out in its new
 /// mount namespace (see `atoll_op` in the shim). Relative targets are inside the new root.

@@ -1,4 +1,4 @@
-import AtollCore
+public import AtollCore
 
 /// One sandbox as the firewall sees it.
 public struct FirewallEntry: Sendable, Hashable {

@@ -1,6 +1,6 @@
-import AtollCore
-import CRuntime
-import Glibc
+public import AtollCore
+public import CRuntime
+public import Glibc
 
 /// The network namespace that plays the host for sandbox networking: the bridge, the sandboxes'
 /// host-side links and the firewall live in it. Normally the caller's own; a test harness (or an
@@ -104,7 +104,7 @@ public final class HostNetwork: Sendable {
     }
 }
 
-import Foundation
+public import Foundation
 
 extension HostNetwork {
     /// A new, empty network namespace (loopback up), alive as long as the returned fd.

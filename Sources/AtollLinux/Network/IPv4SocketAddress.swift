@@ -1,4 +1,4 @@
-import Glibc
+public import Glibc
 
 /// `address:port` as a `sockaddr_in`, for connect(2) and bind(2).
 public enum IPv4SocketAddress {

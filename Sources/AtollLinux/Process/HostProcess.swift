@@ -1,6 +1,6 @@
-import AtollCore
-import CRuntime
-import Glibc
+public import AtollCore
+public import CRuntime
+public import Glibc
 
 /// What a host program did: its exit status (or the signal that killed it) and its output.
 public struct HostProcessResult: Sendable {

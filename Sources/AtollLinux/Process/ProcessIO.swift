@@ -1,7 +1,7 @@
-import AtollCore
-import CRuntime
-import Foundation
-import Glibc
+public import AtollCore
+public import CRuntime
+public import Foundation
+public import Glibc
 
 /// How a process ended.
 public enum Termination: Sendable, Hashable, Codable {

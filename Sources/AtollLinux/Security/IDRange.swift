@@ -1,4 +1,4 @@
-import AtollCore
+public import AtollCore
 
 /// A block of host uids and gids that a sandbox's ids 0..<count map to. Each sandbox owns its
 /// block alone, so no two sandboxes share an unprivileged host identity.

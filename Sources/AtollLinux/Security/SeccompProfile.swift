@@ -1,6 +1,6 @@
-import AtollCore
-import CRuntime
-import Glibc
+public import AtollCore
+public import CRuntime
+public import Glibc
 
 /// The seccomp profile every sandbox process runs under. Modelled on the container default
 /// profile (Docker/containerd), expressed as a deny list: everything is allowed except the groups
