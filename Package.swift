@@ -110,7 +110,10 @@ let package = Package(
         // The `atoll` command.
         .executableTarget(
             name: "atoll",
-            dependencies: ["AtollDaytona", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollWire", "AtollLinux", "CRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "AtollDaytona", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollWire", "AtollLinux", "CRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings
         ),
 
@@ -151,9 +154,17 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "AtollStoreTests", dependencies: ["AtollStore"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollSandboxTests", dependencies: ["AtollSandbox", "AtollLinux", "AtollCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "AtollDaytonaTests", dependencies: ["AtollDaytona", "AtollRuntime", "AtollWire", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "AtollRunnerTests", dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "AtollCLITests", dependencies: ["atoll", "AtollTestSupport", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "AtollRuntimeTests", dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore", "AtollTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AtollDaytonaTests", dependencies: ["AtollDaytona", "AtollRuntime", "AtollWire", "AtollCore", "AtollTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AtollRunnerTests", dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore", "AtollTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AtollCLITests", dependencies: ["atoll", "AtollTestSupport", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AtollRuntimeTests", dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore", "AtollTestSupport"],
+            swiftSettings: swiftSettings),
     ]
 )

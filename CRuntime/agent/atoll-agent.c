@@ -48,7 +48,7 @@
 #include <unistd.h>
 
 #ifndef PR_CAP_AMBIENT
-#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT           47
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
 #endif
 #ifndef SYS_close_range
@@ -61,12 +61,12 @@
 #define RENAME_NOREPLACE 1
 #endif
 
-#define CONN ATOLL_AGENT_CONNECTION_FD
-#define PATH_CAP 4096
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define MAX_GROUPS 64
+#define CONN            ATOLL_AGENT_CONNECTION_FD
+#define PATH_CAP        4096
+#define DEFAULT_PATH    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define MAX_GROUPS      64
 #define REQUEST_WAIT_MS 10000
-#define COMMIT_WAIT_MS 120000
+#define COMMIT_WAIT_MS  120000
 
 /* ------------------------------------------------------------------------------------------
  * Messages out: numbers and strings are collected, then sent as one packet.
@@ -116,18 +116,25 @@ static void out_strn(struct out *o, const char *s, size_t n) {
     o->nstr++;
 }
 
-static void out_str(struct out *o, const char *s) { out_strn(o, s ? s : "", s ? strlen(s) : 0); }
+static void out_str(struct out *o, const char *s) {
+    out_strn(o, s ? s : "", s ? strlen(s) : 0);
+}
 
 /* Sends the message; the runtime being gone (EPIPE) ends the agent. */
 static void out_send(struct out *o) {
     atoll_agent_header h = {
-        .magic = ATOLL_AGENT_MAGIC, .kind = o->kind, .numbers = (uint16_t)o->nnum, .strings = o->nstr,
+        .magic = ATOLL_AGENT_MAGIC,
+        .kind = o->kind,
+        .numbers = (uint16_t)o->nnum,
+        .strings = o->nstr,
         .length = (uint32_t)(sizeof h + o->nnum * 8 + o->slen),
     };
     struct iovec iov[3] = {{&h, sizeof h}, {o->nums, o->nnum * 8}, {o->strs, o->slen}};
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 3};
     ssize_t r;
-    do { r = sendmsg(CONN, &mh, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
+    do {
+        r = sendmsg(CONN, &mh, MSG_NOSIGNAL);
+    } while (r < 0 && errno == EINTR);
     if (r < 0) _exit(errno == EPIPE ? 0 : 71);
 }
 
@@ -180,11 +187,15 @@ static int recv_msg(struct msg *m, int timeout_ms) {
     memset(m, 0, sizeof *m);
     struct pollfd p = {CONN, POLLIN, 0};
     int r;
-    do { r = poll(&p, 1, timeout_ms); } while (r < 0 && errno == EINTR);
+    do {
+        r = poll(&p, 1, timeout_ms);
+    } while (r < 0 && errno == EINTR);
     if (r == 0) return -1;
     if (r < 0) _exit(72);
     ssize_t size;
-    do { size = recv(CONN, NULL, 0, MSG_PEEK | MSG_TRUNC); } while (size < 0 && errno == EINTR);
+    do {
+        size = recv(CONN, NULL, 0, MSG_PEEK | MSG_TRUNC);
+    } while (size < 0 && errno == EINTR);
     if (size <= 0) return 0;
     if ((size_t)size > ATOLL_AGENT_MESSAGE_MAX || (size_t)size < sizeof(atoll_agent_header)) _exit(73);
     char *buf = xrealloc(NULL, (size_t)size + 1);
@@ -192,15 +203,19 @@ static int recv_msg(struct msg *m, int timeout_ms) {
     struct iovec iov = {buf, (size_t)size};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
     ssize_t got;
-    do { got = recvmsg(CONN, &mh, MSG_CMSG_CLOEXEC); } while (got < 0 && errno == EINTR);
+    do {
+        got = recvmsg(CONN, &mh, MSG_CMSG_CLOEXEC);
+    } while (got < 0 && errno == EINTR);
     if (got != size) _exit(74);
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         int *fds = (int *)CMSG_DATA(c);
         for (size_t i = 0; i < n; i++) {
-            if (m->nfds < 8) m->fds[m->nfds++] = fds[i];
-            else close(fds[i]);
+            if (m->nfds < 8)
+                m->fds[m->nfds++] = fds[i];
+            else
+                close(fds[i]);
         }
     }
     atoll_agent_header h;
@@ -251,13 +266,24 @@ static char *read_small(const char *path, size_t limit) {
     char *buf = xrealloc(NULL, cap + 1);
     for (;;) {
         if (len == cap) {
-            if (cap > limit) { free(buf); close(fd); errno = EFBIG; return NULL; }
+            if (cap > limit) {
+                free(buf);
+                close(fd);
+                errno = EFBIG;
+                return NULL;
+            }
             cap *= 2;
             buf = xrealloc(buf, cap + 1);
         }
         ssize_t n = read(fd, buf + len, cap - len);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) { int e = errno; free(buf); close(fd); errno = e; return NULL; }
+        if (n < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            errno = e;
+            return NULL;
+        }
         if (n == 0) break;
         len += (size_t)n;
     }
@@ -340,8 +366,8 @@ static int each_line(const char *text, int want, int (*visit)(char **fields, voi
 }
 
 struct find_user {
-    const char *name;   /* match by name, or */
-    uint64_t uid;       /* by uid (UINT64_MAX: by name) */
+    const char *name; /* match by name, or */
+    uint64_t uid;     /* by uid (UINT64_MAX: by name) */
     char fields[7][PATH_CAP];
 };
 
@@ -355,7 +381,7 @@ static int match_user(char **f, void *ctx) {
 struct member_groups {
     const char *user;
     struct account *a;
-    const char *bad;    /* a group listing the user whose gid is outside the range */
+    const char *bad; /* a group listing the user whose gid is outside the range */
     char badname[256];
 };
 
@@ -402,8 +428,7 @@ static void resolve_user(const char *spec, struct account *a) {
         uid = parse_id(copy);
         if (uid == UINT64_MAX || strlen(spec) >= sizeof copy)
             failf(ENOENT, "resolve user", "/etc/passwd", "user \"%.64s\" does not exist in the sandbox's /etc/passwd", spec);
-        if (uid >= ATOLL_SANDBOX_ID_COUNT)
-            failf(EINVAL, "resolve user", "", "uid %.16s is outside the sandbox's ids (0 to 65535)", copy);
+        if (uid >= ATOLL_SANDBOX_ID_COUNT) failf(EINVAL, "resolve user", "", "uid %.16s is outside the sandbox's ids (0 to 65535)", copy);
         q.name = NULL;
         q.uid = uid;
         int known = each_line(passwd_text, 7, match_user, &q);
@@ -453,8 +478,10 @@ static void id_name(int group, uint32_t id, char *out, size_t cap) {
     if (!last[group].valid || last[group].id != id) {
         load_accounts();
         struct find_name q = {.id = id};
-        if (each_line(group ? group_text : passwd_text, group ? 4 : 7, match_id, &q)) snprintf(last[group].name, 256, "%s", q.name);
-        else snprintf(last[group].name, 256, "%u", id);
+        if (each_line(group ? group_text : passwd_text, group ? 4 : 7, match_id, &q))
+            snprintf(last[group].name, 256, "%s", q.name);
+        else
+            snprintf(last[group].name, 256, "%u", id);
         last[group].id = id;
         last[group].valid = 1;
     }
@@ -509,7 +536,8 @@ static void normalize(const char *home, const char *path, char *out) {
 static void split_path(const char *abs, char *parent, char *name) {
     const char *slash = strrchr(abs, '/');
     size_t plen = (size_t)(slash - abs);
-    if (plen == 0) strcpy(parent, "/");
+    if (plen == 0)
+        strcpy(parent, "/");
     else {
         memcpy(parent, abs, plen);
         parent[plen] = 0;
@@ -653,7 +681,8 @@ static __attribute__((noreturn)) void do_exec(struct msg *m) {
         memset(data, 0, sizeof data);
         if (syscall(SYS_capset, &hdr, data) < 0) fail(errno, "capset", a.name, "");
     }
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) fail(errno, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)", "", "");
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        fail(errno, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)", "", "");
     if (chdir(cwd) < 0) fail(errno, "chdir", cwd, "");
     char executable[PATH_CAP];
     int missing = find_executable(m->strs[2], envp, executable);
@@ -710,7 +739,9 @@ static void mkdir_parents(const char *abs, mode_t mode, const struct account *ow
     }
 }
 
-static void do_stat(struct file_request *r) { reply_entry(r->path); }
+static void do_stat(struct file_request *r) {
+    reply_entry(r->path);
+}
 
 static void do_list(struct file_request *r) {
     int fd = open(r->path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
@@ -724,7 +755,10 @@ static void do_list(struct file_request *r) {
     struct dirent *e;
     while ((e = readdir(d))) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        if (count >= limit) { truncated = 1; break; }
+        if (count >= limit) {
+            truncated = 1;
+            break;
+        }
         struct stat st;
         if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
         char child[PATH_CAP];
@@ -755,7 +789,10 @@ static int64_t copy_fd(int from, int to, int64_t limit, int *read_failed) {
         if (want == 0) break;
         ssize_t n = read(from, buf, want);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) { *read_failed = 1; return -errno; }
+        if (n < 0) {
+            *read_failed = 1;
+            return -errno;
+        }
         if (n == 0) break;
         for (ssize_t off = 0; off < n;) {
             ssize_t w = write(to, buf + off, (size_t)(n - off));
@@ -785,7 +822,9 @@ static void do_read(struct file_request *r) {
     static char first[64 * 1024];
     size_t want = r->limit >= 0 && r->limit < (int64_t)sizeof first ? (size_t)r->limit : sizeof first;
     ssize_t got;
-    do { got = read(fd, first, want); } while (got < 0 && errno == EINTR);
+    do {
+        got = read(fd, first, want);
+    } while (got < 0 && errno == EINTR);
     if (got < 0) fail(errno, "read", r->path, "");
     out_begin(&reply, ATOLL_AGENT_ENTRY);
     char parent[PATH_CAP], name[NAME_MAX + 1];
@@ -954,8 +993,10 @@ static void do_delete(struct file_request *r) {
     }
     int64_t removed = 1;
     if (S_ISDIR(st.st_mode)) {
-        if (r->flags & ATOLL_FILE_RECURSIVE) removed = remove_tree(r->path);
-        else if (rmdir(r->path) < 0) fail(errno, "rmdir", r->path, "");
+        if (r->flags & ATOLL_FILE_RECURSIVE)
+            removed = remove_tree(r->path);
+        else if (rmdir(r->path) < 0)
+            fail(errno, "rmdir", r->path, "");
     } else if (unlink(r->path) < 0) {
         fail(errno, "unlink", r->path, "");
     }
@@ -1007,7 +1048,8 @@ static void do_setperm(struct file_request *r) {
                 failf(ENOENT, "resolve group", "/etc/group", "group \"%.64s\" does not exist in the sandbox", r->third);
             g = q.gid;
         }
-        if (g >= ATOLL_SANDBOX_ID_COUNT) failf(EINVAL, "resolve group", "", "group \"%.64s\" is outside the sandbox's ids (0 to 65535)", r->third);
+        if (g >= ATOLL_SANDBOX_ID_COUNT)
+            failf(EINVAL, "resolve group", "", "group \"%.64s\" is outside the sandbox's ids (0 to 65535)", r->third);
         gid = (gid_t)g;
     }
     if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchownat(AT_FDCWD, r->path, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
@@ -1023,8 +1065,7 @@ static int skipped_root(const char *path) {
 /* An iterative depth-first walk below `abs`: one open directory per level, at most
  * ATOLL_AGENT_WALK_DEPTH levels and ATOLL_AGENT_WALK_ENTRIES entries; symlinks are not followed.
  * `visit` sees every entry; returns non-zero when the walk was cut short by a bound. */
-static int walk(const char *abs, void (*visit)(int dir, const char *name, const char *path, const struct stat *st, void *ctx),
-                void *ctx) {
+static int walk(const char *abs, void (*visit)(int dir, const char *name, const char *path, const struct stat *st, void *ctx), void *ctx) {
     struct frame {
         DIR *d;
         size_t len;

@@ -31,29 +31,29 @@
 
 /// Descriptors atoll-init receives at spawn: the listening socket and the agent's memfd.
 #define ATOLL_INIT_LISTENER_FD 3
-#define ATOLL_INIT_AGENT_FD 4
+#define ATOLL_INIT_AGENT_FD    4
 /// The descriptor the agent finds its connection on.
 #define ATOLL_AGENT_CONNECTION_FD 3
 
 typedef struct atoll_agent_header {
     uint32_t magic;
-    uint16_t kind;      /* enum atoll_agent_kind */
-    uint16_t numbers;   /* int64 values after the header */
-    uint32_t strings;   /* NUL-terminated strings after the numbers */
-    uint32_t length;    /* bytes of the whole message, header included */
+    uint16_t kind;    /* enum atoll_agent_kind */
+    uint16_t numbers; /* int64 values after the header */
+    uint32_t strings; /* NUL-terminated strings after the numbers */
+    uint32_t length;  /* bytes of the whole message, header included */
 } atoll_agent_header;
 
 enum atoll_agent_kind {
     /* Requests (runtime → agent); the first message of a connection. */
-    ATOLL_AGENT_EXEC = 1,     /* numbers: argc, envc, flags; strings: user, cwd, file, argv…, env…;
-                                 descriptors: stdin, stdout, stderr */
-    ATOLL_AGENT_FILE = 2,     /* numbers: op, flags, mode (-1: none), limit;
-                                 strings: user, path, second, third (see enum atoll_agent_file_op);
-                                 descriptors: a pipe end for READ (write end) and WRITE (read end) */
+    ATOLL_AGENT_EXEC = 1, /* numbers: argc, envc, flags; strings: user, cwd, file, argv…, env…;
+                             descriptors: stdin, stdout, stderr */
+    ATOLL_AGENT_FILE = 2, /* numbers: op, flags, mode (-1: none), limit;
+                             strings: user, path, second, third (see enum atoll_agent_file_op);
+                             descriptors: a pipe end for READ (write end) and WRITE (read end) */
 
     /* Control (runtime → agent) while a request runs. */
-    ATOLL_AGENT_SIGNAL = 10,  /* numbers: signal — sent to the exec's whole process group */
-    ATOLL_AGENT_COMMIT = 11,  /* numbers: bytes — every byte of an upload was written to its pipe */
+    ATOLL_AGENT_SIGNAL = 10, /* numbers: signal — sent to the exec's whole process group */
+    ATOLL_AGENT_COMMIT = 11, /* numbers: bytes — every byte of an upload was written to its pipe */
 
     /* Replies (agent → runtime). */
     ATOLL_AGENT_ERROR = 20,   /* numbers: errno; strings: call, path (inside the sandbox), detail */
@@ -87,21 +87,21 @@ enum atoll_agent_exec_flags {
 /// what is created; paths are normalised lexically, then resolved by the kernel inside the
 /// sandbox's own root.
 enum atoll_agent_file_op {
-    ATOLL_FILE_STAT = 1,       /* path (not following a final symlink) → ENTRY */
-    ATOLL_FILE_LIST = 2,       /* directory path → ENTRY batches, DONE (limit: entries) */
-    ATOLL_FILE_READ = 3,       /* path → ENTRY, the bytes on the pipe, DONE(bytes) (limit: bytes) */
-    ATOLL_FILE_WRITE = 4,      /* path, mode for a new file; bytes from the pipe until EOF, then
-                                  COMMIT from the runtime → ENTRY. Written to a temporary file and
-                                  renamed over the target, so a failed upload changes nothing. */
-    ATOLL_FILE_MKDIR = 5,      /* path, mode → ENTRY */
-    ATOLL_FILE_DELETE = 6,     /* path → DONE(entries removed) */
-    ATOLL_FILE_MOVE = 7,       /* path, second: destination → DONE */
-    ATOLL_FILE_SETPERM = 8,    /* path, mode (-1: keep), second: owner, third: group ("" keeps) → ENTRY */
-    ATOLL_FILE_SEARCH = 9,     /* path, second: glob pattern for names → PATH batches, DONE */
-    ATOLL_FILE_FIND = 10,      /* path, second: text → MATCH batches, DONE */
-    ATOLL_FILE_MKFIFO = 11,    /* path, mode → DONE */
-    ATOLL_FILE_FIFO_WRITE = 12,/* path, second: bytes written once, without blocking → DONE */
-    ATOLL_FILE_ACCOUNT = 13,   /* → ACCOUNT of `user` */
+    ATOLL_FILE_STAT = 1,        /* path (not following a final symlink) → ENTRY */
+    ATOLL_FILE_LIST = 2,        /* directory path → ENTRY batches, DONE (limit: entries) */
+    ATOLL_FILE_READ = 3,        /* path → ENTRY, the bytes on the pipe, DONE(bytes) (limit: bytes) */
+    ATOLL_FILE_WRITE = 4,       /* path, mode for a new file; bytes from the pipe until EOF, then
+                                   COMMIT from the runtime → ENTRY. Written to a temporary file and
+                                   renamed over the target, so a failed upload changes nothing. */
+    ATOLL_FILE_MKDIR = 5,       /* path, mode → ENTRY */
+    ATOLL_FILE_DELETE = 6,      /* path → DONE(entries removed) */
+    ATOLL_FILE_MOVE = 7,        /* path, second: destination → DONE */
+    ATOLL_FILE_SETPERM = 8,     /* path, mode (-1: keep), second: owner, third: group ("" keeps) → ENTRY */
+    ATOLL_FILE_SEARCH = 9,      /* path, second: glob pattern for names → PATH batches, DONE */
+    ATOLL_FILE_FIND = 10,       /* path, second: text → MATCH batches, DONE */
+    ATOLL_FILE_MKFIFO = 11,     /* path, mode → DONE */
+    ATOLL_FILE_FIFO_WRITE = 12, /* path, second: bytes written once, without blocking → DONE */
+    ATOLL_FILE_ACCOUNT = 13,    /* → ACCOUNT of `user` */
 };
 
 enum atoll_agent_file_flags {
@@ -112,7 +112,7 @@ enum atoll_agent_file_flags {
 };
 
 /// Bounds of the agent's tree walks (search, find): it holds one directory open per level.
-#define ATOLL_AGENT_WALK_DEPTH 128
+#define ATOLL_AGENT_WALK_DEPTH   128
 #define ATOLL_AGENT_WALK_ENTRIES 200000
 /// Largest file a content search reads.
 #define ATOLL_AGENT_FIND_FILE_MAX (8u << 20)

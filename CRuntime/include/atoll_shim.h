@@ -22,9 +22,9 @@ extern "C" {
 
 /// A failed system call: which call, on which path or object, and the errno it returned.
 typedef struct atoll_error {
-    int32_t err;        /* errno value (positive) */
-    char call[48];      /* e.g. "mount", "pivot_root", "setns(user)" */
-    char path[464];     /* path or object the call acted on, "" when none */
+    int32_t err;    /* errno value (positive) */
+    char call[48];  /* e.g. "mount", "pivot_root", "setns(user)" */
+    char path[464]; /* path or object the call acted on, "" when none */
 } atoll_error;
 
 /* ---------------------------------------------------------------------------------------------
@@ -34,65 +34,65 @@ typedef struct atoll_error {
  * into the new root and continues with relative targets ("proc", "dev/null", ...).
  * ------------------------------------------------------------------------------------------- */
 enum atoll_op_kind {
-    ATOLL_OP_MOUNT = 1,        /* mount(source, target, fstype, flags, data) */
-    ATOLL_OP_BIND = 2,         /* bind source onto target; flags (MS_RDONLY, MS_NOSUID, ...) applied by a remount */
-    ATOLL_OP_READONLY = 3,     /* bind target onto itself and remount read-only (runc "readonlyPaths") */
-    ATOLL_OP_MASK = 4,         /* /dev/null over a file, empty read-only tmpfs over a directory (runc "maskedPaths") */
-    ATOLL_OP_MKDIR = 5,        /* mkdir target with mode (existing directory is fine) */
-    ATOLL_OP_TOUCH = 6,        /* create an empty regular file target with mode (bind-mount target) */
-    ATOLL_OP_SYMLINK = 7,      /* symlink: target -> source */
-    ATOLL_OP_WRITE = 8,        /* write data to the existing file target (e.g. a /proc/sys entry) */
-    ATOLL_OP_IDMAP_BIND = 9,   /* detached bind of source, idmapped to the plan's user namespace, attached over target */
-    ATOLL_OP_CHDIR = 10,       /* chdir(target) */
-    ATOLL_OP_PIVOT = 11,       /* pivot_root into the current directory and detach the old root */
+    ATOLL_OP_MOUNT = 1,      /* mount(source, target, fstype, flags, data) */
+    ATOLL_OP_BIND = 2,       /* bind source onto target; flags (MS_RDONLY, MS_NOSUID, ...) applied by a remount */
+    ATOLL_OP_READONLY = 3,   /* bind target onto itself and remount read-only (runc "readonlyPaths") */
+    ATOLL_OP_MASK = 4,       /* /dev/null over a file, empty read-only tmpfs over a directory (runc "maskedPaths") */
+    ATOLL_OP_MKDIR = 5,      /* mkdir target with mode (existing directory is fine) */
+    ATOLL_OP_TOUCH = 6,      /* create an empty regular file target with mode (bind-mount target) */
+    ATOLL_OP_SYMLINK = 7,    /* symlink: target -> source */
+    ATOLL_OP_WRITE = 8,      /* write data to the existing file target (e.g. a /proc/sys entry) */
+    ATOLL_OP_IDMAP_BIND = 9, /* detached bind of source, idmapped to the plan's user namespace, attached over target */
+    ATOLL_OP_CHDIR = 10,     /* chdir(target) */
+    ATOLL_OP_PIVOT = 11,     /* pivot_root into the current directory and detach the old root */
 };
 
 /// One step of a root filesystem plan.
 typedef struct atoll_op {
-    int32_t kind;              /* enum atoll_op_kind */
-    uint32_t optional;         /* non-zero: a missing source or target (ENOENT) skips the step */
+    int32_t kind;      /* enum atoll_op_kind */
+    uint32_t optional; /* non-zero: a missing source or target (ENOENT) skips the step */
     const char *source;
     const char *target;
     const char *fstype;
     const char *data;
-    unsigned long flags;       /* MS_* flags */
+    unsigned long flags; /* MS_* flags */
     uint32_t mode;
 } atoll_op;
 
 /// The credentials a sandbox process ends up with, applied last before execve.
 typedef struct atoll_identity {
-    int userns_fd;             /* user namespace to join */
-    uint32_t uid;              /* ids inside the user namespace */
+    int userns_fd; /* user namespace to join */
+    uint32_t uid;  /* ids inside the user namespace */
     uint32_t gid;
-    const uint32_t *groups;    /* supplementary groups inside the user namespace */
+    const uint32_t *groups; /* supplementary groups inside the user namespace */
     uint32_t ngroups;
-    uint64_t bounding;         /* capability bounding set (bit n = capability n) */
-    uint64_t capabilities;     /* permitted = effective = inheritable; 0 for non-root users */
-    uint32_t last_cap;         /* /proc/sys/kernel/cap_last_cap of the host */
-    const void *seccomp;       /* struct sock_filter[] built by atoll_seccomp_build */
-    uint32_t seccomp_len;      /* number of BPF instructions */
-    uint64_t rlimit_core;      /* RLIMIT_CORE soft and hard value */
+    uint64_t bounding;     /* capability bounding set (bit n = capability n) */
+    uint64_t capabilities; /* permitted = effective = inheritable; 0 for non-root users */
+    uint32_t last_cap;     /* /proc/sys/kernel/cap_last_cap of the host */
+    const void *seccomp;   /* struct sock_filter[] built by atoll_seccomp_build */
+    uint32_t seccomp_len;  /* number of BPF instructions */
+    uint64_t rlimit_core;  /* RLIMIT_CORE soft and hard value */
 } atoll_identity;
 
 /// Where a new process is placed in the cgroup tree before it runs anything.
 typedef struct atoll_cgroup_target {
-    int dir_fd;                /* cgroup v2: directory fd for CLONE_INTO_CGROUP, or -1 */
-    const int *procs_fds;      /* cgroup v1: open cgroup.procs files, "0" is written to each */
+    int dir_fd;           /* cgroup v2: directory fd for CLONE_INTO_CGROUP, or -1 */
+    const int *procs_fds; /* cgroup v1: open cgroup.procs files, "0" is written to each */
     uint32_t nprocs_fds;
 } atoll_cgroup_target;
 
 /// Everything needed to start a sandbox's PID 1.
 typedef struct atoll_spawn_config {
-    const atoll_op *ops;       /* root filesystem plan, ends with ATOLL_OP_PIVOT */
+    const atoll_op *ops; /* root filesystem plan, ends with ATOLL_OP_PIVOT */
     uint32_t nops;
-    int idmap_userns_fd;       /* user namespace for ATOLL_OP_IDMAP_BIND steps */
+    int idmap_userns_fd; /* user namespace for ATOLL_OP_IDMAP_BIND steps */
     const char *hostname;
-    int loopback_up;           /* non-zero: bring "lo" up in the sandbox's network namespace */
-    int netns_fd;              /* network namespace to join (made by atoll_net_sandbox_create), or -1 for a new empty one */
+    int loopback_up; /* non-zero: bring "lo" up in the sandbox's network namespace */
+    int netns_fd;    /* network namespace to join (made by atoll_net_sandbox_create), or -1 for a new empty one */
     atoll_cgroup_target cgroup;
-    int exec_fd;               /* executable to run as PID 1 (a sealed memfd holding atoll-init) */
-    int agent_listener_fd;     /* becomes PID 1's fd 3 (ATOLL_INIT_LISTENER_FD): the agent's listening socket, or -1 */
-    int agent_exec_fd;         /* becomes PID 1's fd 4 (ATOLL_INIT_AGENT_FD): the agent's sealed memfd, or -1 */
+    int exec_fd;           /* executable to run as PID 1 (a sealed memfd holding atoll-init) */
+    int agent_listener_fd; /* becomes PID 1's fd 3 (ATOLL_INIT_LISTENER_FD): the agent's listening socket, or -1 */
+    int agent_exec_fd;     /* becomes PID 1's fd 4 (ATOLL_INIT_AGENT_FD): the agent's sealed memfd, or -1 */
     char *const *argv;
     char *const *envp;
     atoll_identity identity;
@@ -109,11 +109,11 @@ int atoll_spawn_sandbox(const atoll_spawn_config *cfg, pid_t *pid_out, int *pidf
 
 /// A host program to start directly inside a cgroup.
 typedef struct atoll_placed_config {
-    const char *path;          /* absolute path of the program */
+    const char *path; /* absolute path of the program */
     char *const *argv;
     char *const *envp;
     atoll_cgroup_target cgroup;
-    int stdin_fd, stdout_fd, stderr_fd;  /* become 0, 1, 2; -1: /dev/null */
+    int stdin_fd, stdout_fd, stderr_fd; /* become 0, 1, 2; -1: /dev/null */
 } atoll_placed_config;
 
 /*
@@ -138,8 +138,8 @@ int atoll_loop_attach(const char *image, int *index_out, int *fd_out, atoll_erro
 /// A seccomp rule: `action` for syscall `name`, optionally only when `(arg[arg_index] & mask) == value`.
 typedef struct atoll_seccomp_rule {
     const char *name;
-    int32_t errno_value;       /* >0: fail with this errno; 0: kill the process */
-    int32_t arg_index;         /* -1: unconditional */
+    int32_t errno_value; /* >0: fail with this errno; 0: kill the process */
+    int32_t arg_index;   /* -1: unconditional */
     uint64_t mask;
     uint64_t value;
 } atoll_seccomp_rule;
@@ -165,8 +165,8 @@ int atoll_pidfd_signal(int pidfd, int sig, atoll_error *err);
 
 /// Result of waiting for a child.
 typedef struct atoll_exit {
-    int32_t exited;            /* 1 = exited normally, 0 = killed by a signal */
-    int32_t status;            /* exit code or signal number */
+    int32_t exited; /* 1 = exited normally, 0 = killed by a signal */
+    int32_t status; /* exit code or signal number */
 } atoll_exit;
 
 /*
@@ -196,11 +196,11 @@ int atoll_net_bridge_ensure(int host_ns_fd, const char *bridge, uint32_t gateway
 
 /// A sandbox's link to the bridge.
 typedef struct atoll_sandbox_link {
-    const char *bridge;        /* bridge the host end joins (as an isolated port) */
-    const char *host_name;     /* host end of the veth pair; an existing link of that name is replaced */
-    const char *peer_name;     /* sandbox end, e.g. "eth0" */
-    uint32_t address;          /* the sandbox's address (a /32 inside) */
-    uint32_t gateway;          /* the bridge's address: on-link route and default gateway */
+    const char *bridge;    /* bridge the host end joins (as an isolated port) */
+    const char *host_name; /* host end of the veth pair; an existing link of that name is replaced */
+    const char *peer_name; /* sandbox end, e.g. "eth0" */
+    uint32_t address;      /* the sandbox's address (a /32 inside) */
+    uint32_t gateway;      /* the bridge's address: on-link route and default gateway */
 } atoll_sandbox_link;
 
 /*
@@ -234,7 +234,8 @@ int atoll_nft_run(int host_ns_fd, const char *commands, char **output, char **er
 /// Creates a new network namespace with loopback up and returns an O_CLOEXEC fd to it (it lives as long as that fd).
 int atoll_net_namespace_create(int *fd_out, atoll_error *err);
 
-/// socket(domain, type | SOCK_CLOEXEC, protocol) made inside the network namespace `ns_fd` (it stays bound to it). Returns the fd or -errno.
+/// socket(domain, type | SOCK_CLOEXEC, protocol) made inside the network namespace `ns_fd` (it stays bound to it). Returns the fd or
+/// -errno.
 int atoll_net_socket(int ns_fd, int domain, int type, int protocol, atoll_error *err);
 
 /* ---------------------------------------------------------------------------------------------
@@ -266,7 +267,8 @@ long atoll_agent_recv(int fd, void *buf, size_t cap, atoll_error *err);
 /// pipe2(fds, O_CLOEXEC): both ends close-on-exec. Returns 0 or -errno.
 int atoll_pipe_cloexec(int fds[2]);
 
-/// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to this process (prctl is variadic, so Swift cannot call it). Returns 0 or -errno.
+/// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to this process (prctl is variadic, so Swift cannot call it).
+/// Returns 0 or -errno.
 int atoll_set_child_subreaper(void);
 
 #ifdef __cplusplus

@@ -34,34 +34,34 @@
 
 #include "atoll_agent.h"
 
-#define SIGHUP 1
-#define SIGINT 2
-#define SIGQUIT 3
-#define SIGTERM 15
-#define SIGCHLD 17
-#define WNOHANG 1
-#define PR_SET_NAME 15
+#define SIGHUP          1
+#define SIGINT          2
+#define SIGQUIT         3
+#define SIGTERM         15
+#define SIGCHLD         17
+#define WNOHANG         1
+#define PR_SET_NAME     15
 #define PR_SET_DUMPABLE 4
-#define SIG_SETMASK 2
-#define F_GETFD 1
-#define F_SETFD 2
-#define F_GETFL 3
-#define F_SETFL 4
-#define FD_CLOEXEC 1
-#define O_NONBLOCK 04000
-#define O_CLOEXEC 02000000
-#define POLLIN 1
-#define SOL_SOCKET 1
-#define SO_PEERCRED 17
-#define AT_EMPTY_PATH 0x1000
-#define EINTR 4
+#define SIG_SETMASK     2
+#define F_GETFD         1
+#define F_SETFD         2
+#define F_GETFL         3
+#define F_SETFL         4
+#define FD_CLOEXEC      1
+#define O_NONBLOCK      04000
+#define O_CLOEXEC       02000000
+#define POLLIN          1
+#define SOL_SOCKET      1
+#define SO_PEERCRED     17
+#define AT_EMPTY_PATH   0x1000
+#define EINTR           4
 
-#define LISTENER ATOLL_INIT_LISTENER_FD
-#define AGENT ATOLL_INIT_AGENT_FD
-#define SIGKILL 9
+#define LISTENER     ATOLL_INIT_LISTENER_FD
+#define AGENT        ATOLL_INIT_AGENT_FD
+#define SIGKILL      9
 #define MSG_DONTWAIT 0x40
 #define MSG_NOSIGNAL 0x4000
-#define MAX_JOBS 1024
+#define MAX_JOBS     1024
 
 #if defined(__x86_64__)
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
@@ -69,10 +69,7 @@ static long sys6(long n, long a, long b, long c, long d, long e, long f) {
     register long r10 __asm__("r10") = d;
     register long r8 __asm__("r8") = e;
     register long r9 __asm__("r9") = f;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                     : "rcx", "r11", "memory");
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9) : "rcx", "r11", "memory");
     return ret;
 }
 __asm__(".text\n.global _start\n_start:\n xor %rbp,%rbp\n and $-16,%rsp\n call init_main\n hlt\n");
@@ -140,7 +137,8 @@ static void drop_job(struct job *j) {
 static void report_exit(struct job *j, int status) {
     if (j->conn < 0) return;
     int signal = status & 0x7f;
-    struct message m = {ATOLL_AGENT_MAGIC, ATOLL_AGENT_EXIT, 2, 0, sizeof m, {signal == 0 ? 1 : 0, signal == 0 ? (status >> 8) & 0xff : signal}};
+    struct message m = {
+        ATOLL_AGENT_MAGIC, ATOLL_AGENT_EXIT, 2, 0, sizeof m, {signal == 0 ? 1 : 0, signal == 0 ? (status >> 8) & 0xff : signal}};
     sys6(__NR_sendto, j->conn, (long)&m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL, 0, 0);
 }
 
@@ -173,7 +171,8 @@ static void read_job(struct job *j) {
         j->reading = 0;
         return;
     }
-    if (n == 24 && m.magic == ATOLL_AGENT_MAGIC && m.kind == ATOLL_AGENT_SIGNAL && m.numbers == 1 && m.length == 24 && m.value[0] > 0 && m.value[0] < 65)
+    if (n == 24 && m.magic == ATOLL_AGENT_MAGIC && m.kind == ATOLL_AGENT_SIGNAL && m.numbers == 1 && m.length == 24 && m.value[0] > 0 &&
+        m.value[0] < 65)
         kill_group(j->pid, (int)m.value[0]);
 }
 

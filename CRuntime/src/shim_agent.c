@@ -50,10 +50,11 @@ int atoll_agent_connect(int dir_fd, const char *name, int *fd_out, atoll_error *
     /* Requests carry argv and environment; let one of up to ATOLL_AGENT_MESSAGE_MAX fit (root may
      * exceed net.core.wmem_max). Failing that, the default buffer still takes ordinary ones. */
     int size = 2 * 1024 * 1024;
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0)
-        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0) (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     int r;
-    do { r = connect(fd, (struct sockaddr *)&addr, sizeof addr); } while (r < 0 && errno == EINTR);
+    do {
+        r = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+    } while (r < 0 && errno == EINTR);
     if (r < 0) {
         int e = errno;
         close(fd);
@@ -79,7 +80,9 @@ int atoll_agent_send(int fd, const void *data, size_t len, const int *fds, int n
         memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
     }
     ssize_t r;
-    do { r = sendmsg(fd, &mh, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
+    do {
+        r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    } while (r < 0 && errno == EINTR);
     if (r < 0) return atoll_fail(err, errno, "sendmsg", "sandbox agent");
     if ((size_t)r != len) return atoll_fail(err, EMSGSIZE, "sendmsg", "sandbox agent");
     return 0;
@@ -88,11 +91,15 @@ int atoll_agent_send(int fd, const void *data, size_t len, const int *fds, int n
 long atoll_agent_peek(int fd, int timeout_ms, atoll_error *err) {
     struct pollfd p = {fd, POLLIN, 0};
     int r;
-    do { r = poll(&p, 1, timeout_ms); } while (r < 0 && errno == EINTR);
+    do {
+        r = poll(&p, 1, timeout_ms);
+    } while (r < 0 && errno == EINTR);
     if (r < 0) return atoll_fail(err, errno, "poll", "sandbox agent");
     if (r == 0) return atoll_fail(err, ETIMEDOUT, "poll", "sandbox agent");
     ssize_t size;
-    do { size = recv(fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT); } while (size < 0 && errno == EINTR);
+    do {
+        size = recv(fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+    } while (size < 0 && errno == EINTR);
     if (size < 0) {
         if (errno == ECONNRESET) return 0;
         return atoll_fail(err, errno, "recv", "sandbox agent");
@@ -105,7 +112,9 @@ long atoll_agent_recv(int fd, void *buf, size_t cap, atoll_error *err) {
     char control[CMSG_SPACE(8 * sizeof(int))];
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
     ssize_t r;
-    do { r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); } while (r < 0 && errno == EINTR);
+    do {
+        r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } while (r < 0 && errno == EINTR);
     if (r < 0) return atoll_fail(err, errno, "recvmsg", "sandbox agent");
     /* The agent sends no descriptors; any that arrive are closed, never used. */
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {

@@ -35,10 +35,10 @@
 #define MFD_EXEC 0x0010U
 #endif
 #ifndef F_SEAL_SEAL
-#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SEAL   0x0001
 #define F_SEAL_SHRINK 0x0002
-#define F_SEAL_GROW 0x0004
-#define F_SEAL_WRITE 0x0008
+#define F_SEAL_GROW   0x0004
+#define F_SEAL_WRITE  0x0008
 #endif
 
 static int write_file(const char *path, const char *data, atoll_error *err) {
@@ -110,7 +110,10 @@ int atoll_loop_attach(const char *image, int *index_out, int *fd_out, atoll_erro
     /* LOOP_CTL_GET_FREE races with every other user of loop devices: retry when one is taken. */
     for (int attempt = 0; attempt < 64; attempt++) {
         int index = ioctl(ctl, LOOP_CTL_GET_FREE);
-        if (index < 0) { rc = atoll_fail(err, errno, "ioctl(LOOP_CTL_GET_FREE)", "/dev/loop-control"); break; }
+        if (index < 0) {
+            rc = atoll_fail(err, errno, "ioctl(LOOP_CTL_GET_FREE)", "/dev/loop-control");
+            break;
+        }
         char dev[32];
         snprintf(dev, sizeof dev, "/dev/loop%d", index);
         int lfd = -1;
@@ -120,7 +123,10 @@ int atoll_loop_attach(const char *image, int *index_out, int *fd_out, atoll_erro
             struct timespec ts = {0, 1000000}; /* devtmpfs may lag behind LOOP_CTL_GET_FREE */
             nanosleep(&ts, NULL);
         }
-        if (lfd < 0) { rc = atoll_fail(err, errno, "open", dev); break; }
+        if (lfd < 0) {
+            rc = atoll_fail(err, errno, "open", dev);
+            break;
+        }
         struct loop_config cfg;
         memset(&cfg, 0, sizeof cfg);
         cfg.fd = (uint32_t)backing;
@@ -134,7 +140,10 @@ int atoll_loop_attach(const char *image, int *index_out, int *fd_out, atoll_erro
         }
         int e = errno;
         close(lfd);
-        if (e != EBUSY) { rc = atoll_fail(err, e, "ioctl(LOOP_CONFIGURE)", dev); break; }
+        if (e != EBUSY) {
+            rc = atoll_fail(err, e, "ioctl(LOOP_CONFIGURE)", dev);
+            break;
+        }
     }
     close(ctl);
     close(backing);
@@ -187,7 +196,9 @@ int atoll_pidfd_wait(int pidfd, int block, atoll_exit *out, atoll_error *err) {
     siginfo_t info;
     memset(&info, 0, sizeof info);
     int r;
-    do { r = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | (block ? 0 : WNOHANG)); } while (r < 0 && errno == EINTR);
+    do {
+        r = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | (block ? 0 : WNOHANG));
+    } while (r < 0 && errno == EINTR);
     if (r < 0) return atoll_fail(err, errno, "waitid(P_PIDFD)", "");
     if (info.si_pid == 0) return 0;
     out->exited = info.si_code == CLD_EXITED;

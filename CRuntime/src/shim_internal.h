@@ -39,14 +39,16 @@ struct atoll_clone_args {
 
 static inline size_t atoll_strlen(const char *s) {
     size_t n = 0;
-    if (s) while (s[n]) n++;
+    if (s)
+        while (s[n]) n++;
     return n;
 }
 
 /// Copies at most cap-1 bytes and terminates (no truncation marker: the path is a hint).
 static inline void atoll_strlcpy(char *dst, const char *src, size_t cap) {
     size_t i = 0;
-    if (src) for (; src[i] && i + 1 < cap; i++) dst[i] = src[i];
+    if (src)
+        for (; src[i] && i + 1 < cap; i++) dst[i] = src[i];
     dst[i] = 0;
 }
 
@@ -64,7 +66,10 @@ static inline int atoll_fail(atoll_error *e, int err, const char *call, const ch
 static inline size_t atoll_utoa(uint64_t v, char *buf) {
     char tmp[24];
     size_t n = 0;
-    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
     for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
     buf[n] = 0;
     return n;

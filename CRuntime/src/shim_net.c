@@ -66,8 +66,7 @@ static void *ns_thread(void *p) {
  * namespace) it runs on a new thread, which may then change its own namespace freely: the
  * change ends with the thread.
  */
-static int in_netns_with(int ns_fd, int own_thread, int private_files, int (*fn)(void *, atoll_error *), void *arg,
-                         atoll_error *e) {
+static int in_netns_with(int ns_fd, int own_thread, int private_files, int (*fn)(void *, atoll_error *), void *arg, atoll_error *e) {
     if (ns_fd < 0 && !own_thread && !private_files) return fn(arg, e);
     struct ns_call call = {.ns_fd = ns_fd, .private_files = private_files, .fn = fn, .arg = arg, .err = e, .rc = 0};
     sigset_t all, old;
@@ -118,8 +117,7 @@ static void nl_close(struct nl *nl) {
  * Sends one request and reads replies until the kernel's ACK (or the end of a dump). `cb` sees
  * every data message. Returns 0 or -errno with `what` and `object` naming the failure.
  */
-static int nl_talk(struct nl *nl, struct nlmsghdr *h, mnl_cb_t cb, void *data, const char *what, const char *object,
-                   atoll_error *e) {
+static int nl_talk(struct nl *nl, struct nlmsghdr *h, mnl_cb_t cb, void *data, const char *what, const char *object, atoll_error *e) {
     h->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
     h->nlmsg_seq = nl->seq++;
     if (mnl_socket_sendto(nl->sock, h, h->nlmsg_len) < 0) return atoll_fail(e, errno, what, object);
@@ -225,8 +223,7 @@ static int nl_addr_add(struct nl *nl, int index, uint32_t address, uint8_t prefi
 }
 
 /* A route in the main table: to `dst`/`dst_len` over `index`, through `gateway` (0 = on link). */
-static int nl_route_add(struct nl *nl, int index, uint32_t dst, uint8_t dst_len, uint32_t gateway, const char *what,
-                        atoll_error *e) {
+static int nl_route_add(struct nl *nl, int index, uint32_t dst, uint8_t dst_len, uint32_t gateway, const char *what, atoll_error *e) {
     char buf[MNL_SOCKET_BUFFER_SIZE];
     struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
     h->nlmsg_type = RTM_NEWROUTE;
@@ -352,7 +349,10 @@ static int sandbox_body(void *arg, atoll_error *e) {
     if (rc < 0) goto out;
 
     /* This thread moves into a new namespace; the host socket stays in the host's. */
-    if (unshare(CLONE_NEWNET) < 0) { rc = atoll_fail(e, errno, "unshare(CLONE_NEWNET)", l->host_name); goto out; }
+    if (unshare(CLONE_NEWNET) < 0) {
+        rc = atoll_fail(e, errno, "unshare(CLONE_NEWNET)", l->host_name);
+        goto out;
+    }
     /* IPv4 only: the firewall has no IPv6 rules, so the sandbox gets no IPv6 at all. */
     if ((rc = write_sysctl("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1", 1, e)) < 0) goto out;
     if ((rc = write_sysctl("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1", 1, e)) < 0) goto out;
@@ -363,7 +363,10 @@ static int sandbox_body(void *arg, atoll_error *e) {
     if ((rc = write_sysctl("/proc/sys/net/ipv4/conf/all/accept_redirects", "0", 0, e)) < 0) goto out;
     if ((rc = write_sysctl("/proc/sys/net/ipv4/conf/default/accept_redirects", "0", 0, e)) < 0) goto out;
     nsfd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0) { rc = atoll_fail(e, errno, "open", "/proc/thread-self/ns/net"); goto out; }
+    if (nsfd < 0) {
+        rc = atoll_fail(e, errno, "open", "/proc/thread-self/ns/net");
+        goto out;
+    }
     if ((rc = nl_open(&sb, l->peer_name, e)) < 0) goto out;
 
     struct nlmsghdr *h = nl_link_msg(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0, 0);
@@ -544,7 +547,9 @@ struct nft_job {
     char *errors;
 };
 
-static char *copy_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
+static char *copy_or_null(const char *s) {
+    return s && *s ? strdup(s) : NULL;
+}
 
 static int nft_body(void *arg, atoll_error *e) {
     struct nft_job *j = arg;

@@ -61,7 +61,7 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 #ifndef PR_CAP_AMBIENT
-#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT           47
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
 #endif
 
@@ -78,8 +78,8 @@ struct atoll_open_how {
     uint64_t resolve;
 };
 #define ATOLL_RESOLVE_NO_MAGICLINKS 0x02
-#define ATOLL_RESOLVE_NO_SYMLINKS 0x04
-#define ATOLL_RESOLVE_BENEATH 0x08
+#define ATOLL_RESOLVE_NO_SYMLINKS   0x04
+#define ATOLL_RESOLVE_BENEATH       0x08
 
 long atoll_clone3(struct atoll_clone_args *args) {
     return syscall(SYS_clone3, args, sizeof *args);
@@ -97,7 +97,9 @@ struct child_msg {
 
 static void send_msg(int fd, const struct child_msg *m) {
     ssize_t r;
-    do { r = write(fd, m, sizeof *m); } while (r < 0 && errno == EINTR);
+    do {
+        r = write(fd, m, sizeof *m);
+    } while (r < 0 && errno == EINTR);
 }
 
 /// Reports the error recorded in `m->error` and exits the child.
@@ -147,22 +149,19 @@ static int check_beneath(const char *target, atoll_error *e) {
 }
 
 static int op_mount(const atoll_op *op, atoll_error *e) {
-    if (mount(op->source, op->target, op->fstype, op->flags, op->data) < 0)
-        return atoll_fail(e, errno, "mount", op->target);
+    if (mount(op->source, op->target, op->fstype, op->flags, op->data) < 0) return atoll_fail(e, errno, "mount", op->target);
     return 0;
 }
 
 static int op_bind(const atoll_op *op, atoll_error *e) {
-    if (mount(op->source, op->target, NULL, MS_BIND | MS_REC, NULL) < 0)
-        return atoll_fail(e, errno, "mount(bind)", op->target);
+    if (mount(op->source, op->target, NULL, MS_BIND | MS_REC, NULL) < 0) return atoll_fail(e, errno, "mount(bind)", op->target);
     if (op->flags && mount(NULL, op->target, NULL, MS_BIND | MS_REMOUNT | op->flags, NULL) < 0)
         return atoll_fail(e, errno, "mount(remount)", op->target);
     return 0;
 }
 
 static int op_readonly(const atoll_op *op, atoll_error *e) {
-    if (mount(op->target, op->target, NULL, MS_BIND | MS_REC, NULL) < 0)
-        return atoll_fail(e, errno, "mount(bind)", op->target);
+    if (mount(op->target, op->target, NULL, MS_BIND | MS_REC, NULL) < 0) return atoll_fail(e, errno, "mount(bind)", op->target);
     if (mount(NULL, op->target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | op->flags, NULL) < 0)
         return atoll_fail(e, errno, "mount(remount,ro)", op->target);
     return 0;
@@ -305,7 +304,8 @@ static int join_cgroup_v1(const atoll_cgroup_target *cg, atoll_error *e) {
  */
 static int apply_identity(const atoll_identity *id, const char *cwd, atoll_error *e) {
     /* Ids must be ones the sandbox's user namespace maps: set*id(-1) would change nothing. */
-    if (id->uid >= ATOLL_SANDBOX_ID_COUNT || id->gid >= ATOLL_SANDBOX_ID_COUNT) return atoll_fail(e, EINVAL, "identity(outside the sandbox's ids)", "");
+    if (id->uid >= ATOLL_SANDBOX_ID_COUNT || id->gid >= ATOLL_SANDBOX_ID_COUNT)
+        return atoll_fail(e, EINVAL, "identity(outside the sandbox's ids)", "");
     if (setns(id->userns_fd, CLONE_NEWUSER) < 0) return atoll_fail(e, errno, "setns(user)", "");
     for (uint32_t cap = 0; cap <= id->last_cap && cap < 64; cap++) {
         if (id->bounding & (1ULL << cap)) continue;
@@ -396,8 +396,15 @@ static int read_msgs(int fd, atoll_error *err) {
         ssize_t r = read(fd, &m, sizeof m);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
-        if (r != (ssize_t)sizeof m) { atoll_fail(err, EIO, "read(child status pipe)", ""); failed = 1; break; }
-        if (m.type == MSG_ERROR) { if (err) *err = m.error; failed = 1; }
+        if (r != (ssize_t)sizeof m) {
+            atoll_fail(err, EIO, "read(child status pipe)", "");
+            failed = 1;
+            break;
+        }
+        if (m.type == MSG_ERROR) {
+            if (err) *err = m.error;
+            failed = 1;
+        }
     }
     return failed;
 }
@@ -410,8 +417,8 @@ typedef void (*child_body)(const void *cfg, int msgfd);
  * blocked in the calling thread for the window, and a CLOEXEC message pipe. The child closes the
  * read end and runs `body`; the parent gets the pid and the read end in `*msg_read`.
  */
-static long clone_child(uint64_t flags, const atoll_cgroup_target *cgroup, int *pidfd, child_body body, const void *cfg,
-                        int *msg_read, const char *what, atoll_error *err) {
+static long clone_child(uint64_t flags, const atoll_cgroup_target *cgroup, int *pidfd, child_body body, const void *cfg, int *msg_read,
+                        const char *what, atoll_error *err) {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0) return atoll_fail(err, errno, "pipe2", "");
     struct atoll_clone_args args;
@@ -460,9 +467,15 @@ static __attribute__((noreturn)) void spawn_child(const void *config, int msgfd)
     }
     if (join_cgroup_v1(&cfg->cgroup, e) < 0) child_die(msgfd, &m);
     /* The cgroup namespace is rooted where the process stands now, so it is created after the join. */
-    if (unshare(CLONE_NEWCGROUP) < 0) { atoll_fail(e, errno, "unshare(CLONE_NEWCGROUP)", ""); child_die(msgfd, &m); }
+    if (unshare(CLONE_NEWCGROUP) < 0) {
+        atoll_fail(e, errno, "unshare(CLONE_NEWCGROUP)", "");
+        child_die(msgfd, &m);
+    }
     /* Nothing mounted from here on may propagate back to the host. */
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) { atoll_fail(e, errno, "mount(rprivate)", "/"); child_die(msgfd, &m); }
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        atoll_fail(e, errno, "mount(rprivate)", "/");
+        child_die(msgfd, &m);
+    }
     if (run_plan(cfg->ops, cfg->nops, cfg->idmap_userns_fd, e) < 0) child_die(msgfd, &m);
     if (cfg->hostname && sethostname(cfg->hostname, atoll_strlen(cfg->hostname)) < 0) {
         atoll_fail(e, errno, "sethostname", cfg->hostname);
@@ -495,8 +508,8 @@ static __attribute__((noreturn)) void spawn_child(const void *config, int msgfd)
 int atoll_spawn_sandbox(const atoll_spawn_config *cfg, pid_t *pid_out, int *pidfd_out, atoll_error *err) {
     int pidfd = -1, msgs = -1;
     uint64_t net = cfg->netns_fd >= 0 ? 0 : CLONE_NEWNET;
-    long pid = clone_child(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | net | CLONE_PIDFD, &cfg->cgroup,
-                           &pidfd, spawn_child, cfg, &msgs, "clone3(sandbox namespaces)", err);
+    long pid = clone_child(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | net | CLONE_PIDFD, &cfg->cgroup, &pidfd, spawn_child,
+                           cfg, &msgs, "clone3(sandbox namespaces)", err);
     if (pid < 0) return (int)pid;
     int failed = read_msgs(msgs, err);
     close(msgs);

@@ -44,7 +44,9 @@ public struct AtollContext: RequestContext {
 
     /// Throws `forbidden` unless the key is an administrator's; `what` names what needed it.
     public func requireAdmin(_ what: String) throws {
-        guard isAdmin else { throw AtollError(.forbidden, "\(what) belongs to the host, not to an organization: it needs an administrator's key (atoll keys create --admin)") }
+        guard isAdmin else {
+            throw AtollError(.forbidden, "\(what) belongs to the host, not to an organization: it needs an administrator's key (atoll keys create --admin)")
+        }
     }
 
     /// The authenticated organization (the auth middleware guarantees one on protected routes).

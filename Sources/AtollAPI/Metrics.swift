@@ -18,8 +18,8 @@ public final class RequestMetrics: Sendable {
     }
 
     struct State {
-        var requests: [String: [String: UInt64]] = [:]      // organization → "route\u{0}method\u{0}status"
-        var latency: [String: [String: Histogram]] = [:]    // organization → "route\u{0}method"
+        var requests: [String: [String: UInt64]] = [:]  // organization → "route\u{0}method\u{0}status"
+        var latency: [String: [String: Histogram]] = [:]  // organization → "route\u{0}method"
     }
 
     let state = Mutex(State())
@@ -45,7 +45,8 @@ public final class RequestMetrics: Sendable {
         text += "# TYPE atoll_http_requests_total counter\n"
         for key in snapshot.requests.keys.sorted() {
             let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
-            text += "atoll_http_requests_total{route=\(Prometheus.quote(parts[0])),method=\(Prometheus.quote(parts[1])),status=\(Prometheus.quote(parts[2]))} \(snapshot.requests[key]!)\n"
+            text +=
+                "atoll_http_requests_total{route=\(Prometheus.quote(parts[0])),method=\(Prometheus.quote(parts[1])),status=\(Prometheus.quote(parts[2]))} \(snapshot.requests[key]!)\n"
         }
         text += "# HELP atoll_http_request_duration_seconds Time to answer HTTP requests, by route and method.\n"
         text += "# TYPE atoll_http_request_duration_seconds histogram\n"
@@ -111,8 +112,10 @@ enum Prometheus {
             }
         }
         text += "# HELP atoll_sandboxes Sandboxes per state.\n# TYPE atoll_sandboxes gauge\n"
-        let states: [SandboxState] = [.creating, .starting, .started, .stopping, .stopped, .archiving, .archived, .restoring, .resizing,
-                                      .error, .buildFailed, .pendingBuild, .destroying]
+        let states: [SandboxState] = [
+            .creating, .starting, .started, .stopping, .stopped, .archiving, .archived, .restoring, .resizing,
+            .error, .buildFailed, .pendingBuild, .destroying,
+        ]
         for state in states {
             text += "atoll_sandboxes{state=\(quote(state.rawValue))} \(sandboxes.filter { $0.state == state }.count)\n"
         }

@@ -80,8 +80,9 @@ struct ErrorMiddleware: RouterMiddleware {
     func log(_ request: Request, _ context: AtollContext, status: Int, start: ContinuousClock.Instant, message: String? = nil) {
         let elapsed = ContinuousClock.now - start
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        metrics.record(organization: context.organizationId ?? "", route: context.endpointPath ?? "unmatched", method: request.method.rawValue,
-                       status: status, seconds: ms / 1000)
+        metrics.record(
+            organization: context.organizationId ?? "", route: context.endpointPath ?? "unmatched", method: request.method.rawValue,
+            status: status, seconds: ms / 1000)
         var metadata: Logger.Metadata = [
             "method": .string(request.method.rawValue), "path": .string(request.uri.path), "status": .stringConvertible(status),
             "ms": .string(String(format: "%.1f", ms)),

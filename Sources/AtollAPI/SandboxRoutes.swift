@@ -35,8 +35,9 @@ struct SandboxRoutes {
         api.post("sandbox/:idOrName/network-settings") { request, context in
             let body = try await JSON.decode(NetworkSettingsBody.self, from: request, context: context)
             return try await respond(request, context) {
-                try await manager.updateNetworkSettings($0, blockAll: body.networkBlockAll, allowList: body.networkAllowList,
-                                                        domainAllowList: body.domainAllowList, organizationId: $1)
+                try await manager.updateNetworkSettings(
+                    $0, blockAll: body.networkBlockAll, allowList: body.networkAllowList,
+                    domainAllowList: body.domainAllowList, organizationId: $1)
             }
         }
         api.put("sandbox/:idOrName/labels", use: setLabels)
@@ -128,9 +129,10 @@ struct SandboxRoutes {
         let page = try Self.integerQuery(request, "page", default: 1, range: 1...Int(Int32.max))
         let items = Array(sandboxes.dropFirst((page - 1) * limit).prefix(limit))
         let url = server.toolboxURL(for: request)
-        return try JSON.response(PaginatedSandboxes(
-            items: items.map { server.dto($0, url) }, total: sandboxes.count, page: page,
-            totalPages: max(1, (sandboxes.count + limit - 1) / limit)))
+        return try JSON.response(
+            PaginatedSandboxes(
+                items: items.map { server.dto($0, url) }, total: sandboxes.count, page: page,
+                totalPages: max(1, (sandboxes.count + limit - 1) / limit)))
     }
 
     static func integerQuery(_ request: Request, _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {

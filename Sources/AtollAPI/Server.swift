@@ -65,9 +65,11 @@ public enum AtollServer {
     /// with `limits` on connections: a total and per-peer cap (the total kept below the process's
     /// descriptor limit minus a reserve for sandboxes), idle and stall timeouts, and bounded
     /// header sizes.
-    public static func application(manager: SandboxManager, host: String, port: Int, logger: Logger, limits: ConnectionLimits = ConnectionLimits(),
-                                   descriptorLimit: Int = 1024,
-                                   onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+    public static func application(
+        manager: SandboxManager, host: String, port: Int, logger: Logger, limits: ConnectionLimits = ConnectionLimits(),
+        descriptorLimit: Int = 1024,
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
         let settings = ServerSettings(publicURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
         let peers = PeerCounter()
         let http1 = HTTP1Channel.Configuration(
@@ -77,8 +79,9 @@ public enum AtollServer {
         return Application(
             router: router(manager: manager, settings: settings),
             server: .http1(configuration: http1),
-            configuration: .init(address: .hostname(host, port: port), serverName: "atolld",
-                                 availableConnectionsDelegate: MaximumAvailableConnections(limits.effectiveTotal(descriptorLimit: descriptorLimit))),
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: "atolld",
+                availableConnectionsDelegate: MaximumAvailableConnections(limits.effectiveTotal(descriptorLimit: descriptorLimit))),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger
         )

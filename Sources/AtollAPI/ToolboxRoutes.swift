@@ -56,8 +56,6 @@ struct ToolboxRoutes {
 
     // MARK: - Processes
 
-
-
     static func timeout(_ seconds: Int?) throws -> Double? {
         guard let seconds, seconds != 0 else { return nil }
         guard seconds > 0 && seconds <= 86400 else { throw AtollError(.invalidArgument, "timeout must be between 1 and 86400 seconds, got \(seconds)") }
@@ -74,8 +72,11 @@ struct ToolboxRoutes {
         let result: ExecResult
         do {
             result = try await manager.toolboxGate.run(organization: org) {
-                try await manager.exec(id, ExecRequest(command: .shell(body.command), env: body.envs ?? [:], cwd: body.cwd,
-                                                       timeout: timeout, mergeOutput: true), organizationId: org)
+                try await manager.exec(
+                    id,
+                    ExecRequest(
+                        command: .shell(body.command), env: body.envs ?? [:], cwd: body.cwd,
+                        timeout: timeout, mergeOutput: true), organizationId: org)
             }
         } catch let error as AtollError where error.cause is ProcessStartFailure {
             return try JSON.response(ExecuteResponse(exitCode: -1, result: redact(error.description)))
@@ -85,8 +86,6 @@ struct ToolboxRoutes {
         }
         return try JSON.response(ExecuteResponse(exitCode: result.exitCode, result: result.stdoutText))
     }
-
-
 
     /// Runs code with the interpreter the server chooses for the language (the body's, else the
     /// sandbox's `code-toolbox-language` label): resolved paths inside the snapshot.
@@ -98,9 +97,11 @@ struct ToolboxRoutes {
         try EnvironmentValidation.validate(body.envs ?? [:], field: "envs")
         let timeout = try Self.timeout(body.timeout)
         let result = try await manager.toolboxGate.run(organization: org) {
-            try await manager.runCode(id, CodeRequest(
-                language: language, code: body.code, arguments: body.argv ?? [], env: body.envs ?? [:], timeout: timeout,
-                mergeOutput: true), organizationId: org)
+            try await manager.runCode(
+                id,
+                CodeRequest(
+                    language: language, code: body.code, arguments: body.argv ?? [], env: body.envs ?? [:], timeout: timeout,
+                    mergeOutput: true), organizationId: org)
         }
         if result.timedOut {
             throw ToolboxError(error: AtollError(.timeout, "code execution timed out after \(Int(timeout ?? 0)) s"), daemonCode: "PROCESS_EXECUTION_TIMEOUT")
@@ -179,14 +180,17 @@ struct ToolboxRoutes {
             try await sessions.execute(id, sessionId: session, command: body.command, async: runAsync, organizationId: org)
         }
         if runAsync { return try JSON.response(SessionExecResponse(cmdId: command.id), status: .accepted) }
-        return try JSON.response(SessionExecResponse(cmdId: command.id, output: logs?.output, stdout: logs?.stdout,
-                                                     stderr: logs?.stderr, exitCode: command.exitCode))
+        return try JSON.response(
+            SessionExecResponse(
+                cmdId: command.id, output: logs?.output, stdout: logs?.stdout,
+                stderr: logs?.stderr, exitCode: command.exitCode))
     }
 
     @Sendable func sessionCommand(_ request: Request, context: AtollContext) async throws -> Response {
         let (id, org) = try sandbox(context)
-        let command = try await sessions.command(id, sessionId: try context.parameters.require("session"),
-                                                       commandId: try context.parameters.require("command"), organizationId: org)
+        let command = try await sessions.command(
+            id, sessionId: try context.parameters.require("session"),
+            commandId: try context.parameters.require("command"), organizationId: org)
         return try JSON.response(SessionDTO.Command(id: command.id, command: command.command, exitCode: command.exitCode))
     }
 
@@ -195,8 +199,9 @@ struct ToolboxRoutes {
         if try request.boolQuery("follow") == true {
             throw AtollError(.invalidArgument, "follow=true needs a WebSocket, which Atoll does not serve yet; poll without follow")
         }
-        let logs = try await sessions.logs(id, sessionId: try context.parameters.require("session"),
-                                                        commandId: try context.parameters.require("command"), organizationId: org)
+        let logs = try await sessions.logs(
+            id, sessionId: try context.parameters.require("session"),
+            commandId: try context.parameters.require("command"), organizationId: org)
         return try JSON.response(["output": logs.output, "stdout": logs.stdout, "stderr": logs.stderr])
     }
 
@@ -308,8 +313,9 @@ struct ToolboxRoutes {
         let path = try request.requireQuery("path")
         let modeText = request.query("mode") ?? "755"
         guard let mode = UInt32(modeText, radix: 8), mode <= 0o7777 else {
-            throw ToolboxError(error: AtollError(.invalidArgument, "mode must be octal permissions such as 755, got \"\(modeText.prefix(16))\""),
-                               daemonCode: "INVALID_FILE_PATH")
+            throw ToolboxError(
+                error: AtollError(.invalidArgument, "mode must be octal permissions such as 755, got \"\(modeText.prefix(16))\""),
+                daemonCode: "INVALID_FILE_PATH")
         }
         _ = try await withFiles(context) { try $0.createDirectory(path, mode: mode_t(mode)) }
         return JSON.empty(.created)
@@ -421,8 +427,10 @@ struct ToolboxRoutes {
     /// and the text fields seen so far, what each part is. Returns the paths written, in order.
     /// Every chunk is written into the agent's pipe before the next is read, so the bytes in
     /// flight are bounded by one chunk and the pipe; the whole body is capped at `APILimits.upload`.
-    static func receiveUploads(_ request: Request, files: SandboxFiles,
-                               role: (String, String?, [String: String]) throws -> PartRole) async throws -> [String] {
+    static func receiveUploads(
+        _ request: Request, files: SandboxFiles,
+        role: (String, String?, [String: String]) throws -> PartRole
+    ) async throws -> [String] {
         let boundary: String
         do {
             boundary = try Multipart.boundary(contentType: request.headers[.contentType])
@@ -458,7 +466,9 @@ struct ToolboxRoutes {
                         switch current {
                         case .field:
                             field += bytes
-                            guard field.count <= fieldLimit else { throw AtollError(.invalidArgument, "a text field of the upload exceeds \(fieldLimit) bytes") }
+                            guard field.count <= fieldLimit else {
+                                throw AtollError(.invalidArgument, "a text field of the upload exceeds \(fieldLimit) bytes")
+                            }
                         case .file:
                             if let upload { try await Self.send(bytes, to: upload) }
                         case .ignore:
@@ -529,28 +539,33 @@ struct ToolboxRoutes {
         let multipart = Multipart.StreamWriter()
         let paths = Array(Set(body.paths)).sorted()
         let redact = self.redact
-        return Response(status: .ok, headers: [.contentType: multipart.contentType], body: ResponseBody { writer in
-            defer { slot.release() }
-            for path in paths {
-                do {
-                    let download = try await WorkPool.shared.run { try files.openRead(path, limit: APILimits.download) }
-                    defer { download.close() }
-                    // No Content-Length: a /proc file says 0 and has more, any file may change meanwhile.
-                    try await writer.write(ByteBuffer(bytes: multipart.header(name: "file", filename: path, contentType: "application/octet-stream")))
-                    try await Self.stream(download, to: &writer)
-                } catch let error as AtollError {
-                    let mapped = Self.fileError(error)
-                    var body = ErrorMiddleware.body(for: mapped, request, redact: redact)
-                    if !(mapped is ToolboxError) { body.code = "FILE_READ_FAILED" }
-                    let json = try JSON.encoder.encode(body)
-                    try await writer.write(ByteBuffer(bytes: multipart.header(name: "error", filename: path, contentType: "application/json",
-                                                                              length: json.count) + [UInt8](json)))
+        return Response(
+            status: .ok, headers: [.contentType: multipart.contentType],
+            body: ResponseBody { writer in
+                defer { slot.release() }
+                for path in paths {
+                    do {
+                        let download = try await WorkPool.shared.run { try files.openRead(path, limit: APILimits.download) }
+                        defer { download.close() }
+                        // No Content-Length: a /proc file says 0 and has more, any file may change meanwhile.
+                        try await writer.write(ByteBuffer(bytes: multipart.header(name: "file", filename: path, contentType: "application/octet-stream")))
+                        try await Self.stream(download, to: &writer)
+                    } catch let error as AtollError {
+                        let mapped = Self.fileError(error)
+                        var body = ErrorMiddleware.body(for: mapped, request, redact: redact)
+                        if !(mapped is ToolboxError) { body.code = "FILE_READ_FAILED" }
+                        let json = try JSON.encoder.encode(body)
+                        try await writer.write(
+                            ByteBuffer(
+                                bytes: multipart.header(
+                                    name: "error", filename: path, contentType: "application/json",
+                                    length: json.count) + [UInt8](json)))
+                    }
+                    try await writer.write(ByteBuffer(bytes: multipart.separator))
                 }
-                try await writer.write(ByteBuffer(bytes: multipart.separator))
-            }
-            try await writer.write(ByteBuffer(bytes: multipart.closing))
-            try await writer.finish(nil)
-        })
+                try await writer.write(ByteBuffer(bytes: multipart.closing))
+                try await writer.finish(nil)
+            })
     }
 
     /// `POST /files/upload?path=` with one `file` part, streamed into the sandbox.
@@ -584,13 +599,15 @@ struct ToolboxRoutes {
         }
         // Chunked, not the size the file had when opened: a /proc file says 0 and has more, and
         // any file may change while it streams.
-        return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: ResponseBody { writer in
-            defer {
-                slot.release()
-                download.close()
-            }
-            try await Self.stream(download, to: &writer)
-            try await writer.finish(nil)
-        })
+        return Response(
+            status: .ok, headers: [.contentType: "application/octet-stream"],
+            body: ResponseBody { writer in
+                defer {
+                    slot.release()
+                    download.close()
+                }
+                try await Self.stream(download, to: &writer)
+                try await writer.finish(nil)
+            })
     }
 }

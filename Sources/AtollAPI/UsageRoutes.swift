@@ -26,8 +26,9 @@ struct UsageRoutes {
         let from = try request.query("from").map { try Self.time($0, field: "from") } ?? to.addingTimeInterval(-86400)
         let groupBy = try request.query("groupBy").map { try UsageGrouping(parsing: $0) } ?? .sandbox
         let sandboxId = request.query("sandboxId").flatMap { $0.isEmpty ? nil : $0 }
-        let report = try await manager.usageReport(UsageQuery(
-            sandboxId: sandboxId, from: from, to: to, groupBy: groupBy, organizationId: try context.organization()))
+        let report = try await manager.usageReport(
+            UsageQuery(
+                sandboxId: sandboxId, from: from, to: to, groupBy: groupBy, organizationId: try context.organization()))
         return try JSON.response(UsageResponse(report))
     }
 

@@ -97,32 +97,42 @@ public struct AdmissionRequest: Sendable, Hashable {
 public enum Admission {
     /// Checks `request` against the host's capacity (`host` and `held` across the host) and the
     /// organization's quota (`organizationHeld`); the error names the limit and how to change it.
-    public static func check(_ request: AdmissionRequest, capacity: HostCapacity, host: HostSize, held: Holdings, quota: OrganizationQuota,
-                             organization: String, organizationHeld: Holdings) throws(AtollError) {
+    public static func check(
+        _ request: AdmissionRequest, capacity: HostCapacity, host: HostSize, held: Holdings, quota: OrganizationQuota,
+        organization: String, organizationHeld: Holdings
+    ) throws(AtollError) {
         func exhausted(_ what: String, _ unit: String, held: Double, asked: Int, limit: Double, how: String) -> AtollError {
-            AtollError(.resourceExhausted,
-                       "this host has no room for \(asked) more \(unit) of \(what): sandboxes hold \(Int(held)) of the \(Int(limit)) it gives them (\(how))")
+            AtollError(
+                .resourceExhausted,
+                "this host has no room for \(asked) more \(unit) of \(what): sandboxes hold \(Int(held)) of the \(Int(limit)) it gives them (\(how))")
         }
         if request.cpu > 0, capacity.cpuOvercommit > 0 {
             let limit = (Double(host.cpus) * capacity.cpuOvercommit).rounded(.down)
             if Double(held.cpu + request.cpu) > limit {
-                throw exhausted("CPU", "vCPUs", held: Double(held.cpu), asked: request.cpu, limit: limit,
-                                how: "\(host.cpus) CPUs × \(capacity.cpuOvercommit.formatted); ATOLL_CPU_OVERCOMMIT changes the ratio")
+                throw exhausted(
+                    "CPU", "vCPUs", held: Double(held.cpu), asked: request.cpu, limit: limit,
+                    how: "\(host.cpus) CPUs × \(capacity.cpuOvercommit.formatted); ATOLL_CPU_OVERCOMMIT changes the ratio")
             }
         }
         if request.memoryGiB > 0, capacity.memoryOvercommit > 0 {
             let reserve = max(HostCapacity.memoryReserveGiB, host.memoryGiB / 10)
             let limit = ((host.memoryGiB - reserve) * capacity.memoryOvercommit).rounded(.down)
             if Double(held.memoryGiB + request.memoryGiB) > limit {
-                throw exhausted("memory", "GiB", held: Double(held.memoryGiB), asked: request.memoryGiB, limit: limit,
-                                how: "\(Int(host.memoryGiB)) GiB less a reserve of \(Int(reserve.rounded(.up))) GiB, × \(capacity.memoryOvercommit.formatted); ATOLL_MEMORY_OVERCOMMIT changes the ratio")
+                throw exhausted(
+                    "memory", "GiB", held: Double(held.memoryGiB), asked: request.memoryGiB, limit: limit,
+                    how:
+                        "\(Int(host.memoryGiB)) GiB less a reserve of \(Int(reserve.rounded(.up))) GiB, × \(capacity.memoryOvercommit.formatted); ATOLL_MEMORY_OVERCOMMIT changes the ratio"
+                )
             }
         }
         if request.diskGiB > 0, capacity.diskOvercommit > 0 {
             let limit = ((host.diskGiB - HostCapacity.diskReserveGiB) * capacity.diskOvercommit).rounded(.down)
             if Double(held.diskGiB + request.diskGiB) > limit {
-                throw exhausted("disk", "GiB", held: Double(held.diskGiB), asked: request.diskGiB, limit: limit,
-                                how: "free space of the data directory's filesystem and the sandbox disks on it, less \(Int(HostCapacity.diskReserveGiB)) GiB, × \(capacity.diskOvercommit.formatted); ATOLL_DISK_OVERCOMMIT changes the ratio")
+                throw exhausted(
+                    "disk", "GiB", held: Double(held.diskGiB), asked: request.diskGiB, limit: limit,
+                    how:
+                        "free space of the data directory's filesystem and the sandbox disks on it, less \(Int(HostCapacity.diskReserveGiB)) GiB, × \(capacity.diskOvercommit.formatted); ATOLL_DISK_OVERCOMMIT changes the ratio"
+                )
             }
         }
         func over(_ what: String, _ unit: String, _ held: Int, _ asked: Int, _ limit: Int, _ key: String) -> AtollError {
@@ -138,7 +148,8 @@ public enum Admission {
             throw over("disk", "GiB", organizationHeld.diskGiB, request.diskGiB, quota.maxDiskGiB, "ATOLL_ORG_MAX_DISK_GIB")
         }
         if quota.maxSandboxes > 0, request.newSandbox, organizationHeld.sandboxes + 1 > quota.maxSandboxes {
-            throw AtollError(.quotaExceeded, "organization \(organization) already has \(organizationHeld.sandboxes) sandboxes, its quota (ATOLL_ORG_MAX_SANDBOXES)")
+            throw AtollError(
+                .quotaExceeded, "organization \(organization) already has \(organizationHeld.sandboxes) sandboxes, its quota (ATOLL_ORG_MAX_SANDBOXES)")
         }
     }
 }

@@ -5,7 +5,8 @@ public enum EnvironmentValidation {
     public static func validate(_ env: [String: String], field: String = "env") throws(AtollError) {
         for (key, value) in env {
             guard isValidKey(key) else {
-                throw AtollError(.invalidArgument, "\(field): invalid variable name \"\(key.prefix(64))\": use letters, digits and '_', not starting with a digit")
+                throw AtollError(
+                    .invalidArgument, "\(field): invalid variable name \"\(key.prefix(64))\": use letters, digits and '_', not starting with a digit")
             }
             guard !value.utf8.contains(0) else {
                 throw AtollError(.invalidArgument, "\(field): the value of \(key) contains a NUL byte")

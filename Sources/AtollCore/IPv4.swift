@@ -34,7 +34,8 @@ public struct IPv4CIDR: Sendable, Hashable, CustomStringConvertible {
     public init?(_ text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, !parts[1].isEmpty, parts[1].count <= 2, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }),
-              let prefix = Int(parts[1]), (0...32).contains(prefix), let address = IPv4Address(parts[0]) else { return nil }
+            let prefix = Int(parts[1]), (0...32).contains(prefix), let address = IPv4Address(parts[0])
+        else { return nil }
         self.address = address.value
         self.prefix = prefix
     }
@@ -66,7 +67,8 @@ public struct SandboxSubnet: Sendable, Hashable {
 
     public init(_ cidr: IPv4CIDR) throws(AtollError) {
         guard Self.prefixes.contains(cidr.prefix) else {
-            throw AtollError(.invalidArgument, "sandbox subnet \(cidr) must have a prefix between /\(Self.prefixes.lowerBound) and /\(Self.prefixes.upperBound)")
+            throw AtollError(
+                .invalidArgument, "sandbox subnet \(cidr) must have a prefix between /\(Self.prefixes.lowerBound) and /\(Self.prefixes.upperBound)")
         }
         self.cidr = cidr
     }

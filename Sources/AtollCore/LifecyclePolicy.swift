@@ -1,4 +1,5 @@
 import Foundation
+
 /// The automated lifecycle of a sandbox, in minutes, with Daytona's meanings.
 public struct LifecycleIntervals: Sendable, Hashable, Codable {
     /// Stop after this many minutes without activity; 0 = never.

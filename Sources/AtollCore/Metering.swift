@@ -66,8 +66,10 @@ public struct PriceTable: Sendable, Hashable, Codable {
     public var archiveGiBMonth: Double
     public var currency: String
 
-    public init(vcpuSecond: Double = 0.000014, memoryGiBSecond: Double = 0.0000045, diskGiBSecond: Double = 0.00000003,
-                archiveGiBMonth: Double = 0.02, currency: String = "USD") {
+    public init(
+        vcpuSecond: Double = 0.000014, memoryGiBSecond: Double = 0.0000045, diskGiBSecond: Double = 0.00000003,
+        archiveGiBMonth: Double = 0.02, currency: String = "USD"
+    ) {
         self.vcpuSecond = vcpuSecond
         self.memoryGiBSecond = memoryGiBSecond
         self.diskGiBSecond = diskGiBSecond
@@ -87,8 +89,10 @@ public struct PriceTable: Sendable, Hashable, Codable {
 
     /// Checks every price is a finite, non-negative number.
     public func validate() throws(AtollError) {
-        for (name, value) in [("vcpuSecond", vcpuSecond), ("memoryGiBSecond", memoryGiBSecond), ("diskGiBSecond", diskGiBSecond),
-                              ("archiveGiBMonth", archiveGiBMonth)] where !(value.isFinite && value >= 0) {
+        for (name, value) in [
+            ("vcpuSecond", vcpuSecond), ("memoryGiBSecond", memoryGiBSecond), ("diskGiBSecond", diskGiBSecond),
+            ("archiveGiBMonth", archiveGiBMonth),
+        ] where !(value.isFinite && value >= 0) {
             throw AtollError(.invalidArgument, "price \(name) must be a non-negative number, got \(value)")
         }
     }

@@ -10,7 +10,8 @@ public enum Naming {
         for (i, c) in name.utf8.enumerated() {
             let alnum = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122)
             guard alnum || (i > 0 && (c == 45 || c == 95 || c == 46)) else {
-                throw AtollError(.invalidArgument, "invalid name \"\(name.prefix(64))\": use letters, digits, '-', '_' and '.', starting with a letter or digit")
+                throw AtollError(
+                    .invalidArgument, "invalid name \"\(name.prefix(64))\": use letters, digits, '-', '_' and '.', starting with a letter or digit")
             }
         }
     }

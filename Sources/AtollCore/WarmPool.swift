@@ -1,3 +1,5 @@
+import Foundation
+
 /// What makes two sandboxes interchangeable before anyone has used them: the snapshot, the
 /// resources, the default user and the task limit. Everything else a create asks for (name,
 /// labels, env, intervals, network policy) is applied when a pooled sandbox is claimed.
@@ -66,9 +68,11 @@ public struct WarmPoolConfiguration: Sendable, Hashable {
             let sides = raw.split(separator: "=", omittingEmptySubsequences: false)
             let fields = sides.first.map { $0.split(separator: "/", omittingEmptySubsequences: false).map(String.init) } ?? []
             guard sides.count == 2, fields.count == 5, let size = Int(sides[1]),
-                  let cpu = Int(fields[1]), let memory = Int(fields[2]), let disk = Int(fields[3]),
-                  !fields[0].isEmpty, !fields[4].isEmpty else {
-                throw AtollError(.invalidArgument, "ATOLL_WARM_POOL entry \"\(raw.prefix(80))\" is not SNAPSHOT/CPU/MEMORY/DISK/USER=SIZE (e.g. default/1/1/3/sandbox=2)")
+                let cpu = Int(fields[1]), let memory = Int(fields[2]), let disk = Int(fields[3]),
+                !fields[0].isEmpty, !fields[4].isEmpty
+            else {
+                throw AtollError(
+                    .invalidArgument, "ATOLL_WARM_POOL entry \"\(raw.prefix(80))\" is not SNAPSHOT/CPU/MEMORY/DISK/USER=SIZE (e.g. default/1/1/3/sandbox=2)")
             }
             try checkSize(size, entry: raw)
             let resources = Resources(cpu: cpu, memoryGiB: memory, diskGiB: disk)
@@ -90,8 +94,6 @@ public struct WarmPoolConfiguration: Sendable, Hashable {
         }
     }
 }
-
-import Foundation
 
 /// Where pooled sandboxes live until claimed.
 public enum WarmPool {

@@ -37,8 +37,10 @@ extension CreateSandboxRequest {
         guard let dockerfile = buildInfo?.dockerfileContent else { return .sandbox(parameters) }
         let image = Self.baseImage(dockerfile) ?? "(no FROM line)"
         parameters.snapshot = nil
-        return .failedBuild(parameters, reason:
-            "cannot build from image \(image): Atoll has no image builder or registry; create sandboxes from a snapshot (default) instead")
+        return .failedBuild(
+            parameters,
+            reason:
+                "cannot build from image \(image): Atoll has no image builder or registry; create sandboxes from a snapshot (default) instead")
     }
 
     /// A field that narrows what a sandbox may do, or that its creator relies on, and that Atoll
@@ -47,7 +49,8 @@ extension CreateSandboxRequest {
     /// allow list, say).
     func refuseUnsupportedRestrictions() throws(AtollError) {
         if let domainAllowList, !domainAllowList.trimmingCharacters(in: .whitespaces).isEmpty {
-            throw AtollError(.invalidArgument, "domainAllowList is not supported by Atoll: it filters by IPv4 network only (networkAllowList); the sandbox was not created")
+            throw AtollError(
+                .invalidArgument, "domainAllowList is not supported by Atoll: it filters by IPv4 network only (networkAllowList); the sandbox was not created")
         }
         if let outboundProxyUrl, !outboundProxyUrl.trimmingCharacters(in: .whitespaces).isEmpty {
             throw AtollError(.invalidArgument, "outboundProxyUrl is not supported by Atoll; the sandbox was not created")

@@ -85,7 +85,10 @@ public final class ConcurrencyGate: Sendable {
             }
         }
         guard admitted else {
-            throw AtollError(.tooManyRequests, "organization \(organization) already runs \(limit) toolbox operations at once (the limit per organization); none finished within \(Int(maximumWait)) s")
+            throw AtollError(
+                .tooManyRequests,
+                "organization \(organization) already runs \(limit) toolbox operations at once (the limit per organization); none finished within \(Int(maximumWait)) s"
+            )
         }
     }
 

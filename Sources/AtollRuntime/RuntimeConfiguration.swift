@@ -84,13 +84,16 @@ public struct RuntimeConfiguration: Sendable {
     /// `/var/lib/atoll`, the host default.
     public static let defaultDataDirectory = "/var/lib/atoll"
 
-    public init(dataDirectory: String = RuntimeConfiguration.defaultDataDirectory, snapshotsDirectory: String? = nil,
-                cgroupName: String = "atoll", organizationId: String = "default", idRangeStart: UInt32 = 1 << 28,
-                idRangeSlots: Int = 4096, limits: ResourceLimits = .defaults, pidsMax: Int = CgroupLimits.defaultPidsMax,
-                deadlines: TransitionDeadlines = .defaults, sweepInterval: Double = 10, activityFlushInterval: Double = 30,
-                network: NetworkSettings? = .standard) {
-        self.driver = DriverConfiguration(dataDirectory: dataDirectory, snapshotsDirectory: snapshotsDirectory, cgroupName: cgroupName,
-                                          network: network)
+    public init(
+        dataDirectory: String = RuntimeConfiguration.defaultDataDirectory, snapshotsDirectory: String? = nil,
+        cgroupName: String = "atoll", organizationId: String = "default", idRangeStart: UInt32 = 1 << 28,
+        idRangeSlots: Int = 4096, limits: ResourceLimits = .defaults, pidsMax: Int = CgroupLimits.defaultPidsMax,
+        deadlines: TransitionDeadlines = .defaults, sweepInterval: Double = 10, activityFlushInterval: Double = 30,
+        network: NetworkSettings? = .standard
+    ) {
+        self.driver = DriverConfiguration(
+            dataDirectory: dataDirectory, snapshotsDirectory: snapshotsDirectory, cgroupName: cgroupName,
+            network: network)
         self.databasePath = "\(dataDirectory)/atoll.db"
         self.organizationId = organizationId
         self.idRangeStart = idRangeStart
@@ -114,7 +117,9 @@ public struct RuntimeConfiguration: Sendable {
     /// `ATOLL_PRICE_VCPU_SECOND`, `ATOLL_PRICE_MEMORY_GIB_SECOND`, `ATOLL_PRICE_DISK_GIB_SECOND`,
     /// `ATOLL_PRICE_ARCHIVE_GIB_MONTH`, `ATOLL_PRICE_CURRENCY`, and `ATOLL_WARM_POOL` (see
     /// `WarmPoolConfiguration.parse`).
-    public static func fromEnvironment(dataDirectory: String, _ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RuntimeConfiguration {
+    public static func fromEnvironment(
+        dataDirectory: String, _ environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> RuntimeConfiguration {
         func number<T: FixedWidthInteger>(_ key: String, _ fallback: T) throws -> T {
             guard let text = environment[key] else { return fallback }
             guard let value = T(text) else { throw AtollError(.invalidArgument, "\(key)=\(text) is not a valid number") }
@@ -148,8 +153,9 @@ public struct RuntimeConfiguration: Sendable {
             maxMemoryGiB: try number("ATOLL_MAX_MEMORY_GIB", config.limits.maxMemoryGiB),
             maxDiskGiB: try number("ATOLL_MAX_DISK_GIB", config.limits.maxDiskGiB)
         )
-        config.warmPool = try WarmPoolConfiguration.parse(environment["ATOLL_WARM_POOL"] ?? "\(defaultWarmPoolSize)",
-                                                          pidsMax: config.pidsMax, limits: config.limits)
+        config.warmPool = try WarmPoolConfiguration.parse(
+            environment["ATOLL_WARM_POOL"] ?? "\(defaultWarmPoolSize)",
+            pidsMax: config.pidsMax, limits: config.limits)
         func decimal(_ key: String, _ fallback: Double) throws -> Double {
             guard let text = environment[key] else { return fallback }
             guard let value = Double(text), value.isFinite, value >= 0 else {

@@ -86,10 +86,12 @@ public struct CreateParameters: Sendable {
     /// A chosen id (tests); random otherwise.
     public var id: SandboxID?
 
-    public init(name: String? = nil, labels: [String: String] = [:], env: [String: String] = [:], language: Language? = nil,
-                user: String? = nil, resources: Resources? = nil, snapshot: String? = nil, intervals: LifecycleIntervals = .defaults,
-                ephemeral: Bool = false, network: NetworkPolicy = .open, pidsMax: Int? = nil, organizationId: String? = nil,
-                ownedByCurrentProcess: Bool = false, id: SandboxID? = nil) {
+    public init(
+        name: String? = nil, labels: [String: String] = [:], env: [String: String] = [:], language: Language? = nil,
+        user: String? = nil, resources: Resources? = nil, snapshot: String? = nil, intervals: LifecycleIntervals = .defaults,
+        ephemeral: Bool = false, network: NetworkPolicy = .open, pidsMax: Int? = nil, organizationId: String? = nil,
+        ownedByCurrentProcess: Bool = false, id: SandboxID? = nil
+    ) {
         self.name = name
         self.labels = labels
         self.env = env

@@ -46,14 +46,15 @@ extension SandboxManager {
             }
             if disk { organizationHeld.diskGiB += sandbox.diskGiB }
         }
-        try Admission.check(request, capacity: capacity, host: hostSize(sandboxDiskBytes: measureDisks ? diskBytes : 0), held: held,
-                            quota: quota, organization: organization, organizationHeld: organizationHeld)
+        try Admission.check(
+            request, capacity: capacity, host: hostSize(sandboxDiskBytes: measureDisks ? diskBytes : 0), held: held,
+            quota: quota, organization: organization, organizationHeld: organizationHeld)
     }
 
     /// The host's memory in GiB (MemTotal), read once: it does not change while Atoll runs.
     static let hostMemoryGiB: Double = {
         guard let text = try? KernelFile.read("/proc/meminfo"), let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
-              let kib = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+            let kib = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
         else { return 0 }
         return kib / 1_048_576
     }()
@@ -64,7 +65,8 @@ extension SandboxManager {
         var fs = statvfs()
         var free = 0.0
         if statvfs(configuration.dataDirectory, &fs) == 0 { free = Double(fs.f_bavail) * Double(fs.f_frsize) }
-        return HostSize(cpus: ProcessInfo.processInfo.activeProcessorCount, memoryGiB: Self.hostMemoryGiB,
-                        diskGiB: (free + Double(sandboxDiskBytes)) / Double(1 << 30))
+        return HostSize(
+            cpus: ProcessInfo.processInfo.activeProcessorCount, memoryGiB: Self.hostMemoryGiB,
+            diskGiB: (free + Double(sandboxDiskBytes)) / Double(1 << 30))
     }
 }

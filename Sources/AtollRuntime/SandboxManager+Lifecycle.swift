@@ -92,12 +92,15 @@ extension SandboxManager {
         row.opToken = token
         row.deadline = at + configuration.deadlines.creating
         row.pool = pool
-        try admit(AdmissionRequest(cpu: plan.resources.cpu, memoryGiB: plan.resources.memoryGiB, diskGiB: plan.resources.diskGiB,
-                                   newSandbox: true), organization: plan.organizationId)
+        try admit(
+            AdmissionRequest(
+                cpu: plan.resources.cpu, memoryGiB: plan.resources.memoryGiB, diskGiB: plan.resources.diskGiB,
+                newSandbox: true), organization: plan.organizationId)
         // The row exists before anything on disk does, so no other process takes the disk,
         // cgroup or directory for an orphan.
-        row = try database.insert(row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
-                                  idRangeSlots: configuration.idRangeSlots, reason: pool == nil ? "create" : "create for the warm pool")
+        row = try database.insert(
+            row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
+            idRangeSlots: configuration.idRangeSlots, reason: pool == nil ? "create" : "create for the warm pool")
         Failpoint.hit("create.after-insert")
         let machine: SandboxMachine
         do {
@@ -163,10 +166,11 @@ extension SandboxManager {
             let machine = try Self.machine(try withAddress(row))
             let started = try await driver.start(machine)
             Failpoint.hit("start.after-start")
-            return Sandbox(try finish(row.id, token: token, to: .started, reason: "started") { row in
-                row.initPid = started.pid
-                row.initStartTime = Int64(started.startTime)
-            })
+            return Sandbox(
+                try finish(row.id, token: token, to: .started, reason: "started") { row in
+                    row.initPid = started.pid
+                    row.initStartTime = Int64(started.startTime)
+                })
         } catch {
             if let machine = try? Self.machine(try database.sandbox(id: row.id) ?? row) { try? await driver.stop(machine, initProcess: nil) }
             // Nothing was lost: the disk is as it was, so the sandbox is simply stopped again.
@@ -336,13 +340,14 @@ extension SandboxManager {
             }
             let started = try await driver.start(machine)
             if let path = row.archivePath { try? driver.removeArchive(path: path) }
-            return Sandbox(try finish(row.id, token: token, to: .started, reason: "recovered") { row in
-                row.initPid = started.pid
-                row.initStartTime = Int64(started.startTime)
-                row.archivePath = nil
-                row.archiveBytes = nil
-                row.archiveSHA256 = nil
-            })
+            return Sandbox(
+                try finish(row.id, token: token, to: .started, reason: "recovered") { row in
+                    row.initPid = started.pid
+                    row.initStartTime = Int64(started.startTime)
+                    row.archivePath = nil
+                    row.archiveBytes = nil
+                    row.archiveSHA256 = nil
+                })
         } catch {
             try? await driver.stop(machine, initProcess: nil)
             fail(row.id, token: token, error, recoverable: true)
@@ -354,8 +359,10 @@ extension SandboxManager {
 
     /// Changes resources. CPU and memory may go up while started (applied live); the disk, or any
     /// decrease, only while stopped. The disk never shrinks.
-    public func resize(_ idOrName: String, cpu: Int? = nil, memoryGiB: Int? = nil, diskGiB: Int? = nil,
-                       organizationId: String? = nil) async throws -> Sandbox {
+    public func resize(
+        _ idOrName: String, cpu: Int? = nil, memoryGiB: Int? = nil, diskGiB: Int? = nil,
+        organizationId: String? = nil
+    ) async throws -> Sandbox {
         let current = try row(idOrName, organizationId: organizationId)
         let old = Resources(cpu: current.cpu, memoryGiB: current.memoryGiB, diskGiB: current.diskGiB)
         let new = Resources(cpu: cpu ?? old.cpu, memoryGiB: memoryGiB ?? old.memoryGiB, diskGiB: diskGiB ?? old.diskGiB)
@@ -377,8 +384,10 @@ extension SandboxManager {
         }
         let wasStarted = current.sandboxState == .started
         // Only a running sandbox holds its vCPUs and memory; any sandbox with a disk holds it.
-        try admit(AdmissionRequest(cpu: wasStarted ? max(0, new.cpu - old.cpu) : 0, memoryGiB: wasStarted ? max(0, new.memoryGiB - old.memoryGiB) : 0,
-                                   diskGiB: max(0, new.diskGiB - old.diskGiB), newSandbox: false), organization: current.organizationId)
+        try admit(
+            AdmissionRequest(
+                cpu: wasStarted ? max(0, new.cpu - old.cpu) : 0, memoryGiB: wasStarted ? max(0, new.memoryGiB - old.memoryGiB) : 0,
+                diskGiB: max(0, new.diskGiB - old.diskGiB), newSandbox: false), organization: current.organizationId)
         let (row, token) = try begin(current.id, from: [wasStarted ? .started : .stopped], to: .resizing, operation: "resized", reason: "resize")
         var machine = try Self.machine(row)
         machine.resources = new
@@ -395,11 +404,14 @@ extension SandboxManager {
             _ = try? finish(row.id, token: token, to: wasStarted ? .started : .stopped, reason: "resize failed: \(error)")
             throw error
         }
-        return Sandbox(try finish(row.id, token: token, to: wasStarted ? .started : .stopped, reason: "resized to \(new.cpu) vCPU, \(new.memoryGiB) GiB, \(new.diskGiB) GiB disk") { row in
-            row.cpu = new.cpu
-            row.memoryGiB = new.memoryGiB
-            row.diskGiB = new.diskGiB
-        })
+        return Sandbox(
+            try finish(
+                row.id, token: token, to: wasStarted ? .started : .stopped, reason: "resized to \(new.cpu) vCPU, \(new.memoryGiB) GiB, \(new.diskGiB) GiB disk"
+            ) { row in
+                row.cpu = new.cpu
+                row.memoryGiB = new.memoryGiB
+                row.diskGiB = new.diskGiB
+            })
     }
 
     // MARK: - Delete
@@ -442,8 +454,9 @@ extension SandboxManager {
             throw Self.conflict(current, operation: "deleted")
         }
         let allowed: Set<SandboxState> = [.started, .stopped, .archived, .error, .buildFailed, .destroying]
-        let (row, token) = try begin(current.id, from: allowed, to: .destroying, operation: "deleted", reason: reason,
-                                     poolMember: poolMember)
+        let (row, token) = try begin(
+            current.id, from: allowed, to: .destroying, operation: "deleted", reason: reason,
+            poolMember: poolMember)
         let machine = try Self.machine(row)
         do {
             try await driver.destroy(machine)
@@ -502,8 +515,10 @@ extension SandboxManager {
     // MARK: - Toolbox
 
     /// Runs a process in a started sandbox (see `ExecRequest`). Counts as activity.
-    public func exec(_ idOrName: String, _ request: ExecRequest, organizationId: String? = nil,
-                     onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)? = nil) async throws -> ExecResult {
+    public func exec(
+        _ idOrName: String, _ request: ExecRequest, organizationId: String? = nil,
+        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)? = nil
+    ) async throws -> ExecResult {
         let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
         noteActivity(machine.id.rawValue)
         defer { noteActivity(machine.id.rawValue) }
@@ -511,8 +526,10 @@ extension SandboxManager {
     }
 
     /// Runs code with the sandbox's interpreter for `request.language`. Counts as activity.
-    public func runCode(_ idOrName: String, _ request: CodeRequest, organizationId: String? = nil,
-                        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)? = nil) async throws -> ExecResult {
+    public func runCode(
+        _ idOrName: String, _ request: CodeRequest, organizationId: String? = nil,
+        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)? = nil
+    ) async throws -> ExecResult {
         let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
         noteActivity(machine.id.rawValue)
         defer { noteActivity(machine.id.rawValue) }
@@ -550,13 +567,15 @@ extension SandboxManager {
         let at = now
         let row = Self.newRow(plan, name: plan.name ?? plan.id.rawValue, state: .pendingBuild, at: at)
         try Naming.validateName(row.name)
-        _ = try database.insert(row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
-                                idRangeSlots: configuration.idRangeSlots, reason: "create from an image")
-        return Sandbox(try database.update(id: row.id, reason: reason, at: at) { row in
-            try Self.checkTable(from: row.sandboxState, to: .buildFailed, id: row.id)
-            row.state = SandboxState.buildFailed.rawValue
-            row.errorReason = reason
-        })
+        _ = try database.insert(
+            row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
+            idRangeSlots: configuration.idRangeSlots, reason: "create from an image")
+        return Sandbox(
+            try database.update(id: row.id, reason: reason, at: at) { row in
+                try Self.checkTable(from: row.sandboxState, to: .buildFailed, id: row.id)
+                row.state = SandboxState.buildFailed.rawValue
+                row.errorReason = reason
+            })
     }
 
     /// The one builder of a new sandbox's record from a validated plan; what only a running

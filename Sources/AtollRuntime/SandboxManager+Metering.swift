@@ -1,8 +1,8 @@
 public import AtollCore
+import AtollLinux
 public import AtollSandbox
 public import AtollStore
 public import Foundation
-import AtollLinux
 
 /// How usage is grouped in a report.
 public enum UsageGrouping: Sendable, Hashable, CustomStringConvertible {
@@ -108,10 +108,11 @@ extension SandboxManager {
         for row in rows where row.sandboxState == .started && row.pool == nil {
             // A sandbox stopping meanwhile has no cgroup to read: it is simply not sampled.
             guard let machine = try? Self.machine(row), let usage = try? await driver.usage(machine) else { continue }
-            readings.append(MeterReading(
-                sandboxId: row.id, organizationId: row.organizationId, cpuNanoseconds: usage.cpuNanoseconds,
-                memoryBytes: usage.memoryBytes, memoryPeakBytes: usage.memoryPeakBytes, oomKills: usage.oomKills,
-                diskBytes: driver.diskBytes(machine.id)))
+            readings.append(
+                MeterReading(
+                    sandboxId: row.id, organizationId: row.organizationId, cpuNanoseconds: usage.cpuNanoseconds,
+                    memoryBytes: usage.memoryBytes, memoryPeakBytes: usage.memoryPeakBytes, oomKills: usage.oomKills,
+                    diskBytes: driver.diskBytes(machine.id)))
         }
         do {
             try database.recordMeterRound(readings, at: at)
@@ -149,7 +150,8 @@ extension SandboxManager {
     /// now, whichever is earlier. Sandboxes deleted since are included: their periods are kept.
     /// Runs off the lifecycle actor: a long report never holds up creates, stops or execs.
     public nonisolated func usageReport(_ query: UsageQuery) throws -> UsageReport {
-        let from = query.from.timeIntervalSince1970, to = query.to.timeIntervalSince1970
+        let from = query.from.timeIntervalSince1970
+        let to = query.to.timeIntervalSince1970
         guard from < to else { throw AtollError(.invalidArgument, "from (\(query.from)) must be before to (\(query.to))") }
         guard to - from <= UsageQuery.maximumWindow else {
             throw AtollError(.invalidArgument, "a usage window may span at most 366 days")
@@ -186,15 +188,17 @@ extension SandboxManager {
                 entry.labels = labels
                 entry.state = rows[period.sandboxId]?.state ?? SandboxState.destroyed.rawValue
             }
-            let start = max(from, period.startedAt), stop = min(end, period.endedAt ?? end)
+            let start = max(from, period.startedAt)
+            let stop = min(end, period.endedAt ?? end)
             let seconds = max(0, stop - start)
             entry.vcpuSecondsAllocated += seconds * Double(allocation.cpu)
             entry.memoryGiBSecondsAllocated += seconds * Double(allocation.memoryGiB)
             entry.diskGiBSecondsAllocated += seconds * Double(allocation.diskGiB)
             entry.archiveGiBSecondsAllocated += seconds * Double(allocation.archiveBytes) / Double(1 << 30)
-            entry.periods.append(UsagePeriod(
-                sandboxId: period.sandboxId, allocation: allocation, startedAt: Date(timeIntervalSince1970: period.startedAt),
-                endedAt: period.endedAt.map { Date(timeIntervalSince1970: $0) }, endReason: period.endReason))
+            entry.periods.append(
+                UsagePeriod(
+                    sandboxId: period.sandboxId, allocation: allocation, startedAt: Date(timeIntervalSince1970: period.startedAt),
+                    endedAt: period.endedAt.map { Date(timeIntervalSince1970: $0) }, endReason: period.endReason))
             entries[key] = entry
         }
         // Measured usage, per sandbox over the window (samples belong to the sandbox, whatever
@@ -214,8 +218,9 @@ extension SandboxManager {
         var items: [UsageEntry] = []
         for key in order {
             var entry = entries[key]!
-            entry.estimatedCost = prices.cost(vcpuSeconds: entry.vcpuSecondsAllocated, memoryGiBSeconds: entry.memoryGiBSecondsAllocated,
-                                              diskGiBSeconds: entry.diskGiBSecondsAllocated, archiveGiBSeconds: entry.archiveGiBSecondsAllocated)
+            entry.estimatedCost = prices.cost(
+                vcpuSeconds: entry.vcpuSecondsAllocated, memoryGiBSeconds: entry.memoryGiBSecondsAllocated,
+                diskGiBSeconds: entry.diskGiBSecondsAllocated, archiveGiBSeconds: entry.archiveGiBSecondsAllocated)
             total.sandboxIds += entry.sandboxIds
             total.vcpuSecondsAllocated += entry.vcpuSecondsAllocated
             total.cpuSecondsUsed += entry.cpuSecondsUsed

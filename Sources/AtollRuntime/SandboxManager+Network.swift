@@ -11,8 +11,10 @@ extension SandboxManager {
     /// Changes a sandbox's egress policy (Daytona's network settings, see
     /// `NetworkPolicy.forUpdate`). A started sandbox's firewall changes at once, existing
     /// connections included; otherwise the policy applies from its next start.
-    public func updateNetworkSettings(_ idOrName: String, blockAll: Bool?, allowList: String?, domainAllowList: String? = nil,
-                                      organizationId: String? = nil) async throws -> Sandbox {
+    public func updateNetworkSettings(
+        _ idOrName: String, blockAll: Bool?, allowList: String?, domainAllowList: String? = nil,
+        organizationId: String? = nil
+    ) async throws -> Sandbox {
         let current = try row(idOrName, organizationId: organizationId)
         let policy = try NetworkPolicy.forUpdate(blockAll: blockAll, allowList: allowList, domainAllowList: domainAllowList)
         let settled: Set<SandboxState> = [.started, .stopped, .archived, .error, .buildFailed]

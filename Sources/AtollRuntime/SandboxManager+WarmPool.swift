@@ -1,8 +1,8 @@
 public import AtollCore
+import AtollLinux
 public import AtollSandbox
 public import AtollStore
 public import Foundation
-import AtollLinux
 
 /// The state of one warm pool, for `/api/warm-pool`, `/metrics` and `atoll pool`.
 public struct WarmPoolStatus: Sendable, Hashable {
@@ -52,19 +52,22 @@ extension SandboxManager {
             throw AtollError.nameTaken(name)
         }
         // The member's resources are on the host already; they move to the organization.
-        try admit(AdmissionRequest(cpu: plan.resources.cpu, memoryGiB: plan.resources.memoryGiB, diskGiB: plan.resources.diskGiB,
-                                   newSandbox: true), organization: plan.organizationId, hostHoldsIt: true)
+        try admit(
+            AdmissionRequest(
+                cpu: plan.resources.cpu, memoryGiB: plan.resources.memoryGiB, diskGiB: plan.resources.diskGiB,
+                newSandbox: true), organization: plan.organizationId, hostHoldsIt: true)
         let token = UUID().uuidString
         let policy = plan.network
-        guard let member = try database.reservePoolMember(
-            key: key, token: token, at: now, isAlive: { ProcessRef.isRunning(pid: $0.initPid, startTime: $0.initStartTime) },
-            { [me] row in
-                // The claimer, so others leave the member alone while it lives.
-                row.opPid = me.pid
-                row.opStartTime = Int64(me.startTime)
-                row.networkBlockAll = policy.blockAll
-                row.networkAllowList = policy.allowListText
-            })
+        guard
+            let member = try database.reservePoolMember(
+                key: key, token: token, at: now, isAlive: { ProcessRef.isRunning(pid: $0.initPid, startTime: $0.initStartTime) },
+                { [me] row in
+                    // The claimer, so others leave the member alone while it lives.
+                    row.opPid = me.pid
+                    row.opStartTime = Int64(me.startTime)
+                    row.networkBlockAll = policy.blockAll
+                    row.networkAllowList = policy.allowListText
+                })
         else {
             poolCounters[key, default: WarmPoolCounters()].misses += 1
             wakeWarmPool()
@@ -194,10 +197,14 @@ extension SandboxManager {
         var kept: [String: Int] = [:]
         for member in members {
             let building = member.sandboxState == .creating && ProcessRef.isRunning(pid: member.opPid, startTime: member.opStartTime)
-            if building { kept[member.pool ?? "", default: 0] += 1; continue }
+            if building {
+                kept[member.pool ?? "", default: 0] += 1
+                continue
+            }
             let size = configuration.warmPool.entries.first { $0.key.description == member.pool && $0.key.pidsMax == member.pidsMax }?.size ?? 0
             // A member started by an older Atoll has no agent: it could run nothing.
-            let alive = member.sandboxState == .started && ProcessRef.isRunning(pid: member.initPid, startTime: member.initStartTime)
+            let alive =
+                member.sandboxState == .started && ProcessRef.isRunning(pid: member.initPid, startTime: member.initStartTime)
                 && ((try? Self.machine(member)).map { driver.hasAgent($0) } ?? false)
             let claiming: Bool
             if case .claiming = member.poolMembership { claiming = true } else { claiming = false }

@@ -49,10 +49,13 @@ public actor SandboxManager {
 
     /// Opens the runner on `configuration.dataDirectory`, reconciling whatever a previous process
     /// left half-done. `driver` defaults to the real one (which needs root).
-    public static func open(configuration: RuntimeConfiguration, driver: (any SandboxDriving)? = nil,
-                            clock: any Clock = SystemClock(), reconcile: Bool = true) async throws -> SandboxManager {
-        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o711])
+    public static func open(
+        configuration: RuntimeConfiguration, driver: (any SandboxDriving)? = nil,
+        clock: any Clock = SystemClock(), reconcile: Bool = true
+    ) async throws -> SandboxManager {
+        try FileManager.default.createDirectory(
+            atPath: configuration.dataDirectory, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o711])
         try SettingsRecord.check(configuration)
         let driver = try driver ?? SandboxDriver(configuration: configuration.driver)
         let database = try SandboxDatabase(path: configuration.databasePath)
@@ -125,8 +128,10 @@ public actor SandboxManager {
     /// marks this process as doing the work. Returns the row and the transition's token.
     /// `poolMember`: only while the row is still that warm pool member (its `pool` value), checked
     /// in the same transaction — the pool's upkeep never takes a sandbox a claim just handed out.
-    func begin(_ id: String, from allowed: Set<SandboxState>, to state: SandboxState, operation: String,
-               reason: String? = nil, poolMember: String? = nil) throws -> (SandboxRow, String) {
+    func begin(
+        _ id: String, from allowed: Set<SandboxState>, to state: SandboxState, operation: String,
+        reason: String? = nil, poolMember: String? = nil
+    ) throws -> (SandboxRow, String) {
         let token = UUID().uuidString
         let at = now
         do {
@@ -171,8 +176,10 @@ public actor SandboxManager {
     /// Completes the transition `token` with the final `state`. If the transition is no longer
     /// this one (it ran past its deadline and was declared stuck), nothing is written.
     @discardableResult
-    func finish(_ id: String, token: String, to state: SandboxState, reason: String? = nil,
-                _ change: (inout SandboxRow) -> Void = { _ in }) throws -> SandboxRow {
+    func finish(
+        _ id: String, token: String, to state: SandboxState, reason: String? = nil,
+        _ change: (inout SandboxRow) -> Void = { _ in }
+    ) throws -> SandboxRow {
         let at = now
         return try database.update(id: id, reason: reason, at: at) { row in
             guard row.opToken == token else {

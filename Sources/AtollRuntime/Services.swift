@@ -57,7 +57,11 @@ public struct WarmPoolService: Service {
         // Builds run at background priority: the requests being served come first.
         let loop = Task(priority: .background) { await runner.keepWarmPoolFilled(wakes) }
         try? await cancelWhenGracefulShutdown {
-            await withTaskCancellationHandler { await loop.value } onCancel: { loop.cancel() }
+            await withTaskCancellationHandler {
+                await loop.value
+            } onCancel: {
+                loop.cancel()
+            }
         }
         await runner.closeWarmPoolWakes()
     }

@@ -1,8 +1,8 @@
 import AtollCore
 import AtollLinux
 import AtollSandbox
-import Foundation
 import AtollStore
+import Foundation
 
 /// A command run in a session.
 public struct SessionCommand: Sendable, Hashable {
@@ -110,9 +110,11 @@ public actor Sessions {
             try files.makeFifo("\(dir)/in")
         }
         // The FIFO is opened read-write, so the shell never sees end-of-file between commands.
-        let start = try await driver.exec(machine, initProcess: process, ExecRequest(
-            command: .argv(["/bin/sh", "-c", "setsid bash --noprofile --norc 0<>\"$1\" >/dev/null 2>&1 & echo $!", "atoll-session", "\(dir)/in"]),
-            timeout: 30), onOutput: nil)
+        let start = try await driver.exec(
+            machine, initProcess: process,
+            ExecRequest(
+                command: .argv(["/bin/sh", "-c", "setsid bash --noprofile --norc 0<>\"$1\" >/dev/null 2>&1 & echo $!", "atoll-session", "\(dir)/in"]),
+                timeout: 30), onOutput: nil)
         guard start.exitCode == 0, let pid = Int32(start.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw AtollError(.system, "could not start the session's shell: \(start.stderrText.prefix(300))")
         }
@@ -140,9 +142,11 @@ public actor Sessions {
         let dir = sessionDirectory(sessionId)
         let commands = state.commands
         return try await WorkPool.shared.run {
-            Session(id: sessionId, commands: commands.map { command in
-                SessionCommand(id: command.id, command: command.command, exitCode: Self.exitCode(files, "\(dir)/\(command.id).exit"))
-            })
+            Session(
+                id: sessionId,
+                commands: commands.map { command in
+                    SessionCommand(id: command.id, command: command.command, exitCode: Self.exitCode(files, "\(dir)/\(command.id).exit"))
+                })
         }
     }
 
@@ -154,8 +158,10 @@ public actor Sessions {
 
     /// Runs a command in a session. Without `async`, waits for it and returns its exit code and
     /// output; with `async`, returns at once (the command's id is in the result).
-    public func execute(_ idOrName: String, sessionId: String, command: String, async runAsync: Bool,
-                                 organizationId: String? = nil) async throws -> (command: SessionCommand, logs: SessionLogs?) {
+    public func execute(
+        _ idOrName: String, sessionId: String, command: String, async runAsync: Bool,
+        organizationId: String? = nil
+    ) async throws -> (command: SessionCommand, logs: SessionLogs?) {
         guard !command.isEmpty else { throw AtollError(.invalidArgument, "command is empty") }
         let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
         let sandbox = machine.id.rawValue
@@ -163,7 +169,8 @@ public actor Sessions {
         let id = UUID().uuidString.lowercased()
         let dir = sessionDirectory(sessionId)
         let files = try driver.files(machine, initProcess: process, user: nil)
-        let line = "{ eval \"$(cat '\(dir)/\(id).cmd')\"; } > '\(dir)/\(id).out' 2> '\(dir)/\(id).err' < /dev/null; "
+        let line =
+            "{ eval \"$(cat '\(dir)/\(id).cmd')\"; } > '\(dir)/\(id).out' 2> '\(dir)/\(id).err' < /dev/null; "
             + "echo $? > '\(dir)/\(id).exit.tmp'; mv -f '\(dir)/\(id).exit.tmp' '\(dir)/\(id).exit'\n"
         let text = Array(command.utf8)
         try await WorkPool.shared.run {
@@ -204,8 +211,10 @@ public actor Sessions {
         return SessionLogs(stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
     }
 
-    public func command(_ idOrName: String, sessionId: String, commandId: String,
-                               organizationId: String? = nil) async throws -> SessionCommand {
+    public func command(
+        _ idOrName: String, sessionId: String, commandId: String,
+        organizationId: String? = nil
+    ) async throws -> SessionCommand {
         let session = try await get(idOrName, sessionId: sessionId, organizationId: organizationId)
         guard let command = session.commands.first(where: { $0.id == commandId }) else {
             throw AtollError(.notFound, "command \(commandId.prefix(64)) not found in session \(sessionId)")
@@ -213,8 +222,10 @@ public actor Sessions {
         return command
     }
 
-    public func logs(_ idOrName: String, sessionId: String, commandId: String,
-                                   organizationId: String? = nil) async throws -> SessionLogs {
+    public func logs(
+        _ idOrName: String, sessionId: String, commandId: String,
+        organizationId: String? = nil
+    ) async throws -> SessionLogs {
         let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
         let state = try session(machine.id.rawValue, sessionId)
         guard state.commands.contains(where: { $0.id == commandId }) else {
@@ -232,8 +243,10 @@ public actor Sessions {
         let sandbox = machine.id.rawValue
         let state = try session(sandbox, sessionId)
         bySandbox[sandbox]?.sessions[sessionId] = nil
-        _ = try? await driver.exec(machine, initProcess: process, ExecRequest(
-            command: .argv(["/bin/kill", "-KILL", "--", "-\(state.shellPid)"]), user: "root", timeout: 10), onOutput: nil)
+        _ = try? await driver.exec(
+            machine, initProcess: process,
+            ExecRequest(
+                command: .argv(["/bin/kill", "-KILL", "--", "-\(state.shellPid)"]), user: "root", timeout: 10), onOutput: nil)
         let files = try driver.files(machine, initProcess: process, user: nil)
         let dir = sessionDirectory(sessionId)
         _ = try? await WorkPool.shared.run { try files.delete(dir, recursive: true, missingOK: true) }

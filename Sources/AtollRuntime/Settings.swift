@@ -83,8 +83,10 @@ public enum Settings {
     ///   - file: a configuration file named by the user (`--config`, `ATOLL_CONFIG`): it must
     ///     exist. Without one, `defaultFile` is read if it exists.
     ///   - flags: values given on the command line, by setting key.
-    public static func resolve(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
-                               flags: [String: String] = [:]) async throws -> ResolvedSettings {
+    public static func resolve(
+        file: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+        flags: [String: String] = [:]
+    ) async throws -> ResolvedSettings {
         let named = file ?? environment["ATOLL_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
         let path = named ?? defaultFile
         let fileProvider: FileProvider<JSONSnapshot>

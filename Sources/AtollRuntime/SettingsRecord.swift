@@ -1,8 +1,8 @@
 import AtollCore
 import AtollLinux
+import AtollSandbox
 import Foundation
 import Glibc
-import AtollSandbox
 
 /// The settings every process sharing a data directory must agree on (`Setting.mustAgree`):
 /// the cgroup name, the host id region and the sandbox network. The first runner to open a data
@@ -59,8 +59,10 @@ public struct SettingsRecord: Codable, Sendable, Hashable {
             }
             let differences = current.differences(from: recorded)
             guard differences.isEmpty else {
-                throw AtollError(.invalidArgument, "the settings differ from those the data directory \(configuration.dataDirectory) was set up with: "
-                    + differences.joined(separator: "; ") + " (every process using one data directory must agree; see docs/configuration.md)")
+                throw AtollError(
+                    .invalidArgument,
+                    "the settings differ from those the data directory \(configuration.dataDirectory) was set up with: "
+                        + differences.joined(separator: "; ") + " (every process using one data directory must agree; see docs/configuration.md)")
             }
             return
         }

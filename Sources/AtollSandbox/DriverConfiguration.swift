@@ -15,8 +15,10 @@ public struct DriverConfiguration: Sendable {
     /// Sandbox networking; nil gives sandboxes a network namespace with loopback only.
     public var network: NetworkSettings?
 
-    public init(dataDirectory: String, snapshotsDirectory: String? = nil, cgroupName: String = "atoll", captureLimitBytes: Int = 16 << 20,
-                network: NetworkSettings? = .standard) {
+    public init(
+        dataDirectory: String, snapshotsDirectory: String? = nil, cgroupName: String = "atoll", captureLimitBytes: Int = 16 << 20,
+        network: NetworkSettings? = .standard
+    ) {
         self.dataDirectory = dataDirectory
         self.snapshotsDirectory = snapshotsDirectory ?? "\(dataDirectory)/snapshots"
         self.cgroupName = cgroupName

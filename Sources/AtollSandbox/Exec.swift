@@ -24,8 +24,10 @@ public struct ExecRequest: Sendable {
     /// Send stderr into the stdout stream (like `2>&1`).
     public var mergeOutput: Bool
 
-    public init(command: Command, env: [String: String] = [:], cwd: String? = nil, user: String? = nil,
-                timeout: Double? = nil, stdin: StdinSource = .none, mergeOutput: Bool = false) {
+    public init(
+        command: Command, env: [String: String] = [:], cwd: String? = nil, user: String? = nil,
+        timeout: Double? = nil, stdin: StdinSource = .none, mergeOutput: Bool = false
+    ) {
         self.command = command
         self.env = env
         self.cwd = cwd
@@ -45,7 +47,8 @@ public struct ExecRequest: Sendable {
             }
         case .shell(let script):
             guard !script.isEmpty else { throw AtollError(.invalidArgument, "command: the shell command is empty") }
-            if case .none = stdin {} else {
+            if case .none = stdin {
+            } else {
                 throw AtollError(.invalidArgument, "stdin: a shell command is read from stdin, so it cannot take other input")
             }
         }
@@ -72,8 +75,10 @@ public struct CodeRequest: Sendable {
     /// Send stderr into the stdout stream (Daytona's `result` is both).
     public var mergeOutput: Bool
 
-    public init(language: Language, code: String, arguments: [String] = [], env: [String: String] = [:], user: String? = nil,
-                timeout: Double? = nil, stdin: StdinSource = .none, mergeOutput: Bool = false) {
+    public init(
+        language: Language, code: String, arguments: [String] = [], env: [String: String] = [:], user: String? = nil,
+        timeout: Double? = nil, stdin: StdinSource = .none, mergeOutput: Bool = false
+    ) {
         self.language = language
         self.code = code
         self.arguments = arguments

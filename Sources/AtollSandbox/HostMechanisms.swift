@@ -72,8 +72,10 @@ public struct HostMechanisms: Sendable {
     /// The capabilities of a sandbox's root (PID 1 and root execs).
     public var rootCapabilities: CapabilitySet
 
-    public init(spawner: any Spawning, cgroups: any CgroupManaging, disks: any DiskImages, userNamespaces: any UserNamespaces,
-                network: (any NetworkAttaching)?, rootCapabilities: CapabilitySet) {
+    public init(
+        spawner: any Spawning, cgroups: any CgroupManaging, disks: any DiskImages, userNamespaces: any UserNamespaces,
+        network: (any NetworkAttaching)?, rootCapabilities: CapabilitySet
+    ) {
         self.spawner = spawner
         self.cgroups = cgroups
         self.disks = disks

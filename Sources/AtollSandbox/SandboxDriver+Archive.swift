@@ -66,8 +66,9 @@ extension SandboxDriver {
                 try self.disks.waitDetached(image: disk, timeout: 5)
                 unlink(disk)
             }
-            try self.disks.create(at: disk, sizeBytes: UInt64(machine.resources.diskGiB) << 30,
-                                     entries: Self.diskEntries(id: id, ids: machine.ids), scratch: dir)
+            try self.disks.create(
+                at: disk, sizeBytes: UInt64(machine.resources.diskGiB) << 30,
+                entries: Self.diskEntries(id: id, ids: machine.ids), scratch: dir)
             let script = """
                 set -euo pipefail
                 mount -o loop "$1" "$2"

@@ -14,7 +14,8 @@ extension SandboxDriver {
         let pidfd = try Pidfd.open(initProcess.pid)
         // The pidfd pins the process; check once more that it is the same one.
         guard initProcess.isRunning else { throw AtollError(.conflict, "sandbox \(machine.id) stopped while it was being adopted") }
-        let handles = Live(initProcess: initProcess, handle: SandboxInit(pid: initProcess.pid, pidfd: pidfd), placement: try cgroups.placement(machine.id.rawValue))
+        let handles = Live(
+            initProcess: initProcess, handle: SandboxInit(pid: initProcess.pid, pidfd: pidfd), placement: try cgroups.placement(machine.id.rawValue))
         live.withLock { $0[machine.id] = handles }
         return handles
     }
@@ -24,8 +25,10 @@ extension SandboxDriver {
     /// sandbox's profile (capabilities, no_new_privs, seccomp) — so nothing of this process enters
     /// the sandbox. `onOutput` sees every chunk as it arrives; the result also holds the captured
     /// output.
-    public func exec(_ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest,
-                     onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult {
+    public func exec(
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest,
+        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+    ) async throws -> ExecResult {
         try request.validate()
         _ = try handles(machine, initProcess: initProcess)
         let argv: [String]
@@ -59,16 +62,19 @@ extension SandboxDriver {
     /// Runs code with the language's interpreter (a resolved path in the snapshot). The program
     /// is written by the agent to a new private file in the sandbox's `/tmp`, owned by the user,
     /// and removed after.
-    public func runCode(_ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
-                        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult {
+    public func runCode(
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
+        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+    ) async throws -> ExecResult {
         let files = try self.files(machine, initProcess: initProcess, user: request.user)
         let runtime = LanguageRuntime(snapshot: try snapshots.snapshot(named: machine.snapshot))
         let file = "/tmp/atoll-code-\(SandboxID.random().rawValue.prefix(13)).\(request.language.fileExtension)"
         let code = Array(request.code.utf8)
         try await WorkPool.shared.run { try files.write(file, bytes: code, mode: 0o600, exclusive: true) }
-        let exec = ExecRequest(command: .argv(runtime.command(request.language, file: file, arguments: request.arguments)),
-                               env: request.env, user: request.user, timeout: request.timeout, stdin: request.stdin,
-                               mergeOutput: request.mergeOutput)
+        let exec = ExecRequest(
+            command: .argv(runtime.command(request.language, file: file, arguments: request.arguments)),
+            env: request.env, user: request.user, timeout: request.timeout, stdin: request.stdin,
+            mergeOutput: request.mergeOutput)
         let result: Result<ExecResult, any Error>
         do {
             result = .success(try await self.exec(machine, initProcess: initProcess, exec, onOutput: onOutput))

@@ -20,8 +20,10 @@ public struct SandboxMachine: Sendable, Hashable {
     /// Address and egress policy (nil: no address assigned, so loopback only).
     public var network: MachineNetwork?
 
-    public init(id: SandboxID, snapshot: String, resources: Resources, pidsMax: Int, ids: IDRange, env: [String: String], user: String,
-                network: MachineNetwork? = nil) {
+    public init(
+        id: SandboxID, snapshot: String, resources: Resources, pidsMax: Int, ids: IDRange, env: [String: String], user: String,
+        network: MachineNetwork? = nil
+    ) {
         self.id = id
         self.snapshot = snapshot
         self.resources = resources
@@ -107,10 +109,14 @@ public protocol SandboxDriving: Sendable {
     /// Whether the sandbox's PID 1 was started with an agent (sandboxes an older Atoll started
     /// have none, and run nothing until they are restarted).
     func hasAgent(_ machine: SandboxMachine) -> Bool
-    func exec(_ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest,
-              onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult
-    func runCode(_ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
-                 onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult
+    func exec(
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest,
+        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+    ) async throws -> ExecResult
+    func runCode(
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
+        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+    ) async throws -> ExecResult
     /// File access inside a started sandbox (see `SandboxFiles`).
     func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String?) throws -> SandboxFiles
     /// Applies the machine's CPU, memory and task limits to its cgroup, live.
@@ -215,9 +221,10 @@ public final class SandboxDriver: SandboxDriving {
             .init(path: DiskLayout.upper, kind: .directory, uid: root, gid: root, mode: 0o755),
             .init(path: "\(DiskLayout.upper)/etc", kind: .directory, uid: root, gid: root, mode: 0o755),
             .init(path: "\(DiskLayout.upper)/etc/hostname", kind: .file("\(id)\n"), uid: root, gid: root, mode: 0o644),
-            .init(path: "\(DiskLayout.upper)/etc/hosts",
-                  kind: .file("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(id)\n"),
-                  uid: root, gid: root, mode: 0o644),
+            .init(
+                path: "\(DiskLayout.upper)/etc/hosts",
+                kind: .file("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(id)\n"),
+                uid: root, gid: root, mode: 0o644),
             .init(path: DiskLayout.work, kind: .directory, uid: 0, gid: 0, mode: 0o700),
             .init(path: DiskLayout.tmp, kind: .directory, uid: root, gid: root, mode: 0o1777),
             .init(path: DiskLayout.root, kind: .directory, uid: 0, gid: 0, mode: 0o755),
@@ -253,13 +260,16 @@ public final class SandboxDriver: SandboxDriving {
             let networkNamespace = try attachNetwork(machine)
             attached = networkNamespace?.entry
             let loop = try disks.attach(disk)
-            let plan = try RootfsPlan(diskDevice: loop.devicePath, diskMountPoint: configuration.mountPoint(id),
-                                      snapshotRoot: snapshot.root, ids: machine.ids).steps()
+            let plan = try RootfsPlan(
+                diskDevice: loop.devicePath, diskMountPoint: configuration.mountPoint(id),
+                snapshotRoot: snapshot.root, ids: machine.ids
+            ).steps()
             let placement = try cgroups.placement(id.rawValue)
             let listener = try AgentSocket.listen(directory: configuration.sandboxDirectory(id))
-            let spec = SpawnSpec(plan: plan, userNamespace: try userNamespaces.create(machine.ids), hostname: id.rawValue,
-                                 cgroup: placement, identity: .root(capabilities: rootCapabilities),
-                                 network: networkNamespace?.namespace, agentListener: listener)
+            let spec = SpawnSpec(
+                plan: plan, userNamespace: try userNamespaces.create(machine.ids), hostname: id.rawValue,
+                cgroup: placement, identity: .root(capabilities: rootCapabilities),
+                network: networkNamespace?.namespace, agentListener: listener)
             let handle = try spawner.spawn(spec)
             // The sandbox's mount now holds the loop device (autoclear detaches it when that goes),
             // its PID 1 the network namespace and the agent's listening socket.
@@ -410,28 +420,29 @@ public final class SandboxDriver: SandboxDriving {
         let config = configuration
         let cgroups = self.cgroups
         let disks = self.disks
-        return (try? await Blocking.run("atoll-orphans") { () -> [String] in
-            var removed: [String] = []
-            let fm = FileManager.default
-            for name in (try? fm.contentsOfDirectory(atPath: config.sandboxesDirectory)) ?? [] {
-                guard let id = try? SandboxID(name), !isKnown(id) else { continue }
-                try? cgroups.killAll(name)
-                try? cgroups.remove(name)
-                if KernelFile.exists(config.diskPath(id)) { try? disks.waitDetached(image: config.diskPath(id), timeout: 5) }
-                if (try? fm.removeItem(atPath: config.sandboxDirectory(id))) != nil { removed.append("directory \(config.sandboxDirectory(id))") }
-            }
-            for dir in cgroups.childGroups() {
-                guard let id = try? SandboxID(dir), !isKnown(id) else { continue }
-                try? cgroups.killAll(dir)
-                if (try? cgroups.remove(dir)) != nil { removed.append("cgroup \(config.cgroupName)/\(dir)") }
-            }
-            for name in (try? fm.contentsOfDirectory(atPath: config.archiveDirectory)) ?? [] {
-                let path = "\(config.archiveDirectory)/\(name)"
-                let base = name.components(separatedBy: ".").first ?? ""
-                let owned = (try? SandboxID(base)).map(isKnown) ?? false
-                if name.hasSuffix(".tmp") || !owned, (try? fm.removeItem(atPath: path)) != nil { removed.append("archive \(path)") }
-            }
-            return removed
-        }) ?? []
+        return
+            (try? await Blocking.run("atoll-orphans") { () -> [String] in
+                var removed: [String] = []
+                let fm = FileManager.default
+                for name in (try? fm.contentsOfDirectory(atPath: config.sandboxesDirectory)) ?? [] {
+                    guard let id = try? SandboxID(name), !isKnown(id) else { continue }
+                    try? cgroups.killAll(name)
+                    try? cgroups.remove(name)
+                    if KernelFile.exists(config.diskPath(id)) { try? disks.waitDetached(image: config.diskPath(id), timeout: 5) }
+                    if (try? fm.removeItem(atPath: config.sandboxDirectory(id))) != nil { removed.append("directory \(config.sandboxDirectory(id))") }
+                }
+                for dir in cgroups.childGroups() {
+                    guard let id = try? SandboxID(dir), !isKnown(id) else { continue }
+                    try? cgroups.killAll(dir)
+                    if (try? cgroups.remove(dir)) != nil { removed.append("cgroup \(config.cgroupName)/\(dir)") }
+                }
+                for name in (try? fm.contentsOfDirectory(atPath: config.archiveDirectory)) ?? [] {
+                    let path = "\(config.archiveDirectory)/\(name)"
+                    let base = name.components(separatedBy: ".").first ?? ""
+                    let owned = (try? SandboxID(base)).map(isKnown) ?? false
+                    if name.hasSuffix(".tmp") || !owned, (try? fm.removeItem(atPath: path)) != nil { removed.append("archive \(path)") }
+                }
+                return removed
+            }) ?? []
     }
 }

@@ -38,7 +38,9 @@ public struct FileEntry: Sendable, Hashable {
         default: type = "-"
         }
         var s = String(type)
-        let bits: [(UInt32, Character)] = [(0o400, "r"), (0o200, "w"), (0o100, "x"), (0o040, "r"), (0o020, "w"), (0o010, "x"), (0o004, "r"), (0o002, "w"), (0o001, "x")]
+        let bits: [(UInt32, Character)] = [
+            (0o400, "r"), (0o200, "w"), (0o100, "x"), (0o040, "r"), (0o020, "w"), (0o010, "x"), (0o004, "r"), (0o002, "w"), (0o001, "x"),
+        ]
         for (i, (bit, char)) in bits.enumerated() {
             var c: Character = mode & bit != 0 ? char : "-"
             if i == 2 && mode & 0o4000 != 0 { c = c == "x" ? "s" : "S" }
@@ -107,8 +109,10 @@ public struct SandboxFiles: Sendable {
     // MARK: - Requests
 
     /// Connects and sends a file request; the caller reads the replies.
-    func request(_ op: atoll_agent_file_op, _ path: String, second: String = "", third: String = "", flags: Int32 = 0,
-                 mode: Int64 = -1, limit: Int64 = -1, descriptor: Int32? = nil) throws -> AgentConnection {
+    func request(
+        _ op: atoll_agent_file_op, _ path: String, second: String = "", third: String = "", flags: Int32 = 0,
+        mode: Int64 = -1, limit: Int64 = -1, descriptor: Int32? = nil
+    ) throws -> AgentConnection {
         for text in [path, second, third] where text.utf8.contains(0) {
             throw AtollError(.invalidArgument, "invalid path \"\(text.prefix(64))\": it contains a NUL byte")
         }
@@ -134,8 +138,10 @@ public struct SandboxFiles: Sendable {
     }
 
     /// Runs a request whose answer is one message of `kind`.
-    func single(_ op: atoll_agent_file_op, _ path: String, expecting kind: AgentMessage.Kind, second: String = "", third: String = "",
-                flags: Int32 = 0, mode: Int64 = -1) throws -> AgentMessage {
+    func single(
+        _ op: atoll_agent_file_op, _ path: String, expecting kind: AgentMessage.Kind, second: String = "", third: String = "",
+        flags: Int32 = 0, mode: Int64 = -1
+    ) throws -> AgentMessage {
         let connection = try request(op, path, second: second, third: third, flags: flags, mode: mode)
         defer { connection.close() }
         let message = try Self.next(connection, "\(op.name) \(path.prefix(200))")
@@ -172,8 +178,9 @@ public struct SandboxFiles: Sendable {
     /// The sandbox user's account (name, ids, home, shell).
     public func account() throws -> SandboxAccount {
         let m = try single(ATOLL_FILE_ACCOUNT, "", expecting: .account)
-        return SandboxAccount(name: m.string(0), uid: UInt32(truncatingIfNeeded: m.number(0)), gid: UInt32(truncatingIfNeeded: m.number(1)),
-                              home: m.string(1), shell: m.string(2))
+        return SandboxAccount(
+            name: m.string(0), uid: UInt32(truncatingIfNeeded: m.number(0)), gid: UInt32(truncatingIfNeeded: m.number(1)),
+            home: m.string(1), shell: m.string(2))
     }
 
     /// The home directory relative paths are resolved against (Daytona's work dir).
@@ -422,7 +429,8 @@ public final class FileDownload: @unchecked Sendable {
             let ready = poll(&p, 1, Int32(SandboxFiles.transferStallTimeout * 1000))
             if ready < 0 && errno == EINTR { continue }
             guard ready > 0 else {
-                throw AtollError(.timeout, "reading \(path.prefix(200)) from sandbox \(connection.sandbox) stalled for \(Int(SandboxFiles.transferStallTimeout)) s")
+                throw AtollError(
+                    .timeout, "reading \(path.prefix(200)) from sandbox \(connection.sandbox) stalled for \(Int(SandboxFiles.transferStallTimeout)) s")
             }
             return
         }
@@ -510,7 +518,8 @@ public final class FileUpload: @unchecked Sendable {
             let ready = poll(&p, 1, Int32(SandboxFiles.transferStallTimeout * 1000))
             if ready < 0 && errno == EINTR { continue }
             if ready == 0 {
-                throw AtollError(.timeout, "writing \(path.prefix(200)) into sandbox \(connection.sandbox) stalled for \(Int(SandboxFiles.transferStallTimeout)) s")
+                throw AtollError(
+                    .timeout, "writing \(path.prefix(200)) into sandbox \(connection.sandbox) stalled for \(Int(SandboxFiles.transferStallTimeout)) s")
             }
             return
         }

@@ -17,8 +17,11 @@ public struct NetworkSettings: Sendable, Hashable {
 
     public init(bridge: String = NetworkSettings.defaultBridge, subnet: SandboxSubnet, namespacePath: String? = nil) throws(AtollError) {
         guard !bridge.isEmpty, bridge.utf8.count < 16, bridge.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }),
-              !bridge.hasPrefix(FirewallRules.defaultPortPrefix) else {
-            throw AtollError(.invalidArgument, "bridge name \"\(bridge.prefix(32))\" must be 1-15 letters, digits, - or _ and not start with \(FirewallRules.defaultPortPrefix)")
+            !bridge.hasPrefix(FirewallRules.defaultPortPrefix)
+        else {
+            throw AtollError(
+                .invalidArgument,
+                "bridge name \"\(bridge.prefix(32))\" must be 1-15 letters, digits, - or _ and not start with \(FirewallRules.defaultPortPrefix)")
         }
         self.bridge = bridge
         self.subnet = subnet

@@ -44,7 +44,9 @@ extension SandboxDatabase {
     }
 
     /// Creates a key for `organizationId` and returns it with its row. The key is shown once.
-    public func createKey(organizationId: String, name: String, key givenKey: String? = nil, admin: Bool = false, at: Double) throws -> (key: String, row: APIKeyRow) {
+    public func createKey(
+        organizationId: String, name: String, key givenKey: String? = nil, admin: Bool = false, at: Double
+    ) throws -> (key: String, row: APIKeyRow) {
         guard SandboxID.isValid(organizationId) else {
             throw AtollError(.invalidArgument, "invalid organization \"\(organizationId.prefix(64))\": use lower-case letters, digits and '-'")
         }
@@ -52,8 +54,9 @@ extension SandboxDatabase {
         guard key.utf8.count >= 16, key.utf8.count <= 256, key.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
             throw AtollError(.invalidArgument, "an API key must be 16 to 256 printable ASCII characters without spaces")
         }
-        let row = APIKeyRow(id: String(key.prefix(12)), organizationId: organizationId, name: name,
-                            sha256: KeyHash.hex(key.utf8), createdAt: at, revokedAt: nil, admin: admin)
+        let row = APIKeyRow(
+            id: String(key.prefix(12)), organizationId: organizationId, name: name,
+            sha256: KeyHash.hex(key.utf8), createdAt: at, revokedAt: nil, admin: admin)
         try write { db in
             if var existing = try APIKeyRow.filter(Column("sha256") == row.sha256).fetchOne(db) {
                 guard existing.organizationId == organizationId, existing.revokedAt == nil else {

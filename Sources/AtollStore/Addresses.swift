@@ -19,10 +19,14 @@ extension SandboxDatabase {
         try write { db in
             guard var row = try SandboxRow.fetchOne(db, key: id) else { throw AtollError(.notFound, "sandbox \(id) not found") }
             if let text = row.address, let address = IPv4Address(text), subnet.slot(of: address) != nil { return address }
-            let taken = Set(try String.fetchAll(db, sql: "SELECT address FROM sandbox WHERE address IS NOT NULL")
-                .compactMap { IPv4Address($0).flatMap(subnet.slot(of:)) })
+            let taken = Set(
+                try String.fetchAll(db, sql: "SELECT address FROM sandbox WHERE address IS NOT NULL")
+                    .compactMap { IPv4Address($0).flatMap(subnet.slot(of:)) })
             guard let slot = subnet.slots.first(where: { !taken.contains($0) }) else {
-                throw AtollError(.resourceExhausted, "all \(subnet.slots.count) addresses of the sandbox subnet \(subnet.cidr) are in use; delete sandboxes or configure a larger subnet (ATOLL_SUBNET)")
+                throw AtollError(
+                    .resourceExhausted,
+                    "all \(subnet.slots.count) addresses of the sandbox subnet \(subnet.cidr) are in use; delete sandboxes or configure a larger subnet (ATOLL_SUBNET)"
+                )
             }
             let address = subnet.address(slot: slot)
             row.address = address.description

@@ -84,8 +84,10 @@ public struct MeterReading: Sendable, Hashable {
     public var oomKills: UInt64
     public var diskBytes: UInt64
 
-    public init(sandboxId: String, organizationId: String, cpuNanoseconds: UInt64, memoryBytes: UInt64, memoryPeakBytes: UInt64,
-                oomKills: UInt64, diskBytes: UInt64) {
+    public init(
+        sandboxId: String, organizationId: String, cpuNanoseconds: UInt64, memoryBytes: UInt64, memoryPeakBytes: UInt64,
+        oomKills: UInt64, diskBytes: UInt64
+    ) {
         self.sandboxId = sandboxId
         self.organizationId = organizationId
         self.cpuNanoseconds = cpuNanoseconds
@@ -183,8 +185,12 @@ extension SandboxDatabase {
     static func applyAllocation(_ db: Database, row: SandboxRow, at: Double, boundary: PeriodBoundary, reason: String?) throws {
         let open = try AllocationPeriodRow.filter(Column("sandboxId") == row.id && Column("endedAt") == nil).fetchOne(db)
         // A pooled sandbox is allocated to nobody: its periods start when it is claimed.
-        let rule = row.pool != nil ? .none : AllocationRule.forState(row.sandboxState, cpu: row.cpu, memoryGiB: row.memoryGiB,
-                                                                     diskGiB: row.diskGiB, archiveBytes: row.archiveBytes)
+        let rule =
+            row.pool != nil
+            ? .none
+            : AllocationRule.forState(
+                row.sandboxState, cpu: row.cpu, memoryGiB: row.memoryGiB,
+                diskGiB: row.diskGiB, archiveBytes: row.archiveBytes)
         let wanted: Allocation?
         switch rule {
         case .keep:
@@ -215,8 +221,9 @@ extension SandboxDatabase {
 
     /// Closes a deleted sandbox's open period (its periods and samples stay: they are the bill).
     static func closeAllocation(_ db: Database, sandboxId: String, at: Double, reason: String) throws {
-        try db.execute(sql: "UPDATE allocationPeriod SET endedAt = MAX(startedAt, ?), endReason = ? WHERE sandboxId = ? AND endedAt IS NULL",
-                       arguments: [at, reason, sandboxId])
+        try db.execute(
+            sql: "UPDATE allocationPeriod SET endedAt = MAX(startedAt, ?), endReason = ? WHERE sandboxId = ? AND endedAt IS NULL",
+            arguments: [at, reason, sandboxId])
         try db.execute(sql: "DELETE FROM meter WHERE sandboxId = ?", arguments: [sandboxId])
     }
 
@@ -235,11 +242,14 @@ extension SandboxDatabase {
                 guard let row = try SandboxRow.fetchOne(db, key: reading.sandboxId), row.sandboxState == .started, row.pool == nil else {
                     continue
                 }
-                let cpu = Int64(clamping: reading.cpuNanoseconds), ooms = Int64(clamping: reading.oomKills)
+                let cpu = Int64(clamping: reading.cpuNanoseconds)
+                let ooms = Int64(clamping: reading.oomKills)
                 // A sandbox's first reading counts from zero: its cgroup was made at its first start.
-                var meter = try MeterRow.fetchOne(db, key: reading.sandboxId) ?? MeterRow(
-                    sandboxId: reading.sandboxId, organizationId: reading.organizationId, lastCpuNanoseconds: 0,
-                    cpuNanosecondsTotal: 0, lastOomKills: 0, oomKillsTotal: 0, memoryBytes: 0, diskBytes: 0, at: at)
+                var meter =
+                    try MeterRow.fetchOne(db, key: reading.sandboxId)
+                    ?? MeterRow(
+                        sandboxId: reading.sandboxId, organizationId: reading.organizationId, lastCpuNanoseconds: 0,
+                        cpuNanosecondsTotal: 0, lastOomKills: 0, oomKillsTotal: 0, memoryBytes: 0, diskBytes: 0, at: at)
                 // A counter that went down belongs to a new cgroup: all of it is new.
                 let cpuDelta = cpu >= meter.lastCpuNanoseconds ? cpu - meter.lastCpuNanoseconds : cpu
                 let oomDelta = ooms >= meter.lastOomKills ? ooms - meter.lastOomKills : ooms
@@ -299,19 +309,20 @@ extension SandboxDatabase {
     public func compactUsage(detailBefore: Double, retainAfter: Double) throws {
         try write { db in
             let cutoff = Int64(detailBefore.rounded(.down)) / 60 * 60  // whole minutes only
-            try db.execute(sql: """
-                INSERT INTO usageRollup (sandboxId, minute, cpuNanoseconds, memoryMaxBytes, diskMaxBytes, diskLastBytes, samples)
-                SELECT sandboxId, at / 60 * 60, SUM(cpuNanoseconds), MAX(memoryBytes), MAX(diskBytes),
-                       (SELECT s2.diskBytes FROM usageSample s2 WHERE s2.sandboxId = s.sandboxId AND s2.at / 60 = s.at / 60 ORDER BY s2.at DESC LIMIT 1),
-                       COUNT(*)
-                FROM usageSample s WHERE at < ? GROUP BY sandboxId, at / 60
-                ON CONFLICT(sandboxId, minute) DO UPDATE SET
-                    cpuNanoseconds = cpuNanoseconds + excluded.cpuNanoseconds,
-                    memoryMaxBytes = MAX(memoryMaxBytes, excluded.memoryMaxBytes),
-                    diskMaxBytes = MAX(diskMaxBytes, excluded.diskMaxBytes),
-                    diskLastBytes = excluded.diskLastBytes,
-                    samples = samples + excluded.samples
-                """, arguments: [cutoff])
+            try db.execute(
+                sql: """
+                    INSERT INTO usageRollup (sandboxId, minute, cpuNanoseconds, memoryMaxBytes, diskMaxBytes, diskLastBytes, samples)
+                    SELECT sandboxId, at / 60 * 60, SUM(cpuNanoseconds), MAX(memoryBytes), MAX(diskBytes),
+                           (SELECT s2.diskBytes FROM usageSample s2 WHERE s2.sandboxId = s.sandboxId AND s2.at / 60 = s.at / 60 ORDER BY s2.at DESC LIMIT 1),
+                           COUNT(*)
+                    FROM usageSample s WHERE at < ? GROUP BY sandboxId, at / 60
+                    ON CONFLICT(sandboxId, minute) DO UPDATE SET
+                        cpuNanoseconds = cpuNanoseconds + excluded.cpuNanoseconds,
+                        memoryMaxBytes = MAX(memoryMaxBytes, excluded.memoryMaxBytes),
+                        diskMaxBytes = MAX(diskMaxBytes, excluded.diskMaxBytes),
+                        diskLastBytes = excluded.diskLastBytes,
+                        samples = samples + excluded.samples
+                    """, arguments: [cutoff])
             try db.execute(sql: "DELETE FROM usageSample WHERE at < ?", arguments: [cutoff])
             let retain = Int64(retainAfter.rounded(.down))
             try db.execute(sql: "DELETE FROM usageRollup WHERE minute < ?", arguments: [retain])
@@ -324,8 +335,9 @@ extension SandboxDatabase {
     /// Periods of an organization overlapping [from, to], optionally of one sandbox.
     public func periods(organizationId: String, sandboxId: String? = nil, from: Double, to: Double) throws -> [AllocationPeriodRow] {
         try read { db in
-            var request = AllocationPeriodRow.filter(Column("organizationId") == organizationId && Column("startedAt") < to
-                && (Column("endedAt") == nil || Column("endedAt") > from))
+            var request = AllocationPeriodRow.filter(
+                Column("organizationId") == organizationId && Column("startedAt") < to
+                    && (Column("endedAt") == nil || Column("endedAt") > from))
             if let sandboxId { request = request.filter(Column("sandboxId") == sandboxId) }
             return try request.order(Column("sandboxId"), Column("startedAt")).fetchAll(db)
         }
@@ -336,28 +348,38 @@ extension SandboxDatabase {
     public func measuredUsage(sandboxIds: [String], from: Double, to: Double) throws -> [String: MeasuredUsage] {
         try read { db in
             var result: [String: MeasuredUsage] = [:]
-            let lower = Int64(from.rounded(.down)), upper = Int64(to.rounded(.up))
+            let lower = Int64(from.rounded(.down))
+            let upper = Int64(to.rounded(.up))
             for id in sandboxIds {
                 var usage = MeasuredUsage()
-                if let row = try Row.fetchOne(db, sql: """
-                    SELECT COALESCE(SUM(cpuNanoseconds), 0), COALESCE(MAX(memoryBytes), 0) FROM usageSample
-                    WHERE sandboxId = ? AND at > ? AND at <= ?
-                    """, arguments: [id, lower, upper]) {
+                if let row = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT COALESCE(SUM(cpuNanoseconds), 0), COALESCE(MAX(memoryBytes), 0) FROM usageSample
+                        WHERE sandboxId = ? AND at > ? AND at <= ?
+                        """, arguments: [id, lower, upper])
+                {
                     usage.cpuNanoseconds += row[0] as Int64
                     usage.memoryPeakBytes = max(usage.memoryPeakBytes, row[1] as Int64)
                 }
-                if let row = try Row.fetchOne(db, sql: """
-                    SELECT COALESCE(SUM(cpuNanoseconds), 0), COALESCE(MAX(memoryMaxBytes), 0) FROM usageRollup
-                    WHERE sandboxId = ? AND minute >= ? AND minute < ?
-                    """, arguments: [id, lower / 60 * 60, upper]) {
+                if let row = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT COALESCE(SUM(cpuNanoseconds), 0), COALESCE(MAX(memoryMaxBytes), 0) FROM usageRollup
+                        WHERE sandboxId = ? AND minute >= ? AND minute < ?
+                        """, arguments: [id, lower / 60 * 60, upper])
+                {
                     usage.cpuNanoseconds += row[0] as Int64
                     usage.memoryPeakBytes = max(usage.memoryPeakBytes, row[1] as Int64)
                 }
-                if let row = try Row.fetchOne(db, sql: """
-                    SELECT at, diskBytes FROM usageSample WHERE sandboxId = ? AND at > ? AND at <= ?
-                    UNION ALL SELECT minute + 59, diskLastBytes FROM usageRollup WHERE sandboxId = ? AND minute >= ? AND minute < ?
-                    ORDER BY 1 DESC LIMIT 1
-                    """, arguments: [id, lower, upper, id, lower / 60 * 60, upper]) {
+                if let row = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT at, diskBytes FROM usageSample WHERE sandboxId = ? AND at > ? AND at <= ?
+                        UNION ALL SELECT minute + 59, diskLastBytes FROM usageRollup WHERE sandboxId = ? AND minute >= ? AND minute < ?
+                        ORDER BY 1 DESC LIMIT 1
+                        """, arguments: [id, lower, upper, id, lower / 60 * 60, upper])
+                {
                     usage.lastDiskAt = row[0]
                     usage.diskBytes = row[1]
                 }

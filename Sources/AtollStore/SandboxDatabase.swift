@@ -116,8 +116,9 @@ public final class SandboxDatabase: Sendable {
     public func holdings() throws -> [Holding] {
         try read { db in
             try Row.fetchAll(db, sql: "SELECT id, organizationId, state, cpu, memoryGiB, diskGiB FROM sandbox WHERE state != 'destroyed'").map {
-                Holding(id: $0["id"], organizationId: $0["organizationId"], state: SandboxState(rawValue: $0["state"]) ?? .error,
-                           cpu: $0["cpu"], memoryGiB: $0["memoryGiB"], diskGiB: $0["diskGiB"])
+                Holding(
+                    id: $0["id"], organizationId: $0["organizationId"], state: SandboxState(rawValue: $0["state"]) ?? .error,
+                    cpu: $0["cpu"], memoryGiB: $0["memoryGiB"], diskGiB: $0["diskGiB"])
             }
         }
     }
@@ -156,8 +157,10 @@ public final class SandboxDatabase: Sendable {
     /// to the history with `reason`, and the allocation period follows it (see `Metering`), its
     /// boundary at `at` or, for `.lastSample`, at the period's last durable sample.
     @discardableResult
-    public func update(id: String, expecting: Set<SandboxState>? = nil, reason: String? = nil, at: Double,
-                       boundary: PeriodBoundary = .now, _ change: (inout SandboxRow) throws -> Void) throws -> SandboxRow {
+    public func update(
+        id: String, expecting: Set<SandboxState>? = nil, reason: String? = nil, at: Double,
+        boundary: PeriodBoundary = .now, _ change: (inout SandboxRow) throws -> Void
+    ) throws -> SandboxRow {
         try write { db in
             guard var row = try SandboxRow.fetchOne(db, key: id) else {
                 throw AtollError(.notFound, "sandbox \(id) not found")

@@ -59,7 +59,13 @@ public struct SandboxRow: Codable, Sendable, Hashable, FetchableRecord, Persista
     /// `claiming:TOKEN` while a claim is under way; nil for every sandbox someone asked for.
     public var pool: String? = nil
 
-    public init(id: String, organizationId: String, name: String, state: String, errorReason: String?, recoverable: Bool, snapshot: String, user: String, env: String, labels: String, cpu: Int, memoryGiB: Int, diskGiB: Int, pidsMax: Int, autoStop: Int, autoArchive: Int, autoDelete: Int, networkBlockAll: Bool, networkAllowList: String?, uidBase: Int64, uidCount: Int64, address: String?, initPid: Int32?, initStartTime: Int64?, archivePath: String?, archiveBytes: Int64?, archiveSHA256: String?, ownerPid: Int32?, ownerStartTime: Int64?, opPid: Int32?, opStartTime: Int64?, opToken: String?, deadline: Double?, createdAt: Double, updatedAt: Double, lastActivityAt: Double) {
+    public init(
+        id: String, organizationId: String, name: String, state: String, errorReason: String?, recoverable: Bool, snapshot: String, user: String, env: String,
+        labels: String, cpu: Int, memoryGiB: Int, diskGiB: Int, pidsMax: Int, autoStop: Int, autoArchive: Int, autoDelete: Int, networkBlockAll: Bool,
+        networkAllowList: String?, uidBase: Int64, uidCount: Int64, address: String?, initPid: Int32?, initStartTime: Int64?, archivePath: String?,
+        archiveBytes: Int64?, archiveSHA256: String?, ownerPid: Int32?, ownerStartTime: Int64?, opPid: Int32?, opStartTime: Int64?, opToken: String?,
+        deadline: Double?, createdAt: Double, updatedAt: Double, lastActivityAt: Double
+    ) {
         self.id = id
         self.organizationId = organizationId
         self.name = name
@@ -123,7 +129,10 @@ public struct SandboxRow: Codable, Sendable, Hashable, FetchableRecord, Persista
     /// silently different sandbox.
     public func checked() throws(AtollError) -> SandboxRow {
         func corrupt(_ what: String) -> AtollError {
-            AtollError(.internal, "the database record of sandbox \"\(id.prefix(80))\" is damaged: \(what); Atoll leaves it untouched (move the database away or delete the record)")
+            AtollError(
+                .internal,
+                "the database record of sandbox \"\(id.prefix(80))\" is damaged: \(what); Atoll leaves it untouched (move the database away or delete the record)"
+            )
         }
         guard SandboxID.isValid(id) else { throw corrupt("the id is not a sandbox id") }
         guard SandboxState(rawValue: state) != nil else { throw corrupt("state \"\(state.prefix(32))\" is not a state Atoll knows") }

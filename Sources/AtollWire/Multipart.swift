@@ -79,9 +79,19 @@ public enum Multipart {
                 var end = value.endIndex
                 for i in value.indices {
                     let c = value[i]
-                    if escaped { unescaped.append(c); escaped = false; continue }
-                    if c == "\\" { escaped = true; continue }
-                    if c == "\"" { end = i; break }
+                    if escaped {
+                        unescaped.append(c)
+                        escaped = false
+                        continue
+                    }
+                    if c == "\\" {
+                        escaped = true
+                        continue
+                    }
+                    if c == "\"" {
+                        end = i
+                        break
+                    }
                     unescaped.append(c)
                 }
                 result[key] = unescaped
@@ -149,8 +159,8 @@ extension Multipart {
     public struct StreamParser: Sendable {
         enum State { case preamble, afterDelimiter, headers, body, done }
 
-        let delimiter: [UInt8]       // "--boundary"
-        let bodyDelimiter: [UInt8]   // "\r\n--boundary"
+        let delimiter: [UInt8]  // "--boundary"
+        let bodyDelimiter: [UInt8]  // "\r\n--boundary"
         var state = State.preamble
         var pending: [UInt8] = []
         /// Largest header block of one part.

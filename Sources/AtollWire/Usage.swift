@@ -55,10 +55,12 @@ public struct UsageItemDTO: Codable, Sendable {
     public var estimatedCost: Double
     public var periods: [UsagePeriodDTO]?
 
-    public init(sandboxId: String?, label: String?, sandboxIds: [String], name: String?, labels: [String: String]?, state: String?,
-                vcpuSecondsAllocated: Double, cpuSecondsUsed: Double, memoryGiBSecondsAllocated: Double, memoryBytesPeak: Int64,
-                diskGiBSecondsAllocated: Double, diskBytesUsed: Int64, archiveGiBSecondsAllocated: Double, estimatedCost: Double,
-                periods: [UsagePeriodDTO]?) {
+    public init(
+        sandboxId: String?, label: String?, sandboxIds: [String], name: String?, labels: [String: String]?, state: String?,
+        vcpuSecondsAllocated: Double, cpuSecondsUsed: Double, memoryGiBSecondsAllocated: Double, memoryBytesPeak: Int64,
+        diskGiBSecondsAllocated: Double, diskBytesUsed: Int64, archiveGiBSecondsAllocated: Double, estimatedCost: Double,
+        periods: [UsagePeriodDTO]?
+    ) {
         self.sandboxId = sandboxId
         self.label = label
         self.sandboxIds = sandboxIds
@@ -91,8 +93,10 @@ public struct UsagePeriodDTO: Codable, Sendable {
     public var endedAt: String?
     public var endReason: String?
 
-    public init(sandboxId: String, kind: String, cpu: Int, memoryGiB: Int, diskGiB: Int, archiveBytes: Int64, startedAt: String,
-                endedAt: String?, endReason: String?) {
+    public init(
+        sandboxId: String, kind: String, cpu: Int, memoryGiB: Int, diskGiB: Int, archiveBytes: Int64, startedAt: String,
+        endedAt: String?, endReason: String?
+    ) {
         self.sandboxId = sandboxId
         self.kind = kind
         self.cpu = cpu
@@ -132,8 +136,10 @@ public struct WarmPoolDTO: Codable, Sendable {
     public var misses: Int
     public var lastError: String?
 
-    public init(snapshot: String, cpu: Int, memory: Int, disk: Int, user: String, size: Int, ready: Int, creating: Int,
-                claims: Int, misses: Int, lastError: String?) {
+    public init(
+        snapshot: String, cpu: Int, memory: Int, disk: Int, user: String, size: Int, ready: Int, creating: Int,
+        claims: Int, misses: Int, lastError: String?
+    ) {
         self.snapshot = snapshot
         self.cpu = cpu
         self.memory = memory

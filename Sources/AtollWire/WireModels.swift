@@ -37,11 +37,13 @@ public struct SandboxDTO: Codable, Sendable, Hashable {
     public var daemonVersion: String?
     public var toolboxProxyUrl: String
 
-    public init(id: String, organizationId: String, name: String, snapshot: String?, user: String, env: [String: String]?,
-                labels: [String: String], networkBlockAll: Bool, networkAllowList: String?, cpu: Int, memory: Int, disk: Int,
-                state: String, desiredState: String?, errorReason: String?, recoverable: Bool?, autoStopInterval: Int?,
-                autoArchiveInterval: Int?, autoDeleteInterval: Int?, createdAt: String?, updatedAt: String?,
-                lastActivityAt: String?, daemonVersion: String?, toolboxProxyUrl: String) {
+    public init(
+        id: String, organizationId: String, name: String, snapshot: String?, user: String, env: [String: String]?,
+        labels: [String: String], networkBlockAll: Bool, networkAllowList: String?, cpu: Int, memory: Int, disk: Int,
+        state: String, desiredState: String?, errorReason: String?, recoverable: Bool?, autoStopInterval: Int?,
+        autoArchiveInterval: Int?, autoDeleteInterval: Int?, createdAt: String?, updatedAt: String?,
+        lastActivityAt: String?, daemonVersion: String?, toolboxProxyUrl: String
+    ) {
         self.id = id
         self.organizationId = organizationId
         self.name = name
@@ -120,10 +122,12 @@ public struct CreateSandboxRequest: Codable, Sendable {
     public var volumes: [Volume]?
     public var buildInfo: BuildInfo?
 
-    public init(name: String? = nil, snapshot: String? = nil, user: String? = nil, env: [String: String]? = nil,
-                labels: [String: String]? = nil, networkBlockAll: Bool? = nil, networkAllowList: String? = nil, cpu: Int? = nil,
-                memory: Int? = nil, disk: Int? = nil, autoStopInterval: Int? = nil, autoArchiveInterval: Int? = nil,
-                autoDeleteInterval: Int? = nil) {
+    public init(
+        name: String? = nil, snapshot: String? = nil, user: String? = nil, env: [String: String]? = nil,
+        labels: [String: String]? = nil, networkBlockAll: Bool? = nil, networkAllowList: String? = nil, cpu: Int? = nil,
+        memory: Int? = nil, disk: Int? = nil, autoStopInterval: Int? = nil, autoArchiveInterval: Int? = nil,
+        autoDeleteInterval: Int? = nil
+    ) {
         self.name = name
         self.snapshot = snapshot
         self.user = user

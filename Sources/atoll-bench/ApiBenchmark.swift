@@ -64,8 +64,9 @@ struct ApiBenchmark {
         try Spawn.run(runc, ["spec", "--bundle", dir])
         let data = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/config.json"))
         guard var spec = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              var process = spec["process"] as? [String: Any], var root = spec["root"] as? [String: Any],
-              var linux = spec["linux"] as? [String: Any] else {
+            var process = spec["process"] as? [String: Any], var root = spec["root"] as? [String: Any],
+            var linux = spec["linux"] as? [String: Any]
+        else {
             throw AtollError(.system, "runc spec wrote an unexpected config.json")
         }
         process["args"] = args
@@ -107,8 +108,9 @@ struct ApiBenchmark {
 
     func rssMiB() -> Double {
         guard let status = try? String(contentsOfFile: "/proc/\(daemonPid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kib = Double(line.split(separator: " ").dropFirst().first ?? "") else { return .nan }
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kib = Double(line.split(separator: " ").dropFirst().first ?? "")
+        else { return .nan }
         return kib / 1024
     }
 
@@ -126,15 +128,17 @@ struct ApiBenchmark {
 
     static func memAvailableKiB() -> Double {
         guard let info = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }) else { return .nan }
+            let line = info.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") })
+        else { return .nan }
         return Double(line.split(separator: " ").dropFirst().first ?? "") ?? .nan
     }
 
     // MARK: - Run
 
     func run(progress: (String) -> Void) throws -> Report {
-        let peers = Peers(unshare: try locate("unshare"), bwrap: try locate("bwrap"), runc: try locate("runc"), crun: try locate("crun"),
-                          python: try locate("python3"))
+        let peers = Peers(
+            unshare: try locate("unshare"), bwrap: try locate("bwrap"), runc: try locate("runc"), crun: try locate("crun"),
+            python: try locate("python3"))
         let runcBundle = try bundle("runc", runc: peers.runc, args: ["/bin/true"])
         let crunBundle = try bundle("crun", runc: peers.runc, args: ["/bin/true"])
         let sleepBundle = try bundle("crun-sleep", runc: peers.runc, args: ["/bin/sleep", "3600"])
@@ -206,11 +210,12 @@ struct ApiBenchmark {
             Reaper.reap()
         }
         let densityCrun = (crunBefore - Self.settledMemAvailableKiB()) / Double(density)
-        let teardownCrun = try Self.time {
-            for id in containers { try Spawn.run(peers.crun, ["delete", "--force", id]) }
-            containers = []
-            Reaper.reap()
-        } / 1000
+        let teardownCrun =
+            try Self.time {
+                for id in containers { try Spawn.run(peers.crun, ["delete", "--force", id]) }
+                containers = []
+                Reaper.reap()
+            } / 1000
 
         progress("density: \(density) Atoll sandboxes")
         let before = Self.settledMemAvailableKiB()
@@ -228,7 +233,8 @@ struct ApiBenchmark {
         let loaded = try createSandbox(#"{"labels":{"atoll-bench":"load"},"memory":2}"#)
         let loadStart = Date()
         var requests = 0
-        var rssStart = Double.nan, rssMax = 0.0
+        var rssStart = Double.nan
+        var rssMax = 0.0
         while Date().timeIntervalSince(loadStart) < loadSeconds {
             _ = try http.json("POST", "/toolbox/\(loaded)/process/execute", #"{"command":"true"}"#)
             requests += 1
@@ -242,9 +248,10 @@ struct ApiBenchmark {
         let rssEnd = rssMiB()
         if rssStart.isNaN { rssStart = rssEnd }  // a load too short to sample after its first tenth
         _ = try http.json("DELETE", "/api/sandbox/\(loaded)")
-        return Report(comparisons: comparisons, floors: floors, densityAtollKiB: densityAtoll, densityCrunKiB: densityCrun,
-                      teardownAtoll: teardownAtoll, teardownCrun: teardownCrun, rssIdleMiB: rssIdle, rssWithSandboxesMiB: rssWith,
-                      rssLoadStartMiB: rssStart, rssLoadEndMiB: rssEnd, rssLoadMaxMiB: max(rssMax, rssEnd), loadRequests: requests)
+        return Report(
+            comparisons: comparisons, floors: floors, densityAtollKiB: densityAtoll, densityCrunKiB: densityCrun,
+            teardownAtoll: teardownAtoll, teardownCrun: teardownCrun, rssIdleMiB: rssIdle, rssWithSandboxesMiB: rssWith,
+            rssLoadStartMiB: rssStart, rssLoadEndMiB: rssEnd, rssLoadMaxMiB: max(rssMax, rssEnd), loadRequests: requests)
     }
 }
 
@@ -300,7 +307,8 @@ extension ApiBenchmark.Report {
 enum Machine {
     static func line() -> String {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
+        let model =
+            cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
             .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
         let memory = ApiBenchmark.memTotalGiB()
         return "\(model), \(ProcessInfo.processInfo.activeProcessorCount) CPUs, \(String(format: "%.0f", memory)) GiB, Linux \(hostRelease())"
@@ -310,8 +318,9 @@ enum Machine {
 extension ApiBenchmark {
     static func memTotalGiB() -> Double {
         guard let info = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
-              let kib = Double(line.split(separator: " ").dropFirst().first ?? "") else { return .nan }
+            let line = info.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
+            let kib = Double(line.split(separator: " ").dropFirst().first ?? "")
+        else { return .nan }
         return kib / 1024 / 1024
     }
 }

@@ -44,8 +44,9 @@ extension AtollBench {
             guard geteuid() == 0 else { throw ValidationError("needs root") }
             Reaper.become()
             let key = try String(contentsOfFile: apiKeyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            let benchmark = ApiBenchmark(http: try BenchHTTP(url: url, key: key), daemonPid: daemonPid, rootfs: rootfs, scratch: scratch,
-                                         rounds: rounds, density: density, loadSeconds: loadSeconds)
+            let benchmark = ApiBenchmark(
+                http: try BenchHTTP(url: url, key: key), daemonPid: daemonPid, rootfs: rootfs, scratch: scratch,
+                rounds: rounds, density: density, loadSeconds: loadSeconds)
             let report = try benchmark.run { line in
                 FileHandle.standardError.write(Data("==> \(line)\n".utf8))
             }

@@ -67,21 +67,25 @@ struct NetworkBenchmark {
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         try rules.add(entry).write(toFile: "\(scratch)/add.nft", atomically: true, encoding: .utf8)
         try rules.remove(slot: 2).write(toFile: "\(scratch)/remove.nft", atomically: true, encoding: .utf8)
-        let address = entry.address, gateway = subnet.gateway
+        let address = entry.address
+        let gateway = subnet.gateway
         try """
-            link add \(port) type veth peer name eth0 netns \(sandboxName)
-            link set \(port) master atoll0 up
-            """.write(toFile: "\(scratch)/host.batch", atomically: true, encoding: .utf8)
+        link add \(port) type veth peer name eth0 netns \(sandboxName)
+        link set \(port) master atoll0 up
+        """.write(toFile: "\(scratch)/host.batch", atomically: true, encoding: .utf8)
         try """
-            link set lo up
-            addr add \(address)/32 dev eth0
-            link set eth0 up
-            route add \(gateway) dev eth0 scope link
-            route add default via \(gateway) dev eth0
-            """.write(toFile: "\(scratch)/sandbox.batch", atomically: true, encoding: .utf8)
+        link set lo up
+        addr add \(address)/32 dev eth0
+        link set eth0 up
+        route add \(gateway) dev eth0 scope link
+        route add default via \(gateway) dev eth0
+        """.write(toFile: "\(scratch)/sandbox.batch", atomically: true, encoding: .utf8)
 
-        var atollUp: [Double] = [], atollDown: [Double] = [], atollFirewallDown: [Double] = []
-        var stepsUp: [Double] = [], stepsDown: [Double] = []
+        var atollUp: [Double] = []
+        var atollDown: [Double] = []
+        var atollFirewallDown: [Double] = []
+        var stepsUp: [Double] = []
+        var stepsDown: [Double] = []
         var batchUp: [Double] = []
         func time(_ body: () throws -> Void) rethrows -> Double {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -91,43 +95,48 @@ struct NetworkBenchmark {
         for _ in 0..<iterations {
             // Atoll: netlink from the shim, one libnftables transaction each way.
             var namespace: OwnedFD?
-            atollUp.append(try time {
-                namespace = try host.createSandboxNamespace(bridge: "atoll0", hostName: port, address: address, gateway: gateway)
-                try host.nft(rules.add(entry))
-            })
+            atollUp.append(
+                try time {
+                    namespace = try host.createSandboxNamespace(bridge: "atoll0", hostName: port, address: address, gateway: gateway)
+                    try host.nft(rules.add(entry))
+                })
             var firewall = 0.0
-            atollDown.append(try time {
-                // As a stopped sandbox's: the namespace goes (the kernel removes the veth with
-                // it), the firewall entry is removed.
-                namespace?.close()
-                firewall = try time { try host.nft(rules.remove(slot: 2)) }
-            })
+            atollDown.append(
+                try time {
+                    // As a stopped sandbox's: the namespace goes (the kernel removes the veth with
+                    // it), the firewall entry is removed.
+                    namespace?.close()
+                    firewall = try time { try host.nft(rules.remove(slot: 2)) }
+                })
             atollFirewallDown.append(firewall)
             try waitForLinkGone(host, port)
             // One process per step.
-            stepsUp.append(try time {
-                try Spawn.run(ip, ["netns", "add", sandboxName])
-                try Spawn.run(ip, ["-n", hostName, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", sandboxName])
-                try Spawn.run(ip, ["-n", hostName, "link", "set", port, "master", "atoll0", "up"])
-                try Spawn.run(ip, ["-n", sandboxName, "link", "set", "lo", "up"])
-                try Spawn.run(ip, ["-n", sandboxName, "addr", "add", "\(address)/32", "dev", "eth0"])
-                try Spawn.run(ip, ["-n", sandboxName, "link", "set", "eth0", "up"])
-                try Spawn.run(ip, ["-n", sandboxName, "route", "add", "\(gateway)", "dev", "eth0", "scope", "link"])
-                try Spawn.run(ip, ["-n", sandboxName, "route", "add", "default", "via", "\(gateway)", "dev", "eth0"])
-                try Spawn.run(nsenter, ["--net=\(hostPath)", nft, "-f", "\(scratch)/add.nft"])
-            })
-            stepsDown.append(try time {
-                try Spawn.run(ip, ["netns", "delete", sandboxName])
-                try Spawn.run(nsenter, ["--net=\(hostPath)", nft, "-f", "\(scratch)/remove.nft"])
-            })
+            stepsUp.append(
+                try time {
+                    try Spawn.run(ip, ["netns", "add", sandboxName])
+                    try Spawn.run(ip, ["-n", hostName, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", sandboxName])
+                    try Spawn.run(ip, ["-n", hostName, "link", "set", port, "master", "atoll0", "up"])
+                    try Spawn.run(ip, ["-n", sandboxName, "link", "set", "lo", "up"])
+                    try Spawn.run(ip, ["-n", sandboxName, "addr", "add", "\(address)/32", "dev", "eth0"])
+                    try Spawn.run(ip, ["-n", sandboxName, "link", "set", "eth0", "up"])
+                    try Spawn.run(ip, ["-n", sandboxName, "route", "add", "\(gateway)", "dev", "eth0", "scope", "link"])
+                    try Spawn.run(ip, ["-n", sandboxName, "route", "add", "default", "via", "\(gateway)", "dev", "eth0"])
+                    try Spawn.run(nsenter, ["--net=\(hostPath)", nft, "-f", "\(scratch)/add.nft"])
+                })
+            stepsDown.append(
+                try time {
+                    try Spawn.run(ip, ["netns", "delete", sandboxName])
+                    try Spawn.run(nsenter, ["--net=\(hostPath)", nft, "-f", "\(scratch)/remove.nft"])
+                })
             try waitForLinkGone(host, port)
             // Batched: a namespace, one batch per side, one nft file.
-            batchUp.append(try time {
-                try Spawn.run(ip, ["netns", "add", sandboxName])
-                try Spawn.run(ip, ["-n", hostName, "-batch", "\(scratch)/host.batch"])
-                try Spawn.run(ip, ["-n", sandboxName, "-batch", "\(scratch)/sandbox.batch"])
-                try Spawn.run(nsenter, ["--net=\(hostPath)", nft, "-f", "\(scratch)/add.nft"])
-            })
+            batchUp.append(
+                try time {
+                    try Spawn.run(ip, ["netns", "add", sandboxName])
+                    try Spawn.run(ip, ["-n", hostName, "-batch", "\(scratch)/host.batch"])
+                    try Spawn.run(ip, ["-n", sandboxName, "-batch", "\(scratch)/sandbox.batch"])
+                    try Spawn.run(nsenter, ["--net=\(hostPath)", nft, "-f", "\(scratch)/add.nft"])
+                })
             try Spawn.run(ip, ["netns", "delete", sandboxName])
             try Spawn.run(nsenter, ["--net=\(hostPath)", nft, "-f", "\(scratch)/remove.nft"])
             try waitForLinkGone(host, port)

@@ -29,7 +29,8 @@ struct Conformance: Sendable {
 
     static let checks: [Check] = [
         Check(name: "groups", summary: "groups live under the runtime's own name; removal leaves nothing; absent groups are fine", run: { try $0.groups() }),
-        Check(name: "placement", summary: "a process started with the placement handles is in the group from its first instruction", run: { try $0.placement() }),
+        Check(
+            name: "placement", summary: "a process started with the placement handles is in the group from its first instruction", run: { try $0.placement() }),
         Check(name: "cpu", summary: "a CPU hog at 0.5 vCPU uses 0.5 ± 0.1 CPU; a live change to 0.2 applies at once", run: { try $0.cpu() }),
         Check(name: "memory", summary: "with swap off, a process over the memory limit is OOM-killed and the kill is counted", run: { try $0.memory() }),
         Check(name: "pids", summary: "forks beyond the task limit fail and are counted", run: { try $0.pids() }),
@@ -43,8 +44,9 @@ struct Conformance: Sendable {
     /// Starts `helper MODE ARGS` in `group`; its standard output goes to the returned pipe.
     func start(_ group: String, _ mode: String, _ arguments: [String] = []) throws -> (PlacedProcess, OwnedFD) {
         let (read, write) = try KernelPipe.make()
-        let process = try PlacedProcess.spawn(executable, arguments: ["atoll-cgroup-conformance", "helper", mode] + arguments,
-                                              placement: try manager.placement(group), stdout: write.raw)
+        let process = try PlacedProcess.spawn(
+            executable, arguments: ["atoll-cgroup-conformance", "helper", mode] + arguments,
+            placement: try manager.placement(group), stdout: write.raw)
         write.close()
         return (process, read)
     }
@@ -143,8 +145,9 @@ struct Conformance: Sendable {
             try expect(usage.oomKills > before, "no OOM kill counted (oomKills \(usage.oomKills))")
             let counted = try manager.oomKills("c-memory")
             try expect(counted == usage.oomKills, "oomKills() = \(counted) disagrees with usage() = \(usage.oomKills)")
-            try expect(usage.memoryPeakBytes >= 32 << 20 && usage.memoryPeakBytes <= (64 << 20) + (4 << 20),
-                       "peak memory \(usage.memoryPeakBytes) is not near the 64 MiB limit (swap would let it pass)")
+            try expect(
+                usage.memoryPeakBytes >= 32 << 20 && usage.memoryPeakBytes <= (64 << 20) + (4 << 20),
+                "peak memory \(usage.memoryPeakBytes) is not near the 64 MiB limit (swap would let it pass)")
         }
     }
 
@@ -154,7 +157,8 @@ struct Conformance: Sendable {
             let line = readLine(output)  // "forked N failed M"
             let words = line.split(separator: " ")
             try expect(words.count == 4, "the fork helper said \(line.debugDescription)")
-            let forked = Int(words[1]) ?? -1, failed = Int(words[3]) ?? -1
+            let forked = Int(words[1]) ?? -1
+            let failed = Int(words[3]) ?? -1
             try expect(forked == 7 && failed == 25, "with pids.max 8 the helper forked \(forked) and failed \(failed) times, expected 7 and 25")
             let usage = try manager.usage("c-pids")
             try expect(usage.pids == 8, "\(usage.pids) tasks in the group, expected 8")

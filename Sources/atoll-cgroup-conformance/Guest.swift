@@ -1,4 +1,5 @@
 import AtollLinux
+import Foundation
 import Glibc
 
 /// PID 1 of the cgroup v2 test VM (scripts/cgroup-v2-vm): mounts what the checks need, with
@@ -10,8 +11,10 @@ enum Guest {
             print("guest mode runs only as PID 1 of a virtual machine (it mounts and powers off)")
             return 2
         }
-        for (source, target, type) in [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs"),
-                                       ("tmpfs", "/tmp", "tmpfs"), ("cgroup2", "/sys/fs/cgroup", "cgroup2")] {
+        for (source, target, type) in [
+            ("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs"),
+            ("tmpfs", "/tmp", "tmpfs"), ("cgroup2", "/sys/fs/cgroup", "cgroup2"),
+        ] {
             mkdir(target, 0o755)
             // cgroup2 as systemd mounts it: with nsdelegate (cgroup namespaces are delegation
             // boundaries), which CLONE_INTO_CGROUP's permission checks depend on.
@@ -36,5 +39,3 @@ enum Guest {
         exit(1)
     }
 }
-
-import Foundation

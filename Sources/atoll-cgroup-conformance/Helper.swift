@@ -17,7 +17,10 @@ enum Helper {
         case "hog":
             say("hogging")
             var x: UInt64 = 1
-            while true { x = x &* 6364136223846793005 &+ 1442695040888963407; if x == 0 { say("\(x)") } }
+            while true {
+                x = x &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                if x == 0 { say("\(x)") }
+            }
         case "alloc":
             // Touches `number` MiB one page at a time; reports how far it got if it survives.
             var touched = 0
@@ -36,7 +39,8 @@ enum Helper {
             say("ready")
             pauseForever()
         case "fork":
-            var forked = 0, failed = 0
+            var forked = 0
+            var failed = 0
             for _ in 0..<number {
                 let pid = fork()
                 if pid == 0 { pauseForever() }

@@ -1,7 +1,7 @@
 import AtollCore
 import AtollLinux
-import Glibc
 import Foundation
+import Glibc
 
 // atoll-cgroup-conformance — the cgroup backend protocol against the running kernel.
 //

@@ -5,6 +5,7 @@ import AtollRuntime
 import AtollSandbox
 import AtollWire
 import Foundation
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 import AtollStore
@@ -55,10 +56,14 @@ protocol Backend: Sendable {
     func usage(sandboxId: String?, from: Date, to: Date, groupBy: String) async throws -> UsageResponse
     func warmPool() async throws -> [WarmPoolDTO]
     /// Runs a command; output goes to `onOutput` (as it comes when embedded, at the end remotely).
-    func exec(_ id: String, _ command: CommandLine, cwd: String?, env: [String: String], user: String?, timeout: Double?,
-              forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void) async throws -> RunOutcome
-    func codeRun(_ id: String, language: Language?, code: String, arguments: [String], env: [String: String], timeout: Double?,
-                 forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void) async throws -> RunOutcome
+    func exec(
+        _ id: String, _ command: CommandLine, cwd: String?, env: [String: String], user: String?, timeout: Double?,
+        forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> RunOutcome
+    func codeRun(
+        _ id: String, language: Language?, code: String, arguments: [String], env: [String: String], timeout: Double?,
+        forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> RunOutcome
     func upload(_ id: String, _ data: Data, to path: String) async throws
     func download(_ id: String, _ path: String) async throws -> Data
     /// State history lines (embedded only; nil remotely).
@@ -109,8 +114,10 @@ struct EmbeddedBackend: Backend {
     }
 
     func usage(sandboxId: String?, from: Date, to: Date, groupBy: String) async throws -> UsageResponse {
-        UsageResponse(try await manager.usageReport(UsageQuery(
-            sandboxId: sandboxId, from: from, to: to, groupBy: try UsageGrouping(parsing: groupBy))))
+        UsageResponse(
+            try await manager.usageReport(
+                UsageQuery(
+                    sandboxId: sandboxId, from: from, to: to, groupBy: try UsageGrouping(parsing: groupBy))))
     }
 
     func warmPool() async throws -> [WarmPoolDTO] {
@@ -118,33 +125,42 @@ struct EmbeddedBackend: Backend {
     }
 
     func setNetwork(_ id: String, _ settings: NetworkSettingsBody) async throws -> SandboxDTO {
-        dto(try await manager.updateNetworkSettings(id, blockAll: settings.networkBlockAll, allowList: settings.networkAllowList,
-                                                    domainAllowList: settings.domainAllowList))
+        dto(
+            try await manager.updateNetworkSettings(
+                id, blockAll: settings.networkBlockAll, allowList: settings.networkAllowList,
+                domainAllowList: settings.domainAllowList))
     }
 
     func setLabels(_ id: String, _ labels: [String: String]) async throws -> [String: String] {
         try await manager.setLabels(id, labels).labels
     }
 
-    func exec(_ id: String, _ command: CommandLine, cwd: String?, env: [String: String], user: String?, timeout: Double?,
-              forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void) async throws -> RunOutcome {
+    func exec(
+        _ id: String, _ command: CommandLine, cwd: String?, env: [String: String], user: String?, timeout: Double?,
+        forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> RunOutcome {
         let request: ExecRequest
         switch command {
         case .shell(let text): request = ExecRequest(command: .shell(text), env: env, cwd: cwd, user: user, timeout: timeout)
         case .argv(let words):
-            request = ExecRequest(command: .argv(words), env: env, cwd: cwd, user: user, timeout: timeout,
-                                  stdin: forwardStdin ? .forward(STDIN_FILENO) : .none)
+            request = ExecRequest(
+                command: .argv(words), env: env, cwd: cwd, user: user, timeout: timeout,
+                stdin: forwardStdin ? .forward(STDIN_FILENO) : .none)
         }
         let result = try await manager.exec(id, request, onOutput: onOutput)
         return RunOutcome(exitCode: result.exitCode, timedOut: result.timedOut)
     }
 
-    func codeRun(_ id: String, language: Language?, code: String, arguments: [String], env: [String: String], timeout: Double?,
-                 forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void) async throws -> RunOutcome {
+    func codeRun(
+        _ id: String, language: Language?, code: String, arguments: [String], env: [String: String], timeout: Double?,
+        forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> RunOutcome {
         let sandbox = try await manager.get(id)
-        let result = try await manager.runCode(id, CodeRequest(
-            language: language ?? sandbox.language, code: code, arguments: arguments, env: env, timeout: timeout,
-            stdin: forwardStdin ? .forward(STDIN_FILENO) : .none), onOutput: onOutput)
+        let result = try await manager.runCode(
+            id,
+            CodeRequest(
+                language: language ?? sandbox.language, code: code, arguments: arguments, env: env, timeout: timeout,
+                stdin: forwardStdin ? .forward(STDIN_FILENO) : .none), onOutput: onOutput)
         return RunOutcome(exitCode: result.exitCode, timedOut: result.timedOut)
     }
 
@@ -181,8 +197,10 @@ struct RemoteBackend: Backend {
     struct Failure: Error {}
 
     /// One request; a non-2xx answer becomes the `AtollError` the server described.
-    func send(_ method: String, _ path: String, json: (any Encodable)? = nil, body: Data? = nil, contentType: String? = nil,
-              timeout: Double = 120) async throws -> (Data, HTTPURLResponse) {
+    func send(
+        _ method: String, _ path: String, json: (any Encodable)? = nil, body: Data? = nil, contentType: String? = nil,
+        timeout: Double = 120
+    ) async throws -> (Data, HTTPURLResponse) {
         guard let url = URL(string: baseURL + path) else { throw AtollError(.invalidArgument, "invalid URL \(baseURL + path)") }
         var request = URLRequest(url: url, timeoutInterval: timeout)
         request.httpMethod = method
@@ -223,7 +241,9 @@ struct RemoteBackend: Backend {
         }
     }
 
-    static func escape(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? s }
+    static func escape(_ s: String) -> String {
+        s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? s
+    }
     static func query(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? s }
 
     func sandbox(_ id: String) -> String { "/api/sandbox/\(Self.escape(id))" }
@@ -287,13 +307,18 @@ struct RemoteBackend: Backend {
 
     func toolbox(_ id: String) -> String { "/toolbox/\(Self.escape(id))" }
 
-    func exec(_ id: String, _ command: CommandLine, cwd: String?, env: [String: String], user: String?, timeout: Double?,
-              forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void) async throws -> RunOutcome {
-        if user != nil { throw AtollError(.invalidArgument, "--user is not available through atolld (the API runs as the sandbox's user); use --embedded as root") }
+    func exec(
+        _ id: String, _ command: CommandLine, cwd: String?, env: [String: String], user: String?, timeout: Double?,
+        forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> RunOutcome {
+        if user != nil {
+            throw AtollError(.invalidArgument, "--user is not available through atolld (the API runs as the sandbox's user); use --embedded as root")
+        }
         do {
-            let response = try await decode(ExecuteResponse.self, "POST", toolbox(id) + "/process/execute",
-                                            json: ExecuteBody(command: command.shellText, cwd: cwd, envs: env, timeout: timeout.map { Int($0.rounded(.up)) }),
-                                            timeout: (timeout ?? 86400) + 30)
+            let response = try await decode(
+                ExecuteResponse.self, "POST", toolbox(id) + "/process/execute",
+                json: ExecuteBody(command: command.shellText, cwd: cwd, envs: env, timeout: timeout.map { Int($0.rounded(.up)) }),
+                timeout: (timeout ?? 86400) + 30)
             onOutput(.stdout, Array(response.result.utf8))
             return RunOutcome(exitCode: response.exitCode, timedOut: false)
         } catch let error as AtollError where error.code == .timeout {
@@ -301,13 +326,17 @@ struct RemoteBackend: Backend {
         }
     }
 
-    func codeRun(_ id: String, language: Language?, code: String, arguments: [String], env: [String: String], timeout: Double?,
-                 forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void) async throws -> RunOutcome {
+    func codeRun(
+        _ id: String, language: Language?, code: String, arguments: [String], env: [String: String], timeout: Double?,
+        forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> RunOutcome {
         do {
-            let response = try await decode(CodeRunResponse.self, "POST", toolbox(id) + "/process/code-run",
-                                            json: CodeRunBody(code: code, language: language?.rawValue, argv: arguments, envs: env,
-                                                              timeout: timeout.map { Int($0.rounded(.up)) }),
-                                            timeout: (timeout ?? 86400) + 30)
+            let response = try await decode(
+                CodeRunResponse.self, "POST", toolbox(id) + "/process/code-run",
+                json: CodeRunBody(
+                    code: code, language: language?.rawValue, argv: arguments, envs: env,
+                    timeout: timeout.map { Int($0.rounded(.up)) }),
+                timeout: (timeout ?? 86400) + 30)
             onOutput(.stdout, Array(response.result.utf8))
             return RunOutcome(exitCode: response.exitCode, timedOut: false)
         } catch let error as AtollError where error.code == .timeout {

@@ -16,7 +16,8 @@ struct GC: AsyncParsableCommand {
             let report = await manager.reconcile()
             let sweep = await manager.sweep()
             for id in sweep.archived { try await manager.waitForBackgroundWork(id) }
-            let lines = report.reconciled + (report.deleted + sweep.deleted).map { "deleted \($0)" }
+            let lines =
+                report.reconciled + (report.deleted + sweep.deleted).map { "deleted \($0)" }
                 + report.orphansRemoved.map { "removed \($0)" } + sweep.stopped.map { "stopped \($0) (auto-stop)" }
                 + sweep.archived.map { "archived \($0) (auto-archive)" } + sweep.timedOut.map { "\($0): transition timed out" }
                 + (report.failures + sweep.failures).map { "failed: \($0)" }

@@ -35,7 +35,9 @@ struct Keys: AsyncParsableCommand {
                 print("ID            ORGANIZATION  CREATED               STATUS   NAME")
                 for key in try db.keys() {
                     let status = key.revokedAt == nil ? (key.admin ? "admin" : "active") : "revoked"
-                    print("\(key.id.padding(toLength: 12, withPad: " ", startingAt: 0))  \(key.organizationId.padding(toLength: 12, withPad: " ", startingAt: 0))  \(iso.string(from: Date(timeIntervalSince1970: key.createdAt)))  \(status.padding(toLength: 7, withPad: " ", startingAt: 0))  \(key.name)")
+                    print(
+                        "\(key.id.padding(toLength: 12, withPad: " ", startingAt: 0))  \(key.organizationId.padding(toLength: 12, withPad: " ", startingAt: 0))  \(iso.string(from: Date(timeIntervalSince1970: key.createdAt)))  \(status.padding(toLength: 7, withPad: " ", startingAt: 0))  \(key.name)"
+                    )
                 }
             }
         }

@@ -9,12 +9,14 @@ import Foundation
 /// directory to run embedded on.
 struct RuntimeOptions: ParsableArguments {
     @Option(help: "Atoll's data directory (embedded runner, and where the local atolld's URL and key are found; default $ATOLL_DATA_DIR, else /var/lib/atoll).")
-    var dataDir: String = ProcessInfo.processInfo.environment["ATOLL_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+    var dataDir: String =
+        ProcessInfo.processInfo.environment["ATOLL_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 }
         ?? RuntimeConfiguration.defaultDataDirectory
 
-    @Option(help: ArgumentHelp(
-        "atolld's configuration file, which the embedded runner reads too (default $ATOLL_CONFIG, else \(Settings.defaultFile) if it exists).",
-        valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "atolld's configuration file, which the embedded runner reads too (default $ATOLL_CONFIG, else \(Settings.defaultFile) if it exists).",
+            valueName: "file"))
     var config: String?
 
     @Option(help: "atolld's URL, e.g. http://127.0.0.1:3986 (default: $ATOLL_URL, else the local daemon if it runs).")
@@ -140,8 +142,10 @@ enum Output {
     static func table(_ sandboxes: [SandboxDTO]) {
         let header = ["ID", "NAME", "STATE", "CPU", "MEM", "DISK", "LANGUAGE", "LABELS"]
         let rows = sandboxes.map { s in
-            [s.id, s.name, s.state ?? "?", "\(s.cpu)", "\(s.memory)G", "\(s.disk)G", s.labels[Language.labelKey] ?? "python",
-             s.labels.filter { $0.key != Language.labelKey }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")]
+            [
+                s.id, s.name, s.state ?? "?", "\(s.cpu)", "\(s.memory)G", "\(s.disk)G", s.labels[Language.labelKey] ?? "python",
+                s.labels.filter { $0.key != Language.labelKey }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
+            ]
         }
         table(header, rows)
     }

@@ -26,8 +26,10 @@ struct Pool: AsyncParsableCommand {
                 if json { return try Output.json(pools) }
                 if pools.isEmpty { return print("no warm pool (ATOLL_WARM_POOL=0)") }
                 let rows = pools.map { p in
-                    ["\(p.snapshot)/\(p.cpu)/\(p.memory)/\(p.disk)/\(p.user)", "\(p.ready)/\(p.size)", "\(p.creating)", "\(p.claims)",
-                     "\(p.misses)", p.lastError ?? ""]
+                    [
+                        "\(p.snapshot)/\(p.cpu)/\(p.memory)/\(p.disk)/\(p.user)", "\(p.ready)/\(p.size)", "\(p.creating)", "\(p.claims)",
+                        "\(p.misses)", p.lastError ?? "",
+                    ]
                 }
                 Output.table(["KEY", "READY", "CREATING", "CLAIMS", "MISSES", "LAST ERROR"], rows)
             }

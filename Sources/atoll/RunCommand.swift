@@ -91,23 +91,27 @@ struct Run: AsyncParsableCommand {
 
     /// In this process: the sandbox is tied to this process (a later run reclaims it after
     /// kill -9), output streams as it comes, and standard input is forwarded.
-    func runEmbedded(_ manager: SandboxManager, language: Language, program: String, environment: [String: String],
-                     started: Double) async throws -> Int32 {
+    func runEmbedded(
+        _ manager: SandboxManager, language: Language, program: String, environment: [String: String],
+        started: Double
+    ) async throws -> Int32 {
         let id = SandboxID.random()
         let cleanup = InterruptCleanup { _ = try? await manager.delete(id.rawValue) }
         try cleanup.install()
-        let sandbox = try await manager.create(CreateParameters(
-            labels: ["atoll-run": "true"], language: language, resources: Resources(cpu: cpu, memoryGiB: memory, diskGiB: disk),
-            snapshot: snapshot, ephemeral: true, ownedByCurrentProcess: true, id: id
-        ))
+        let sandbox = try await manager.create(
+            CreateParameters(
+                labels: ["atoll-run": "true"], language: language, resources: Resources(cpu: cpu, memoryGiB: memory, diskGiB: disk),
+                snapshot: snapshot, ephemeral: true, ownedByCurrentProcess: true, id: id
+            ))
         if verbose { log("sandbox \(sandbox.id) started in \(ms(since: started)) ms") }
         let ran = Monotonic.now()
         let result: ExecResult
         do {
             result = try await manager.runCode(
                 id.rawValue,
-                CodeRequest(language: language, code: program, arguments: arguments, env: environment, timeout: timeout,
-                            stdin: file == "-" ? .none : .forward(STDIN_FILENO)),
+                CodeRequest(
+                    language: language, code: program, arguments: arguments, env: environment, timeout: timeout,
+                    stdin: file == "-" ? .none : .forward(STDIN_FILENO)),
                 onOutput: OutputWriter.write)
         } catch {
             if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
@@ -125,18 +129,22 @@ struct Run: AsyncParsableCommand {
 
     /// Through atolld: an ephemeral sandbox, the program run with code-run (its output arrives
     /// when it ends; standard input is not forwarded), then deleted — also on Ctrl-C.
-    func runRemote(_ backend: any Backend, language: Language, program: String, environment: [String: String],
-                   started: Double) async throws -> Int32 {
-        let sandbox = try await backend.create(CreateSandboxRequest(
-            snapshot: snapshot, labels: ["atoll-run": "true", Language.labelKey: language.rawValue], cpu: cpu, memory: memory, disk: disk,
-            autoDeleteInterval: 0))
+    func runRemote(
+        _ backend: any Backend, language: Language, program: String, environment: [String: String],
+        started: Double
+    ) async throws -> Int32 {
+        let sandbox = try await backend.create(
+            CreateSandboxRequest(
+                snapshot: snapshot, labels: ["atoll-run": "true", Language.labelKey: language.rawValue], cpu: cpu, memory: memory, disk: disk,
+                autoDeleteInterval: 0))
         let cleanup = InterruptCleanup { _ = try? await backend.delete(sandbox.id) }
         try cleanup.install()
         if verbose { log("sandbox \(sandbox.id) started through \(backend.description) in \(ms(since: started)) ms") }
         let outcome: RunOutcome
         do {
-            outcome = try await backend.codeRun(sandbox.id, language: language, code: program, arguments: arguments, env: environment,
-                                                timeout: timeout, forwardStdin: false, onOutput: OutputWriter.write)
+            outcome = try await backend.codeRun(
+                sandbox.id, language: language, code: program, arguments: arguments, env: environment,
+                timeout: timeout, forwardStdin: false, onOutput: OutputWriter.write)
         } catch {
             if cleanup.interrupted { try await Task.sleep(for: .seconds(3600)) }
             _ = try? await backend.delete(sandbox.id)

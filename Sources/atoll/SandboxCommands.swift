@@ -1,11 +1,11 @@
 import ArgumentParser
 import AtollCore
+import AtollLinux
 import AtollRuntime
 import AtollSandbox
 import AtollWire
 import Foundation
 import Glibc
-import AtollLinux
 
 /// `atoll create`
 struct Create: AsyncParsableCommand {
@@ -33,10 +33,11 @@ struct Create: AsyncParsableCommand {
         try await withBackend(runtime) { backend in
             var labels = try parsePairs(label, option: "--label")
             if let language { labels[Language.labelKey] = try Language(parsing: language).rawValue }
-            let sandbox = try await backend.create(CreateSandboxRequest(
-                name: name, snapshot: snapshot, user: user, env: try parsePairs(env, option: "--env"), labels: labels,
-                networkBlockAll: networkBlockAll ? true : nil, networkAllowList: networkAllowList, cpu: cpu, memory: memory, disk: disk,
-                autoStopInterval: autoStop, autoArchiveInterval: autoArchive, autoDeleteInterval: ephemeral ? 0 : autoDelete))
+            let sandbox = try await backend.create(
+                CreateSandboxRequest(
+                    name: name, snapshot: snapshot, user: user, env: try parsePairs(env, option: "--env"), labels: labels,
+                    networkBlockAll: networkBlockAll ? true : nil, networkAllowList: networkAllowList, cpu: cpu, memory: memory, disk: disk,
+                    autoStopInterval: autoStop, autoArchiveInterval: autoArchive, autoDeleteInterval: ephemeral ? 0 : autoDelete))
             if json { try Output.json(sandbox) } else { print(sandbox.id) }
         }
     }
@@ -238,8 +239,9 @@ struct Exec: AsyncParsableCommand {
 
     func run() async throws {
         let outcome = try await withBackend(runtime) { backend in
-            try await backend.exec(sandbox, shell.map { .shell($0) } ?? .argv(command), cwd: cwd, env: try parsePairs(env, option: "--env"),
-                                   user: user, timeout: timeout, forwardStdin: shell == nil, onOutput: OutputWriter.write)
+            try await backend.exec(
+                sandbox, shell.map { .shell($0) } ?? .argv(command), cwd: cwd, env: try parsePairs(env, option: "--env"),
+                user: user, timeout: timeout, forwardStdin: shell == nil, onOutput: OutputWriter.write)
         }
         if outcome.timedOut {
             FileHandle.standardError.write(Data("atoll: killed after the \(timeout ?? 0) s timeout\n".utf8))
@@ -278,9 +280,10 @@ struct CodeRun: AsyncParsableCommand {
                 guard let data = FileManager.default.contents(atPath: file!) else { throw AtollError(.notFound, "cannot read \(file!)") }
                 program = String(decoding: data, as: UTF8.self)
             }
-            return try await backend.codeRun(sandbox, language: try language.map { try Language(parsing: $0) }, code: program,
-                                             arguments: arguments, env: try parsePairs(env, option: "--env"), timeout: timeout,
-                                             forwardStdin: false, onOutput: OutputWriter.write)
+            return try await backend.codeRun(
+                sandbox, language: try language.map { try Language(parsing: $0) }, code: program,
+                arguments: arguments, env: try parsePairs(env, option: "--env"), timeout: timeout,
+                forwardStdin: false, onOutput: OutputWriter.write)
         }
         if outcome.timedOut {
             FileHandle.standardError.write(Data("atoll: killed after the \(timeout ?? 0) s timeout\n".utf8))

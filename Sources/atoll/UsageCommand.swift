@@ -44,26 +44,37 @@ struct Usage: AsyncParsableCommand {
 
     static func bytes(_ value: Int64) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(value), i = 0
-        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        var v = Double(value)
+        var i = 0
+        while v >= 1024 && i < units.count - 1 {
+            v /= 1024
+            i += 1
+        }
         return i == 0 ? "\(value) B" : String(format: "%.1f %@", v, units[i])
     }
 
     static func table(_ report: UsageResponse) {
         print("usage from \(report.from) to \(report.to), grouped by \(report.groupBy); prices in \(report.prices.currency)")
-        let header = [report.groupBy == "sandbox" ? "SANDBOX" : report.groupBy.uppercased(), "NAME", "STATE", "vCPU·s", "CPU s USED",
-                      "MEM GiB·s", "MEM PEAK", "DISK GiB·s", "DISK USED", "ARCHIVE GiB·s", "COST"]
+        let header = [
+            report.groupBy == "sandbox" ? "SANDBOX" : report.groupBy.uppercased(), "NAME", "STATE", "vCPU·s", "CPU s USED",
+            "MEM GiB·s", "MEM PEAK", "DISK GiB·s", "DISK USED", "ARCHIVE GiB·s", "COST",
+        ]
         func row(_ item: UsageItemDTO, key: String) -> [String] {
-            [key, item.name ?? "", item.state ?? "", String(format: "%.0f", item.vcpuSecondsAllocated), String(format: "%.1f", item.cpuSecondsUsed),
-             String(format: "%.0f", item.memoryGiBSecondsAllocated), bytes(item.memoryBytesPeak), String(format: "%.0f", item.diskGiBSecondsAllocated),
-             bytes(item.diskBytesUsed), String(format: "%.0f", item.archiveGiBSecondsAllocated), String(format: "%.6f", item.estimatedCost)]
+            [
+                key, item.name ?? "", item.state ?? "", String(format: "%.0f", item.vcpuSecondsAllocated), String(format: "%.1f", item.cpuSecondsUsed),
+                String(format: "%.0f", item.memoryGiBSecondsAllocated), bytes(item.memoryBytesPeak), String(format: "%.0f", item.diskGiBSecondsAllocated),
+                bytes(item.diskBytesUsed), String(format: "%.0f", item.archiveGiBSecondsAllocated), String(format: "%.6f", item.estimatedCost),
+            ]
         }
         var rows = report.items.map { row($0, key: $0.sandboxId ?? ($0.label.map { $0.isEmpty ? "(unset)" : $0 } ?? "")) }
         rows.append(row(report.total, key: "total"))
         let widths = header.indices.map { i in max(header[i].count, rows.map { $0[i].count }.max() ?? 0) }
         func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in i < 3 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-                : String(repeating: " ", count: widths[i] - cell.count) + cell }.joined(separator: "  ")
+            cells.enumerated().map { i, cell in
+                i < 3
+                    ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: widths[i] - cell.count) + cell
+            }.joined(separator: "  ")
         }
         print(line(header))
         for r in rows { print(line(r)) }

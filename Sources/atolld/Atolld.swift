@@ -3,12 +3,12 @@ import AtollAPI
 import AtollCore
 import AtollLinux
 import AtollRuntime
+import AtollSandbox
 import AtollStore
 import Foundation
 import Glibc
 import Logging
 import ServiceLifecycle
-import AtollSandbox
 import UnixSignals
 
 /// `atolld`: the sandbox daemon. Serves the Daytona-compatible API and toolbox, runs the
@@ -25,9 +25,10 @@ struct Atolld: AsyncParsableCommand {
         version: AtollVersion.current
     )
 
-    @Option(help: ArgumentHelp(
-        "The configuration file (JSON; also: $ATOLL_CONFIG). Default \(Settings.defaultFile) if it exists. The environment overrides it, flags override both.",
-        valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "The configuration file (JSON; also: $ATOLL_CONFIG). Default \(Settings.defaultFile) if it exists. The environment overrides it, flags override both.",
+            valueName: "file"))
     var config: String?
 
     @Option(help: "Atoll's data directory (default \(RuntimeConfiguration.defaultDataDirectory); file key dataDir, $ATOLL_DATA_DIR).")
@@ -36,9 +37,10 @@ struct Atolld: AsyncParsableCommand {
     @Option(help: "Address to listen on: HOST:PORT, [IPv6]:PORT or :PORT (default 127.0.0.1:3986, loopback only; file key listen, $ATOLLD_LISTEN).")
     var listen: String?
 
-    @Option(help: ArgumentHelp(
-        "A file holding an API key to accept for the default organization (also: $ATOLLD_API_KEY). Without either, a key is generated on the first start into DATA_DIR/api-key.",
-        valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "A file holding an API key to accept for the default organization (also: $ATOLLD_API_KEY). Without either, a key is generated on the first start into DATA_DIR/api-key.",
+            valueName: "file"))
     var apiKeyFile: String?
 
     /// Refused: a key on the command line is readable by every user of the host (`ps`).
@@ -48,7 +50,10 @@ struct Atolld: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error (default info; file key logLevel, $ATOLLD_LOG_LEVEL).")
     var logLevel: String?
 
-    @Option(help: "Seconds between passes of the automated lifecycle: auto-stop, -archive, -delete, deadlines (default 10; file key sweepInterval, $ATOLLD_SWEEP_INTERVAL).")
+    @Option(
+        help:
+            "Seconds between passes of the automated lifecycle: auto-stop, -archive, -delete, deadlines (default 10; file key sweepInterval, $ATOLLD_SWEEP_INTERVAL)."
+    )
     var sweepInterval: Double?
 
     func run() async throws {
@@ -108,10 +113,12 @@ struct Atolld: AsyncParsableCommand {
             throw ExitCode(1)
         }
         if let network = configuration.driver.network {
-            logger.notice("sandbox network", metadata: [
-                "bridge": .string(network.bridge), "subnet": .string("\(network.subnet.cidr)"),
-                "namespace": .string(network.namespacePath ?? "the daemon's own"),
-            ])
+            logger.notice(
+                "sandbox network",
+                metadata: [
+                    "bridge": .string(network.bridge), "subnet": .string("\(network.subnet.cidr)"),
+                    "namespace": .string(network.namespacePath ?? "the daemon's own"),
+                ])
         } else {
             logger.notice("sandbox network: none (ATOLL_NETWORK=none): sandboxes get loopback only")
         }
@@ -124,18 +131,24 @@ struct Atolld: AsyncParsableCommand {
         try setUpKeys(manager.database, dataDir: dataDir, givenKey: givenKey, logger: logger)
         // Ready sandboxes for creates that match a key (ATOLL_WARM_POOL; 0 turns it off).
         let pools = configuration.warmPool.entries.filter { $0.size > 0 }
-        logger.notice("warm pool", metadata: [
-            "keys": .string(pools.isEmpty ? "off" : pools.map { "\($0.key)=\($0.size)" }.joined(separator: ",")),
-        ])
+        logger.notice(
+            "warm pool",
+            metadata: [
+                "keys": .string(pools.isEmpty ? "off" : pools.map { "\($0.key)=\($0.size)" }.joined(separator: ","))
+            ])
 
         let dataDirectory = configuration.dataDirectory
         let limits = try ConnectionLimits.fromEnvironment(settings.values)
-        logger.notice("connection limits", metadata: [
-            "total": "\(limits.effectiveTotal(descriptorLimit: Int(clamping: files.soft)))", "perPeer": "\(limits.perPeer)",
-            "idleSeconds": "\(limits.idleSeconds)", "stallSeconds": "\(limits.stallSeconds)",
-        ])
-        let app = AtollServer.application(manager: manager, host: host, port: port, logger: logger, limits: limits,
-                                          descriptorLimit: Int(clamping: files.soft)) { actualPort in
+        logger.notice(
+            "connection limits",
+            metadata: [
+                "total": "\(limits.effectiveTotal(descriptorLimit: Int(clamping: files.soft)))", "perPeer": "\(limits.perPeer)",
+                "idleSeconds": "\(limits.idleSeconds)", "stallSeconds": "\(limits.stallSeconds)",
+            ])
+        let app = AtollServer.application(
+            manager: manager, host: host, port: port, logger: logger, limits: limits,
+            descriptorLimit: Int(clamping: files.soft)
+        ) { actualPort in
             let url = "http://\(host.contains(":") ? "[\(host)]" : host):\(actualPort)"
             Self.writeEndpoint(url: url, dataDirectory: dataDirectory)
             logger.notice("listening", metadata: ["url": .string(url), "api": .string("\(url)/api"), "pid": "\(getpid())"])
@@ -144,9 +157,10 @@ struct Atolld: AsyncParsableCommand {
         // /metrics), the warm pool and the HTTP server. SIGTERM and SIGINT shut them down in
         // reverse order — the server first, so no request starts on a runner that is stopping;
         // sandboxes keep running.
-        let group = ServiceGroup(configuration: .init(
-            services: [SweeperService(runner: manager), MeterService(runner: manager), WarmPoolService(runner: manager), app],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [SweeperService(runner: manager), MeterService(runner: manager), WarmPoolService(runner: manager), app],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {

@@ -1,13 +1,13 @@
 import AtollAPI
 import AtollCore
 import AtollRuntime
+import AtollStore
 import AtollTestSupport
 import AtollWire
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Testing
-import AtollStore
 
 /// Every route group through the real router (HummingbirdTesting's `.router` mode, no socket)
 /// over a runner on the fake driver: success and each class of error, with the status and the
@@ -18,8 +18,10 @@ struct RouteTests {
         let client: any TestClientProtocol
         let key: String
 
-        func send(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil, key: String? = nil,
-                  headers: HTTPFields = [:]) async throws -> (HTTPResponse.Status, String) {
+        func send(
+            _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, key: String? = nil,
+            headers: HTTPFields = [:]
+        ) async throws -> (HTTPResponse.Status, String) {
             var fields = headers
             if let key = key ?? Optional(self.key), !key.isEmpty { fields[.authorization] = "Bearer \(key)" }
             if json != nil { fields[.contentType] = "application/json" }
@@ -28,8 +30,10 @@ struct RouteTests {
         }
 
         /// Sends and decodes a 2xx answer; anything else fails the test with the body.
-        func ok<T: Decodable>(_ type: T.Type, _ method: HTTPRequest.Method, _ uri: String, json: String? = nil,
-                              sourceLocation: SourceLocation = #_sourceLocation) async throws -> T {
+        func ok<T: Decodable>(
+            _ type: T.Type, _ method: HTTPRequest.Method, _ uri: String, json: String? = nil,
+            sourceLocation: SourceLocation = #_sourceLocation
+        ) async throws -> T {
             let (status, body) = try await send(method, uri, json: json)
             #expect((200..<300).contains(Int(status.code)), "\(method) \(uri): \(status) \(body)", sourceLocation: sourceLocation)
             return try JSONDecoder().decode(type, from: Data(body.utf8))
@@ -37,8 +41,10 @@ struct RouteTests {
 
         /// Sends and expects an error body with `status`, the stable `code` and a message
         /// containing `text`.
-        func fails(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil, key: String? = nil, status: Int, code: String,
-                   containing text: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        func fails(
+            _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, key: String? = nil, status: Int, code: String,
+            containing text: String, sourceLocation: SourceLocation = #_sourceLocation
+        ) async throws {
             let (got, body) = try await send(method, uri, json: json, key: key)
             #expect(Int(got.code) == status, "\(method) \(uri): \(body)", sourceLocation: sourceLocation)
             let error = try? JSONDecoder().decode(ErrorBody.self, from: Data(body.utf8))
@@ -67,8 +73,9 @@ struct RouteTests {
             #expect(status == .ok && body.contains("\"status\":\"ok\""))
             try await api.fails(.get, "/api/sandbox", key: "", status: 401, code: "unauthenticated", containing: "missing Authorization header")
             try await api.fails(.get, "/api/sandbox", key: "nope", status: 401, code: "unauthenticated", containing: "invalid or revoked API key")
-            try await api.fails(.post, "/toolbox/x/process/execute", json: "{}", key: "nope", status: 401, code: "unauthenticated",
-                                containing: "invalid or revoked")
+            try await api.fails(
+                .post, "/toolbox/x/process/execute", json: "{}", key: "nope", status: 401, code: "unauthenticated",
+                containing: "invalid or revoked")
             try await api.fails(.get, "/metrics", key: "", status: 401, code: "unauthenticated", containing: "Authorization")
         }
     }
@@ -76,8 +83,9 @@ struct RouteTests {
     @Test("sandbox lifecycle: create, get, list with labels, stop, start, resize, labels, intervals, network, delete")
     func lifecycle() async throws {
         try await withAPI { api, f in
-            let created = try await api.ok(SandboxDTO.self, .post, "/api/sandbox",
-                                           json: #"{"name":"web","labels":{"team":"a"},"cpu":2,"networkAllowList":""}"#)
+            let created = try await api.ok(
+                SandboxDTO.self, .post, "/api/sandbox",
+                json: #"{"name":"web","labels":{"team":"a"},"cpu":2,"networkAllowList":""}"#)
             #expect(created.state == "started")
             #expect(created.cpu == 2 && created.memory == 1 && created.disk == 3)
             #expect(created.networkBlockAll == false && created.networkAllowList == nil, "an empty allow list is open")
@@ -108,12 +116,15 @@ struct RouteTests {
             try await api.fails(.post, "/api/sandbox", json: "{not json", status: 400, code: "invalid_argument", containing: "invalid")
             try await api.fails(.post, "/api/sandbox", json: #"{"cpu":"two"}"#, status: 400, code: "invalid_argument", containing: "cpu")
             try await api.fails(.post, "/api/sandbox", json: #"{"cpu":64}"#, status: 400, code: "invalid_argument", containing: "cpu")
-            try await api.fails(.post, "/api/sandbox", json: #"{"networkAllowList":"10.0.0.0/33"}"#, status: 400, code: "invalid_argument",
-                                containing: "10.0.0.0/33")
-            try await api.fails(.post, "/api/sandbox", json: #"{"networkBlockAll":true,"networkAllowList":"10.0.0.0/8"}"#, status: 400,
-                                code: "invalid_argument", containing: "choose one")
-            try await api.fails(.post, "/api/sandbox", json: #"{"domainAllowList":"example.com"}"#, status: 400, code: "invalid_argument",
-                                containing: "domainAllowList")
+            try await api.fails(
+                .post, "/api/sandbox", json: #"{"networkAllowList":"10.0.0.0/33"}"#, status: 400, code: "invalid_argument",
+                containing: "10.0.0.0/33")
+            try await api.fails(
+                .post, "/api/sandbox", json: #"{"networkBlockAll":true,"networkAllowList":"10.0.0.0/8"}"#, status: 400,
+                code: "invalid_argument", containing: "choose one")
+            try await api.fails(
+                .post, "/api/sandbox", json: #"{"domainAllowList":"example.com"}"#, status: 400, code: "invalid_argument",
+                containing: "domainAllowList")
             try await api.fails(.get, "/api/sandbox?limit=0", status: 400, code: "invalid_argument", containing: "limit")
             try await api.fails(.get, "/api/sandbox/nope", status: 404, code: "not_found", containing: "nope")
             try await api.fails(.post, "/api/sandbox/nope/start", status: 404, code: "not_found", containing: "nope")
@@ -134,8 +145,9 @@ struct RouteTests {
             let (other, _) = try f.manager.database.createKey(organizationId: "other", name: "other", at: 0)
             _ = try await api.ok(SandboxDTO.self, .post, "/api/sandbox", json: #"{"name":"mine"}"#)
             try await api.fails(.get, "/api/sandbox/mine", key: other, status: 404, code: "not_found", containing: "mine")
-            try await api.fails(.post, "/toolbox/mine/process/execute", json: #"{"command":"true"}"#, key: other, status: 404,
-                                code: "not_found", containing: "mine")
+            try await api.fails(
+                .post, "/toolbox/mine/process/execute", json: #"{"command":"true"}"#, key: other, status: 404,
+                code: "not_found", containing: "mine")
         }
     }
 
@@ -148,17 +160,21 @@ struct RouteTests {
             #expect(f.driver.calls("exec").count == 1)
             _ = try await api.ok(CodeRunResponse.self, .post, "/toolbox/\(sandbox.id)/process/code-run", json: #"{"code":"print(1)"}"#)
             #expect(f.driver.calls("code").last?.hasSuffix("python") == true)
-            try await api.fails(.post, "/toolbox/unknown/process/execute", json: #"{"command":"true"}"#, status: 404, code: "not_found",
-                                containing: "unknown")
-            try await api.fails(.post, "/toolbox/\(sandbox.id)/process/execute", json: #"{"command":"true","timeout":-1}"#, status: 400,
-                                code: "invalid_argument", containing: "timeout")
-            try await api.fails(.post, "/toolbox/\(sandbox.id)/process/code-run", json: #"{"code":"1","language":"cobol"}"#, status: 400,
-                                code: "invalid_argument", containing: "cobol")
+            try await api.fails(
+                .post, "/toolbox/unknown/process/execute", json: #"{"command":"true"}"#, status: 404, code: "not_found",
+                containing: "unknown")
+            try await api.fails(
+                .post, "/toolbox/\(sandbox.id)/process/execute", json: #"{"command":"true","timeout":-1}"#, status: 400,
+                code: "invalid_argument", containing: "timeout")
+            try await api.fails(
+                .post, "/toolbox/\(sandbox.id)/process/code-run", json: #"{"code":"1","language":"cobol"}"#, status: 400,
+                code: "invalid_argument", containing: "cobol")
             // The fake driver has no files: the failure keeps its class (503) and names why.
             try await api.fails(.get, "/toolbox/\(sandbox.id)/files?path=/", status: 503, code: "unavailable", containing: "no files")
             _ = try await api.ok(SandboxDTO.self, .post, "/api/sandbox/\(sandbox.id)/stop")
-            try await api.fails(.post, "/toolbox/\(sandbox.id)/process/execute", json: #"{"command":"true"}"#, status: 409, code: "conflict",
-                                containing: "stopped")
+            try await api.fails(
+                .post, "/toolbox/\(sandbox.id)/process/execute", json: #"{"command":"true"}"#, status: 409, code: "conflict",
+                containing: "stopped")
         }
     }
 
@@ -166,13 +182,16 @@ struct RouteTests {
     func sessions() async throws {
         try await withAPI { api, _ in
             let id = try await api.ok(SandboxDTO.self, .post, "/api/sandbox", json: "{}").id
-            try await api.fails(.post, "/toolbox/\(id)/process/session", json: #"{"sessionId":"../x"}"#, status: 400, code: "invalid_argument",
-                                containing: "session")
-            try await api.fails(.post, "/toolbox/\(id)/process/session", json: #"{"sessionId":"s1"}"#, status: 503, code: "unavailable",
-                                containing: "no files")
+            try await api.fails(
+                .post, "/toolbox/\(id)/process/session", json: #"{"sessionId":"../x"}"#, status: 400, code: "invalid_argument",
+                containing: "session")
+            try await api.fails(
+                .post, "/toolbox/\(id)/process/session", json: #"{"sessionId":"s1"}"#, status: 503, code: "unavailable",
+                containing: "no files")
             try await api.fails(.get, "/toolbox/\(id)/process/session/nope", status: 404, code: "not_found", containing: "session nope")
-            try await api.fails(.post, "/toolbox/\(id)/process/session/nope/exec", json: #"{"command":"true"}"#, status: 404, code: "not_found",
-                                containing: "session nope")
+            try await api.fails(
+                .post, "/toolbox/\(id)/process/session/nope/exec", json: #"{"command":"true"}"#, status: 404, code: "not_found",
+                containing: "session nope")
             let (listed, sessions) = try await api.send(.get, "/toolbox/\(id)/process/session")
             #expect(listed == .ok && sessions == "[]")
         }

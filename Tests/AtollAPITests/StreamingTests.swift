@@ -1,9 +1,10 @@
-@testable import AtollAPI
 import AtollCore
 import AtollRuntime
 import AtollWire
 import Foundation
 import Testing
+
+@testable import AtollAPI
 
 @Suite("API: streaming multipart, host path redaction, connection limits")
 struct StreamingTests {
@@ -59,7 +60,8 @@ struct StreamingTests {
     @Test("the streaming writer's pieces parse back; malformed streams are named")
     func streamingWriterAndErrors() throws {
         let writer = Multipart.StreamWriter()
-        let body = writer.header(name: "file", filename: "/tmp/a\r\nX-Injected: 1", contentType: "application/octet-stream") + Array("abc".utf8)
+        let body =
+            writer.header(name: "file", filename: "/tmp/a\r\nX-Injected: 1", contentType: "application/octet-stream") + Array("abc".utf8)
             + writer.separator + writer.closing
         let parts = try Multipart.parse(Data(body), boundary: writer.boundary)
         #expect(parts.count == 1 && parts[0].body == Data("abc".utf8))

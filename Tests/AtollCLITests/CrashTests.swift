@@ -35,7 +35,8 @@ struct CrashTests {
         // The test runner's own network namespace plays the host: the real one is never touched.
         env["ATOLL_NETNS"] = configuration.driver.network?.namespacePath
         process.environment = env
-        let out = Pipe(), err = Pipe()
+        let out = Pipe()
+        let err = Pipe()
         process.standardOutput = out
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
@@ -43,8 +44,9 @@ struct CrashTests {
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Outcome(status: process.terminationStatus, killed: process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL,
-                       stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        return Outcome(
+            status: process.terminationStatus, killed: process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL,
+            stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
     }
 
     /// Checks the host against the database: every cgroup, sandbox directory, archive and loop
@@ -74,8 +76,9 @@ struct CrashTests {
                 #expect(processes.isEmpty, "processes left in \(sandbox.state) sandbox \(sandbox.id): \(processes)", sourceLocation: sourceLocation)
                 #expect(loops.isEmpty, "loop device left for \(sandbox.state) sandbox \(sandbox.id)", sourceLocation: sourceLocation)
             }
-            #expect(KernelFile.exists(config.diskPath(sandbox.id)) == (sandbox.state != .archived),
-                    "disk of \(sandbox.state) sandbox \(sandbox.id)", sourceLocation: sourceLocation)
+            #expect(
+                KernelFile.exists(config.diskPath(sandbox.id)) == (sandbox.state != .archived),
+                "disk of \(sandbox.state) sandbox \(sandbox.id)", sourceLocation: sourceLocation)
         }
         let mounts = try MountInfo.current()
         #expect(!mounts.contains { $0.mountPoint.hasPrefix(config.dataDirectory) }, "host mounts under the data directory", sourceLocation: sourceLocation)
@@ -101,8 +104,10 @@ struct CrashTests {
     }
 
     /// Reopens and checks the state, the consistency, and that the sandbox works again.
-    func afterCrash(_ configuration: RuntimeConfiguration, _ id: String, expect state: SandboxState,
-                    sourceLocation: SourceLocation = #_sourceLocation) async throws -> SandboxManager {
+    func afterCrash(
+        _ configuration: RuntimeConfiguration, _ id: String, expect state: SandboxState,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> SandboxManager {
         let manager = try await SandboxManager.open(configuration: configuration)
         let sandbox = try await manager.get(id)
         #expect(sandbox.state == state, "\(sandbox.state) \(sandbox.errorReason ?? "")", sourceLocation: sourceLocation)
@@ -119,8 +124,9 @@ struct CrashTests {
         try await expectConsistent(manager, sourceLocation: sourceLocation)
     }
 
-    @Test("killed mid-create (disk made / init started): error, recoverable, nothing running; recover works",
-          arguments: ["create.after-provision", "create.after-start"])
+    @Test(
+        "killed mid-create (disk made / init started): error, recoverable, nothing running; recover works",
+        arguments: ["create.after-provision", "create.after-start"])
     func midCreate(failpoint: String) async throws {
         let configuration = try TestRuntime.configuration()
         do {

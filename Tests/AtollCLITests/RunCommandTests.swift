@@ -68,7 +68,9 @@ struct RunCommandTests {
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = ["run", "--data-dir", scratch.dataDirectory] + arguments
         process.environment = scratch.environment
-        let out = Pipe(), err = Pipe(), input = Pipe()
+        let out = Pipe()
+        let err = Pipe()
+        let input = Pipe()
         process.standardOutput = out
         process.standardError = err
         process.standardInput = input
@@ -106,7 +108,9 @@ struct RunCommandTests {
         try "const args: string[] = process.argv.slice(2); console.log(args.join('+'))\n".write(toFile: file, atomically: true, encoding: .utf8)
         let ts = try run([file, "--", "a", "b"], scratch: scratch)
         #expect(ts.stdout == "a+b\n", "\(ts.stderr)")
-        let piped = try run(["--language", "javascript", "-c", "process.stdin.on('data', d => process.stdout.write(String(d).toUpperCase()))"], scratch: scratch, stdin: "quiet\n")
+        let piped = try run(
+            ["--language", "javascript", "-c", "process.stdin.on('data', d => process.stdout.write(String(d).toUpperCase()))"], scratch: scratch,
+            stdin: "quiet\n")
         #expect(piped.stdout == "QUIET\n")
         #expect(scratch.sandboxes.isEmpty)
     }

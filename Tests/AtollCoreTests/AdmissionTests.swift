@@ -5,10 +5,13 @@ import Testing
 struct AdmissionTests {
     let host = HostSize(cpus: 2, memoryGiB: 23, diskGiB: 80)
 
-    func check(_ request: AdmissionRequest, held: Holdings = Holdings(), quota: OrganizationQuota = .unlimited,
-               organizationHeld: Holdings = Holdings(), capacity: HostCapacity = .defaults) throws(AtollError) {
-        try Admission.check(request, capacity: capacity, host: host, held: held, quota: quota, organization: "acme",
-                            organizationHeld: organizationHeld)
+    func check(
+        _ request: AdmissionRequest, held: Holdings = Holdings(), quota: OrganizationQuota = .unlimited,
+        organizationHeld: Holdings = Holdings(), capacity: HostCapacity = .defaults
+    ) throws(AtollError) {
+        try Admission.check(
+            request, capacity: capacity, host: host, held: held, quota: quota, organization: "acme",
+            organizationHeld: organizationHeld)
     }
 
     @Test("the review's case: ten 4 vCPU / 8 GiB / 10 GiB sandboxes on a 2-CPU, 23 GiB host")
@@ -43,8 +46,9 @@ struct AdmissionTests {
         } catch {
             #expect(error.message.contains("disk") && error.message.contains("ATOLL_DISK_OVERCOMMIT"))
         }
-        try check(AdmissionRequest(cpu: 100, memoryGiB: 100, diskGiB: 1000, newSandbox: true), held: Holdings(cpu: 100),
-                  capacity: .unlimited)
+        try check(
+            AdmissionRequest(cpu: 100, memoryGiB: 100, diskGiB: 1000, newSandbox: true), held: Holdings(cpu: 100),
+            capacity: .unlimited)
         // Resizes and starts ask only for their increase; zero increases always pass.
         try check(AdmissionRequest(cpu: 0, memoryGiB: 0, diskGiB: 0, newSandbox: false), held: Holdings(cpu: 99, memoryGiB: 99, diskGiB: 999))
     }
@@ -68,8 +72,9 @@ struct AdmissionTests {
             }
         }
         #expect(throws: Never.self) {
-            try check(AdmissionRequest(cpu: 1, memoryGiB: 1, diskGiB: 1, newSandbox: true), quota: quota,
-                      organizationHeld: Holdings(cpu: 3, memoryGiB: 7, diskGiB: 19, sandboxes: 2))
+            try check(
+                AdmissionRequest(cpu: 1, memoryGiB: 1, diskGiB: 1, newSandbox: true), quota: quota,
+                organizationHeld: Holdings(cpu: 3, memoryGiB: 7, diskGiB: 19, sandboxes: 2))
         }
     }
 }

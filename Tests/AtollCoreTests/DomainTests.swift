@@ -11,13 +11,15 @@ struct DomainTests {
         try ResourceLimits.defaults.validate(Resources(cpu: 4, memoryGiB: 8, diskGiB: 10))
     }
 
-    @Test("an out-of-range resource names the field, the value and the limit", arguments: [
-        (Resources(cpu: 0, memoryGiB: 1, diskGiB: 3), "cpu must be at least 1 vCPUs, got 0"),
-        (Resources(cpu: 5, memoryGiB: 1, diskGiB: 3), "cpu 5 exceeds the per-sandbox maximum of 4 vCPUs"),
-        (Resources(cpu: 1, memoryGiB: 9, diskGiB: 3), "memory 9 exceeds the per-sandbox maximum of 8 GiB"),
-        (Resources(cpu: 1, memoryGiB: 1, diskGiB: 11), "disk 11 exceeds the per-sandbox maximum of 10 GiB"),
-        (Resources(cpu: 1, memoryGiB: -1, diskGiB: 3), "memory must be at least 1 GiB, got -1"),
-    ])
+    @Test(
+        "an out-of-range resource names the field, the value and the limit",
+        arguments: [
+            (Resources(cpu: 0, memoryGiB: 1, diskGiB: 3), "cpu must be at least 1 vCPUs, got 0"),
+            (Resources(cpu: 5, memoryGiB: 1, diskGiB: 3), "cpu 5 exceeds the per-sandbox maximum of 4 vCPUs"),
+            (Resources(cpu: 1, memoryGiB: 9, diskGiB: 3), "memory 9 exceeds the per-sandbox maximum of 8 GiB"),
+            (Resources(cpu: 1, memoryGiB: 1, diskGiB: 11), "disk 11 exceeds the per-sandbox maximum of 10 GiB"),
+            (Resources(cpu: 1, memoryGiB: -1, diskGiB: 3), "memory must be at least 1 GiB, got -1"),
+        ])
     func outOfRange(resources: Resources, message: String) {
         #expect(throws: AtollError(.invalidArgument, message)) { try ResourceLimits.defaults.validate(resources) }
     }
@@ -29,11 +31,13 @@ struct DomainTests {
         #expect(throws: AtollError.self) { try limits.validate(Resources(cpu: 17, memoryGiB: 1, diskGiB: 1)) }
     }
 
-    @Test("sandbox ids are DNS labels: no path tricks, no upper case", arguments: [
-        ("a", true), ("sandbox-1", true), ("0abc", true), (String(repeating: "a", count: 63), true),
-        ("", false), ("-a", false), ("A", false), ("a/b", false), ("..", false), ("a.b", false), ("a b", false),
-        (String(repeating: "a", count: 64), false), ("é", false),
-    ])
+    @Test(
+        "sandbox ids are DNS labels: no path tricks, no upper case",
+        arguments: [
+            ("a", true), ("sandbox-1", true), ("0abc", true), (String(repeating: "a", count: 63), true),
+            ("", false), ("-a", false), ("A", false), ("a/b", false), ("..", false), ("a.b", false), ("a b", false),
+            (String(repeating: "a", count: 64), false), ("é", false),
+        ])
     func ids(value: String, valid: Bool) {
         #expect(SandboxID.isValid(value) == valid)
         #expect(((try? SandboxID(value)) != nil) == valid)

@@ -3,12 +3,14 @@ import Testing
 
 @Suite("domain: IPv4 addresses, subnets and network policies")
 struct NetworkDomainTests {
-    @Test("addresses and CIDRs parse strictly", arguments: [
-        ("10.0.0.0/8", true), ("192.168.1.7/24", true), ("0.0.0.0/0", true), ("1.2.3.4/32", true),
-        ("10.0.0.0/33", false), ("10.0.0/8", false), ("10.0.0.0", false), ("10.0.0.256/8", false), ("10.0.0.0/-1", false),
-        ("10.0.0.0/+8", false), (" 10.0.0.0/8", false), ("10.0.0.0/8/8", false), ("a.b.c.d/8", false), ("10.0.0.0/", false),
-        ("1e1.0.0.0/8", false), ("10..0.0/8", false), ("١٠.0.0.0/8", false),
-    ])
+    @Test(
+        "addresses and CIDRs parse strictly",
+        arguments: [
+            ("10.0.0.0/8", true), ("192.168.1.7/24", true), ("0.0.0.0/0", true), ("1.2.3.4/32", true),
+            ("10.0.0.0/33", false), ("10.0.0/8", false), ("10.0.0.0", false), ("10.0.0.256/8", false), ("10.0.0.0/-1", false),
+            ("10.0.0.0/+8", false), (" 10.0.0.0/8", false), ("10.0.0.0/8/8", false), ("a.b.c.d/8", false), ("10.0.0.0/", false),
+            ("1e1.0.0.0/8", false), ("10..0.0/8", false), ("١٠.0.0.0/8", false),
+        ])
     func cidrs(text: String, valid: Bool) {
         #expect((IPv4CIDR(text) != nil) == valid, "\(text)")
     }
@@ -44,8 +46,9 @@ struct NetworkDomainTests {
         #expect(try NetworkPolicy.forUpdate(blockAll: true, allowList: nil, domainAllowList: nil) == NetworkPolicy(blockAll: true))
         #expect(try NetworkPolicy.forUpdate(blockAll: true, allowList: "", domainAllowList: "") == NetworkPolicy(blockAll: true))
         #expect(try NetworkPolicy.forUpdate(blockAll: false, allowList: nil, domainAllowList: nil) == .open)
-        #expect(try NetworkPolicy.forUpdate(blockAll: nil, allowList: "10.0.0.0/8,192.168.0.0/16", domainAllowList: nil)
-            == NetworkPolicy(allowList: ["10.0.0.0/8", "192.168.0.0/16"]))
+        #expect(
+            try NetworkPolicy.forUpdate(blockAll: nil, allowList: "10.0.0.0/8,192.168.0.0/16", domainAllowList: nil)
+                == NetworkPolicy(allowList: ["10.0.0.0/8", "192.168.0.0/16"]))
         #expect(try NetworkPolicy.forUpdate(blockAll: false, allowList: "10.0.0.0/8", domainAllowList: nil) == NetworkPolicy(allowList: ["10.0.0.0/8"]))
         #expect(try NetworkPolicy.forUpdate(blockAll: nil, allowList: " , ", domainAllowList: nil) == .open)
         for (blockAll, allow, domains, message) in [

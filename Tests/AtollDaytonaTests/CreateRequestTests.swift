@@ -25,16 +25,18 @@ struct CreateRequestTests {
         }
     }
 
-    @Test("an empty allow list means open egress at create and in a settings update alike (never block-all)", arguments: [
-        (Bool?.none, String?.some(""), NetworkPolicy.open),
-        (nil, " ", .open),
-        (nil, " , ,", .open),
-        (false, "", .open),
-        (true, "", NetworkPolicy(blockAll: true)),
-        (true, nil, NetworkPolicy(blockAll: true)),
-        (false, "10.0.0.0/8, 192.168.1.0/24", NetworkPolicy(allowList: ["10.0.0.0/8", "192.168.1.0/24"])),
-        (nil, "10.0.0.0/8", NetworkPolicy(allowList: ["10.0.0.0/8"])),
-    ])
+    @Test(
+        "an empty allow list means open egress at create and in a settings update alike (never block-all)",
+        arguments: [
+            (Bool?.none, String?.some(""), NetworkPolicy.open),
+            (nil, " ", .open),
+            (nil, " , ,", .open),
+            (false, "", .open),
+            (true, "", NetworkPolicy(blockAll: true)),
+            (true, nil, NetworkPolicy(blockAll: true)),
+            (false, "10.0.0.0/8, 192.168.1.0/24", NetworkPolicy(allowList: ["10.0.0.0/8", "192.168.1.0/24"])),
+            (nil, "10.0.0.0/8", NetworkPolicy(allowList: ["10.0.0.0/8"])),
+        ])
     func emptyAllowListAgrees(blockAll: Bool?, allowList: String?, expected: NetworkPolicy) async throws {
         #expect(try NetworkPolicy.requested(blockAll: blockAll, allowList: allowList) == expected)
         #expect(try await Self.created(blockAll: blockAll, allowList: allowList) == expected)

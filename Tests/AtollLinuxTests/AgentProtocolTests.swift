@@ -1,8 +1,9 @@
 import AtollCore
-@testable import AtollLinux
 import CRuntime
 import Glibc
 import Testing
+
+@testable import AtollLinux
 
 @Suite("the sandbox agent's protocol, as the runtime speaks it")
 struct AgentProtocolTests {
@@ -29,7 +30,13 @@ struct AgentProtocolTests {
             ("magic", mutated { $0[0] = 0 }),
             ("length", mutated { $0[12] = 200 }),
             ("numbers beyond the end", mutated { $0[6] = 0xFF }),
-            ("strings beyond the end", mutated { $0[8] = 0xFF; $0[9] = 0xFF }),
+            (
+                "strings beyond the end",
+                mutated {
+                    $0[8] = 0xFF
+                    $0[9] = 0xFF
+                }
+            ),
             ("unterminated string", mutated { $0[$0.count - 1] = 65 }),
             ("trailing bytes", good + [0]),
             ("one string fewer than said", mutated { $0[8] = 1 }),

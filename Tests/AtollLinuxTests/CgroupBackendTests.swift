@@ -1,7 +1,8 @@
 import AtollCore
 import Foundation
-@testable import AtollLinux
 import Testing
+
+@testable import AtollLinux
 
 /// Both cgroup backends against the fake cgroupfs: the same protocol, the kernel files each
 /// version uses.
@@ -117,11 +118,14 @@ struct CgroupBackendTests {
         var smaller = limits
         smaller.memoryBytes = 512 << 20
         try manager.update("sb1", limits: smaller)
-        let order = tree.writes.filter { $0.path.contains("memory.") && $0.path.contains("limit") }.map { ($0.path as NSString).lastPathComponent + "=" + $0.value }
-        #expect(Array(order.suffix(4)) == [
-            "memory.memsw.limit_in_bytes=\(4 << 30)", "memory.limit_in_bytes=\(4 << 30)",
-            "memory.limit_in_bytes=\(512 << 20)", "memory.memsw.limit_in_bytes=\(512 << 20)",
-        ])
+        let order = tree.writes.filter { $0.path.contains("memory.") && $0.path.contains("limit") }.map {
+            ($0.path as NSString).lastPathComponent + "=" + $0.value
+        }
+        #expect(
+            Array(order.suffix(4)) == [
+                "memory.memsw.limit_in_bytes=\(4 << 30)", "memory.limit_in_bytes=\(4 << 30)",
+                "memory.limit_in_bytes=\(512 << 20)", "memory.memsw.limit_in_bytes=\(512 << 20)",
+            ])
     }
 
     @Test("v1: usage from cpuacct, memory and pids; kill freezes, signals and thaws")
@@ -134,7 +138,9 @@ struct CgroupBackendTests {
         tree.set("/cg/memory/atoll/sb1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
         tree.set("/cg/pids/atoll/sb1/pids.current", "3\n")
         tree.set("/cg/pids/atoll/sb1/pids.events", "max 5\n")
-        #expect(try manager.usage("sb1") == CgroupUsage(cpuNanoseconds: 1_500_000_000, memoryBytes: 2 << 20, memoryPeakBytes: 8 << 20, oomKills: 1, pids: 3, pidsLimitHits: 5))
+        #expect(
+            try manager.usage("sb1")
+                == CgroupUsage(cpuNanoseconds: 1_500_000_000, memoryBytes: 2 << 20, memoryPeakBytes: 8 << 20, oomKills: 1, pids: 3, pidsLimitHits: 5))
         #expect(try manager.oomKills("sb1") == 1)
         try manager.freeze("sb1")
         try manager.thaw("sb1")

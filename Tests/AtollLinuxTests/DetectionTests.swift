@@ -1,5 +1,7 @@
-@testable import AtollLinux
+import AtollCore
 import Testing
+
+@testable import AtollLinux
 
 @Suite("mountinfo and cgroup layout detection")
 struct DetectionTests {
@@ -18,10 +20,12 @@ struct DetectionTests {
     @Test("a hybrid host uses the v1 hierarchies")
     func hybrid() throws {
         let layout = try CgroupLayout.detect(mounts: MountInfo.parse(Self.hybrid))
-        #expect(layout == .legacy(hierarchies: [
-            "cpu": "/sys/fs/cgroup/cpu", "cpuacct": "/sys/fs/cgroup/cpuacct", "memory": "/sys/fs/cgroup/memory",
-            "freezer": "/sys/fs/cgroup/freezer", "pids": "/sys/fs/cgroup/pids",
-        ]))
+        #expect(
+            layout
+                == .legacy(hierarchies: [
+                    "cpu": "/sys/fs/cgroup/cpu", "cpuacct": "/sys/fs/cgroup/cpuacct", "memory": "/sys/fs/cgroup/memory",
+                    "freezer": "/sys/fs/cgroup/freezer", "pids": "/sys/fs/cgroup/pids",
+                ]))
     }
 
     @Test("a unified host uses cgroup v2")
@@ -61,5 +65,3 @@ struct DetectionTests {
         #expect(MountInfo.parseLine("garbage") == nil)
     }
 }
-
-import AtollCore

@@ -1,10 +1,11 @@
 import AtollCore
-@testable import AtollLinux
 import AtollTestSupport
 import CRuntime
 import Foundation
 import Glibc
 import Testing
+
+@testable import AtollLinux
 
 /// The kernel layer against the real kernel of this host: the cgroup backend it runs (v1 on the
 /// hybrid build machines, v2 elsewhere), loop-backed disks, user namespaces and the shim's error
@@ -86,10 +87,12 @@ struct HostKernelTests {
         let dir = "/var/tmp/atoll-test-disk-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let image = try DiskImage.create(at: "\(dir)/disk.img", sizeBytes: 1 << 30, entries: [
-            .init(path: "upper", kind: .directory, uid: 1 << 28, gid: 1 << 28, mode: 0o755),
-            .init(path: "hello", kind: .file("hi\n"), uid: 1 << 28, gid: 1 << 28, mode: 0o644),
-        ], scratch: dir)
+        let image = try DiskImage.create(
+            at: "\(dir)/disk.img", sizeBytes: 1 << 30,
+            entries: [
+                .init(path: "upper", kind: .directory, uid: 1 << 28, gid: 1 << 28, mode: 0o755),
+                .init(path: "hello", kind: .file("hi\n"), uid: 1 << 28, gid: 1 << 28, mode: 0o644),
+            ], scratch: dir)
         #expect(try image.sizeBytes() == 1 << 30)
         #expect(try image.allocatedBytes() < 64 << 20, "sparse: mkfs writes only metadata")
         let debugfs = try HostCommand.locate("debugfs", package: "e2fsprogs")

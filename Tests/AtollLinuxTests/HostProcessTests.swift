@@ -32,7 +32,10 @@ struct HostProcessTests {
             // Occupy descriptors up to past 2000, as a daemon with ~300 sandboxes does.
             let base = open("/dev/null", O_RDONLY | O_CLOEXEC)
             var held: [Int32] = []
-            defer { held.forEach { close($0) }; close(base) }
+            defer {
+                held.forEach { close($0) }
+                close(base)
+            }
             while (held.last ?? 0) < 2048 {
                 let fd = fcntl(base, F_DUPFD_CLOEXEC, 0)
                 try #require(fd >= 0, "dup failed: errno \(errno)")

@@ -1,9 +1,10 @@
 import AtollCore
-@testable import AtollLinux
 import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
+
+@testable import AtollLinux
 
 @Suite("network: firewall rules and resolver configuration (pure)")
 struct FirewallRulesTests {
@@ -24,8 +25,9 @@ struct FirewallRulesTests {
     func policies() {
         #expect(FirewallRules.policyRules(.open) == ["accept"])
         #expect(FirewallRules.policyRules(NetworkPolicy(blockAll: true, allowList: ["10.0.0.0/8"])) == [])
-        #expect(FirewallRules.policyRules(NetworkPolicy(allowList: ["10.1.2.3/8", "192.168.1.0/24", "10.0.0.0/8"]))
-            == ["ip daddr { 10.0.0.0/8, 192.168.1.0/24 } accept"])
+        #expect(
+            FirewallRules.policyRules(NetworkPolicy(allowList: ["10.1.2.3/8", "192.168.1.0/24", "10.0.0.0/8"]))
+                == ["ip daddr { 10.0.0.0/8, 192.168.1.0/24 } accept"])
         #expect(FirewallRules.policyRules(NetworkPolicy(allowList: [])) == [])
     }
 
@@ -44,8 +46,11 @@ struct FirewallRulesTests {
         let remove = rules.remove(slot: 7).split(separator: "\n").map(String.init)
         // Each delete is preceded by an add of the same thing, in the same transaction.
         for (index, line) in remove.enumerated() where line.hasPrefix("delete ") {
-            let object = line.dropFirst("delete ".count).replacingOccurrences(of: " { \"atoll-7\" }", with: "").replacingOccurrences(of: " { 0x61740007 }", with: "")
-            #expect(remove[..<index].contains { $0.hasPrefix("add ") && $0.contains(object.components(separatedBy: " ").prefix(3).joined(separator: " ")) }, "\(line)")
+            let object = line.dropFirst("delete ".count).replacingOccurrences(of: " { \"atoll-7\" }", with: "").replacingOccurrences(
+                of: " { 0x61740007 }", with: "")
+            #expect(
+                remove[..<index].contains { $0.hasPrefix("add ") && $0.contains(object.components(separatedBy: " ").prefix(3).joined(separator: " ")) },
+                "\(line)")
         }
     }
 
@@ -68,8 +73,9 @@ struct FirewallRulesTests {
         #expect(ResolvConf.forSandbox(hostContents: [host]).hasSuffix("nameserver 10.255.255.53\nsearch corp.example\noptions edns0 trust-ad\n"))
         let stub = "nameserver 127.0.0.53\noptions edns0\n"
         let upstream = "nameserver 192.0.2.53\nnameserver 192.0.2.54\n"
-        #expect(ResolvConf.forSandbox(hostContents: [stub, upstream]).hasSuffix("configuration.\nnameserver 192.0.2.53\nnameserver 192.0.2.54\n"),
-                "the upstream file's own lines, not the stub's")
+        #expect(
+            ResolvConf.forSandbox(hostContents: [stub, upstream]).hasSuffix("configuration.\nnameserver 192.0.2.53\nnameserver 192.0.2.54\n"),
+            "the upstream file's own lines, not the stub's")
         let none = ResolvConf.forSandbox(hostContents: [stub, nil])
         #expect(!none.contains("nameserver") && none.contains("options edns0"))
     }

@@ -1,8 +1,9 @@
 import AtollCore
-@testable import AtollLinux
 import CRuntime
 import Glibc
 import Testing
+
+@testable import AtollLinux
 
 @Suite("isolation profile: seccomp, capabilities, root filesystem plan")
 struct SecurityProfileTests {
@@ -15,12 +16,16 @@ struct SecurityProfileTests {
         for group in profile.groups {
             #expect(!group.reason.isEmpty && !group.rules.isEmpty, "\(group.name)")
         }
-        for required in ["mount", "ptrace", "init_module", "finit_module", "keyctl", "add_key", "bpf", "kexec_load", "unshare", "setns", "clone3", "open_by_handle_at", "io_uring_setup"] {
+        for required in [
+            "mount", "ptrace", "init_module", "finit_module", "keyctl", "add_key", "bpf", "kexec_load", "unshare", "setns", "clone3", "open_by_handle_at",
+            "io_uring_setup",
+        ] {
             #expect(profile.deniedSyscalls.contains(required), "\(required) must be denied")
         }
         for allowed in ["execve", "clone", "read", "write", "openat", "socket", "ioctl"] {
-            #expect(profile.groups.flatMap(\.rules).filter { $0.syscall == allowed }.allSatisfy { $0.argument != nil },
-                    "\(allowed) may only be restricted by argument, never denied outright")
+            #expect(
+                profile.groups.flatMap(\.rules).filter { $0.syscall == allowed }.allSatisfy { $0.argument != nil },
+                "\(allowed) may only be restricted by argument, never denied outright")
         }
     }
 
@@ -35,21 +40,23 @@ struct SecurityProfileTests {
     @Test("capability names resolve through libcap; the sandbox set is small")
     func capabilities() throws {
         let set = try CapabilitySet.sandboxRoot()
-        #expect(set.contains(0))       // CAP_CHOWN
-        #expect(set.contains(10))      // CAP_NET_BIND_SERVICE
-        #expect(!set.contains(21))     // CAP_SYS_ADMIN
-        #expect(!set.contains(19))     // CAP_SYS_PTRACE
-        #expect(!set.contains(16))     // CAP_SYS_MODULE
-        #expect(!set.contains(12))     // CAP_NET_ADMIN
-        #expect(!set.contains(13))     // CAP_NET_RAW
+        #expect(set.contains(0))  // CAP_CHOWN
+        #expect(set.contains(10))  // CAP_NET_BIND_SERVICE
+        #expect(!set.contains(21))  // CAP_SYS_ADMIN
+        #expect(!set.contains(19))  // CAP_SYS_PTRACE
+        #expect(!set.contains(16))  // CAP_SYS_MODULE
+        #expect(!set.contains(12))  // CAP_NET_ADMIN
+        #expect(!set.contains(13))  // CAP_NET_RAW
         #expect(set.mask.nonzeroBitCount == CapabilitySet.sandboxRootNames.count)
         #expect(try CapabilitySet(names: ["chown", "CAP_KILL"]).mask == (1 << 0) | (1 << 5))
         #expect(throws: AtollError.self) { try CapabilitySet(names: ["CAP_MADE_UP"]) }
     }
 
     func plan() throws -> [PlanStep] {
-        try RootfsPlan(diskDevice: "/dev/loop7", diskMountPoint: "/data/sb/mnt", snapshotRoot: "/snap/rootfs",
-                       ids: IDRange(base: 1 << 28, count: 65536)).steps()
+        try RootfsPlan(
+            diskDevice: "/dev/loop7", diskMountPoint: "/data/sb/mnt", snapshotRoot: "/snap/rootfs",
+            ids: IDRange(base: 1 << 28, count: 65536)
+        ).steps()
     }
 
     @Test("the plan mounts the disk, the idmapped snapshot and the overlay, then works relative to the new root")
@@ -59,8 +66,11 @@ struct SecurityProfileTests {
         #expect(steps[1] == .changeDirectory("/data/sb/mnt"))
         #expect(steps[2] == .makeDirectory(target: "lower", mode: 0o755))
         #expect(steps[3] == .idmapBind(source: "/snap/rootfs", target: "lower", attributes: 0x7))
-        #expect(steps[4] == .mount(source: "overlay", target: "root", fsType: "overlay", flags: 2 | 4,
-                                   data: "lowerdir=lower,upperdir=upper,workdir=work"))
+        #expect(
+            steps[4]
+                == .mount(
+                    source: "overlay", target: "root", fsType: "overlay", flags: 2 | 4,
+                    data: "lowerdir=lower,upperdir=upper,workdir=work"))
         #expect(steps[5] == .changeDirectory("root"))
         #expect(steps.last == .pivotRoot)
         // After the first chdir every target is relative: nothing outside the disk and then the
@@ -72,8 +82,8 @@ struct SecurityProfileTests {
                 #expect(!target.hasPrefix("/"), "\(step)")
                 #expect(!(data ?? "").contains("/data") && !(data ?? "").contains("/snap"), "\(step)")
             case .bind(_, let target, _, _), .readOnly(let target, _), .mask(let target), .makeDirectory(let target, _),
-                 .touch(let target, _), .symlink(let target, _), .write(let target, _, _), .idmapBind(_, let target, _),
-                 .changeDirectory(let target):
+                .touch(let target, _), .symlink(let target, _), .write(let target, _, _), .idmapBind(_, let target, _),
+                .changeDirectory(let target):
                 #expect(!target.hasPrefix("/"), "\(step)")
             case .pivotRoot: break
             }
@@ -124,13 +134,14 @@ struct SecurityProfileTests {
     @Test("plan steps cross the shim boundary as the C ops the child executes")
     func shimOperations() throws {
         let arena = CArena()
-        let ops = LinuxSpawner.cOperations([
-            .mount(source: "proc", target: "proc", fsType: "proc", flags: 14, data: nil),
-            .bind(source: "/dev/null", target: "dev/null", flags: 10, optional: true),
-            .mask(target: "proc/kcore"),
-            .idmapBind(source: "/s", target: "/s", attributes: 7),
-            .pivotRoot,
-        ], arena: arena)
+        let ops = LinuxSpawner.cOperations(
+            [
+                .mount(source: "proc", target: "proc", fsType: "proc", flags: 14, data: nil),
+                .bind(source: "/dev/null", target: "dev/null", flags: 10, optional: true),
+                .mask(target: "proc/kcore"),
+                .idmapBind(source: "/s", target: "/s", attributes: 7),
+                .pivotRoot,
+            ], arena: arena)
         #expect(ops.map(\.kind) == [ATOLL_OP_MOUNT, ATOLL_OP_BIND, ATOLL_OP_MASK, ATOLL_OP_IDMAP_BIND, ATOLL_OP_PIVOT].map { Int32($0.rawValue) })
         #expect(String(cString: ops[0].fstype) == "proc" && ops[0].data == nil && ops[0].flags == 14)
         #expect(String(cString: ops[1].source) == "/dev/null" && ops[1].optional == 1)

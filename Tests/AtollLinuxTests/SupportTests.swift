@@ -1,9 +1,10 @@
 import AtollCore
-@testable import AtollLinux
 import CRuntime
 import Foundation
 import Glibc
 import Testing
+
+@testable import AtollLinux
 
 @Suite("errors, id ranges and the embedded init")
 struct SupportTests {

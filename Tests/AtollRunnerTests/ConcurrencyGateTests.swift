@@ -1,14 +1,20 @@
 import AtollCore
-@testable import AtollRuntime
 import Foundation
 import Synchronization
 import Testing
+
+@testable import AtollRuntime
 
 /// How many operations run at once, and the most seen.
 final class Concurrent: Sendable {
     let state = Mutex((now: 0, max: 0))
 
-    func enter() { state.withLock { $0.now += 1; $0.max = max($0.max, $0.now) } }
+    func enter() {
+        state.withLock {
+            $0.now += 1
+            $0.max = max($0.max, $0.now)
+        }
+    }
     func leave() { state.withLock { $0.now -= 1 } }
     var peak: Int { state.withLock { $0.max } }
 }

@@ -12,8 +12,10 @@ struct MeteringTests {
     /// Usage from `from` (default: a day before the fixture clock's now) until just after now.
     func report(_ f: RunnerFixture, sandbox: String? = nil, from: Double? = nil, groupBy: UsageGrouping = .sandbox) async throws -> UsageReport {
         let start = from.map { Date(timeIntervalSince1970: $0) } ?? f.clock.now().addingTimeInterval(-86400)
-        return try await f.manager.usageReport(UsageQuery(sandboxId: sandbox, from: start,
-                                                   to: f.clock.now().addingTimeInterval(1), groupBy: groupBy))
+        return try await f.manager.usageReport(
+            UsageQuery(
+                sandboxId: sandbox, from: start,
+                to: f.clock.now().addingTimeInterval(1), groupBy: groupBy))
     }
 
     @Test("started allocates CPU, memory and disk; stopped only disk; archived the archive; error and delete nothing")
@@ -44,8 +46,9 @@ struct MeteringTests {
             // Periods touch: no gaps, no overlaps.
             for (a, b) in zip(usage.periods, usage.periods.dropFirst()) { #expect(a.endedAt == b.startedAt) }
             let prices = PriceTable.defaults
-            let expected = prices.cost(vcpuSeconds: usage.vcpuSecondsAllocated, memoryGiBSeconds: usage.memoryGiBSecondsAllocated,
-                                       diskGiBSeconds: usage.diskGiBSecondsAllocated, archiveGiBSeconds: usage.archiveGiBSecondsAllocated)
+            let expected = prices.cost(
+                vcpuSeconds: usage.vcpuSecondsAllocated, memoryGiBSeconds: usage.memoryGiBSecondsAllocated,
+                diskGiBSeconds: usage.diskGiBSecondsAllocated, archiveGiBSeconds: usage.archiveGiBSecondsAllocated)
             #expect(abs(usage.estimatedCost - expected) < 1e-12)
         }
     }
@@ -114,13 +117,16 @@ struct MeteringTests {
             let s = try await f.manager.create(CreateParameters())
             f.clock.advance(by: 30)
             await f.manager.meterRound()  // the last sample a runner took
-            f.clock.advance(by: 600)          // the runner is gone; PID 1 dies somewhere in here
+            f.clock.advance(by: 600)  // the runner is gone; PID 1 dies somewhere in here
             try f.manager.database.update(id: s.id.rawValue, at: f.clock.now().timeIntervalSince1970) { $0.initPid = Int32.max - 3 }
             let restarted = try await f.reopen()
             #expect(try await restarted.get(s.id.rawValue).state == .stopped)
             f.clock.advance(by: 10)
-            let usage = try #require(try await restarted.usageReport(UsageQuery(
-                from: Date(timeIntervalSince1970: t0), to: f.clock.now())).items.first)
+            let usage = try #require(
+                try await restarted.usageReport(
+                    UsageQuery(
+                        from: Date(timeIntervalSince1970: t0), to: f.clock.now())
+                ).items.first)
             #expect(usage.vcpuSecondsAllocated == 30)
             #expect(usage.periods.map(\.allocation.kind) == ["compute", "disk"])
             #expect(usage.periods[1].startedAt == Date(timeIntervalSince1970: t0 + 30), "the disk period starts where compute ended")

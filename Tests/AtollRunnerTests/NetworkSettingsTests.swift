@@ -48,14 +48,16 @@ struct NetworkSettingsTests {
             let s = try await f.manager.create(CreateParameters())
             let id = s.id.rawValue
             #expect(try await f.manager.updateNetworkSettings(id, blockAll: true, allowList: nil).network == NetworkPolicy(blockAll: true))
-            #expect(try await f.manager.updateNetworkSettings(id, blockAll: nil, allowList: "10.0.0.0/8, 192.168.1.0/24").network
-                == NetworkPolicy(allowList: ["10.0.0.0/8", "192.168.1.0/24"]))
+            #expect(
+                try await f.manager.updateNetworkSettings(id, blockAll: nil, allowList: "10.0.0.0/8, 192.168.1.0/24").network
+                    == NetworkPolicy(allowList: ["10.0.0.0/8", "192.168.1.0/24"]))
             #expect(try await f.manager.updateNetworkSettings(id, blockAll: false, allowList: nil).network == .open)
             #expect(try await f.manager.updateNetworkSettings(id, blockAll: nil, allowList: "").network == .open)
-            #expect(f.driver.calls("updateNetworkPolicy") == [
-                "updateNetworkPolicy \(id) block-all", "updateNetworkPolicy \(id) 10.0.0.0/8,192.168.1.0/24",
-                "updateNetworkPolicy \(id) open", "updateNetworkPolicy \(id) open",
-            ])
+            #expect(
+                f.driver.calls("updateNetworkPolicy") == [
+                    "updateNetworkPolicy \(id) block-all", "updateNetworkPolicy \(id) 10.0.0.0/8,192.168.1.0/24",
+                    "updateNetworkPolicy \(id) open", "updateNetworkPolicy \(id) open",
+                ])
             _ = try await f.manager.stop(id)
             #expect(try await f.manager.updateNetworkSettings(id, blockAll: true, allowList: nil).network.blockAll)
             #expect(f.driver.calls("updateNetworkPolicy").count == 4, "a stopped sandbox gets the policy at its next start")

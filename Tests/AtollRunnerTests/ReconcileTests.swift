@@ -1,9 +1,9 @@
 import AtollCore
+import AtollLinux
 import AtollRuntime
 import AtollSandbox
 import AtollStore
 import AtollTestSupport
-import AtollLinux
 import Foundation
 import Glibc
 import Testing
@@ -24,10 +24,12 @@ struct ReconcileTests {
         }
     }
 
-    @Test("each half-done transition ends in its documented state", arguments: [
-        (SandboxState.creating, SandboxState.error), (.starting, .stopped), (.stopping, .stopped), (.archiving, .stopped),
-        (.restoring, .archived), (.resizing, .started),
-    ])
+    @Test(
+        "each half-done transition ends in its documented state",
+        arguments: [
+            (SandboxState.creating, SandboxState.error), (.starting, .stopped), (.stopping, .stopped), (.archiving, .stopped),
+            (.restoring, .archived), (.resizing, .started),
+        ])
     func transitional(found: SandboxState, becomes: SandboxState) async throws {
         try await withRunner { f in
             let s = try await f.manager.create(CreateParameters())
@@ -77,7 +79,8 @@ struct ReconcileTests {
             _ = try await f.manager.stop(s.id.rawValue)
             _ = try await f.manager.archive(s.id.rawValue)
             try await f.manager.waitForBackgroundWork(s.id.rawValue)
-            try await f.driver.provision(SandboxMachine(id: s.id, snapshot: "default", resources: .defaults, pidsMax: 64, ids: s.ids, env: [:], user: "sandbox"))
+            try await f.driver.provision(
+                SandboxMachine(id: s.id, snapshot: "default", resources: .defaults, pidsMax: 64, ids: s.ids, env: [:], user: "sandbox"))
             let busy = try await f.manager.create(CreateParameters(name: "busy"))
             try f.manager.database.update(id: busy.id.rawValue, at: 0) { row in
                 row.state = SandboxState.stopping.rawValue

@@ -1,10 +1,10 @@
 import AtollCore
 import AtollRuntime
+import AtollSandbox
 import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
-import AtollSandbox
 
 @Suite("settings: configuration file, environment, flags, and the record of what must agree")
 struct SettingsTests {
@@ -17,7 +17,8 @@ struct SettingsTests {
 
     @Test("the file, then the environment, then flags: each overrides the one before; nested keys are JSON objects")
     func layering() async throws {
-        try await withFile(#"{"cgroup":{"name":"from-file"},"pidsMax":300,"listen":"127.0.0.1:1","capacity":{"cpuOvercommit":2.5},"network":{"mode":"none"}}"#) { path in
+        try await withFile(#"{"cgroup":{"name":"from-file"},"pidsMax":300,"listen":"127.0.0.1:1","capacity":{"cpuOvercommit":2.5},"network":{"mode":"none"}}"#)
+        { path in
             let resolved = try await Settings.resolve(
                 file: path, environment: ["ATOLL_PIDS_MAX": "400", "ATOLLD_LISTEN": "127.0.0.1:2"], flags: ["listen": "127.0.0.1:3"])
             #expect(resolved.file == path)

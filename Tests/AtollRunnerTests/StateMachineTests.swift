@@ -1,4 +1,5 @@
 import AtollCore
+import AtollLinux
 import AtollRuntime
 import AtollSandbox
 import AtollStore
@@ -6,7 +7,6 @@ import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
-import AtollLinux
 
 @Suite("runner: state machine on a fake driver")
 struct StateMachineTests {
@@ -32,10 +32,11 @@ struct StateMachineTests {
     @Test("create keeps labels exactly, sets the language, and gives each sandbox its own id range")
     func createParameters() async throws {
         try await withRunner { f in
-            let a = try await f.manager.create(CreateParameters(
-                name: "my-box", labels: ["Team": "A b", "x": ""], env: ["K": "v"], language: .typescript, user: "root",
-                resources: Resources(cpu: 4, memoryGiB: 8, diskGiB: 10), intervals: LifecycleIntervals(autoStop: 0, autoArchive: 0, autoDelete: 30),
-                network: NetworkPolicy(blockAll: false, allowList: ["10.0.0.0/8", "192.168.1.0/24"])))
+            let a = try await f.manager.create(
+                CreateParameters(
+                    name: "my-box", labels: ["Team": "A b", "x": ""], env: ["K": "v"], language: .typescript, user: "root",
+                    resources: Resources(cpu: 4, memoryGiB: 8, diskGiB: 10), intervals: LifecycleIntervals(autoStop: 0, autoArchive: 0, autoDelete: 30),
+                    network: NetworkPolicy(blockAll: false, allowList: ["10.0.0.0/8", "192.168.1.0/24"])))
             #expect(a.labels == ["Team": "A b", "x": "", "code-toolbox-language": "typescript"])
             #expect(a.env == ["K": "v"] && a.user == "root" && a.name == "my-box")
             #expect(a.intervals.autoStop == 0 && a.intervals.effectiveAutoArchive == 43200 && a.intervals.autoDelete == 30)
@@ -73,7 +74,9 @@ struct StateMachineTests {
             #expect(try await f.manager.list().isEmpty)
             #expect(f.driver.calls.isEmpty)
             _ = try await f.manager.create(CreateParameters(name: "taken"))
-            await expectError(.nameTaken, containing: "a sandbox named \"taken\" already exists") { try await f.manager.create(CreateParameters(name: "taken")) }
+            await expectError(.nameTaken, containing: "a sandbox named \"taken\" already exists") {
+                try await f.manager.create(CreateParameters(name: "taken"))
+            }
         }
     }
 

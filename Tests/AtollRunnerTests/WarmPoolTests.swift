@@ -28,9 +28,10 @@ struct WarmPoolTests {
             #expect(try await f.manager.usageReport(UsageQuery(from: now.addingTimeInterval(-60), to: now.addingTimeInterval(1))).items.isEmpty)
 
             f.clock.advance(by: 30)
-            let claimed = try await f.manager.create(CreateParameters(
-                name: "warm", labels: ["team": "red"], env: ["GREETING": "hi"], language: .typescript,
-                intervals: LifecycleIntervals(autoStop: 5, autoArchive: 60, autoDelete: 120), network: NetworkPolicy(blockAll: true)))
+            let claimed = try await f.manager.create(
+                CreateParameters(
+                    name: "warm", labels: ["team": "red"], env: ["GREETING": "hi"], language: .typescript,
+                    intervals: LifecycleIntervals(autoStop: 5, autoArchive: 60, autoDelete: 120), network: NetworkPolicy(blockAll: true)))
             #expect(members.contains(claimed.id.rawValue), "served from the pool")
             #expect(claimed.name == "warm" && claimed.state == .started)
             #expect(claimed.labels == ["team": "red", Language.labelKey: "typescript"])
@@ -38,15 +39,19 @@ struct WarmPoolTests {
             #expect(claimed.intervals == LifecycleIntervals(autoStop: 5, autoArchive: 60, autoDelete: 120))
             #expect(claimed.network.blockAll)
             #expect(claimed.createdAt == f.clock.now(), "created when claimed")
-            #expect(f.driver.calls("updateNetworkPolicy").contains("updateNetworkPolicy \(claimed.id.rawValue) block-all"),
-                    "the policy was in force before the create returned")
+            #expect(
+                f.driver.calls("updateNetworkPolicy").contains("updateNetworkPolicy \(claimed.id.rawValue) block-all"),
+                "the policy was in force before the create returned")
             #expect(try await f.manager.list().map(\.id) == [claimed.id])
             #expect(try await f.manager.history("warm").last?.reason == "claimed from the warm pool")
 
             // Allocation starts at the claim, not when the member was built.
             f.clock.advance(by: 10)
-            let usage = try #require(try await f.manager.usageReport(UsageQuery(
-                from: f.clock.now().addingTimeInterval(-3600), to: f.clock.now().addingTimeInterval(1))).items.first)
+            let usage = try #require(
+                try await f.manager.usageReport(
+                    UsageQuery(
+                        from: f.clock.now().addingTimeInterval(-3600), to: f.clock.now().addingTimeInterval(1))
+                ).items.first)
             #expect(usage.vcpuSecondsAllocated == 10)
 
             try await eventually("the pool refills") { try await f.manager.warmPoolStatus().first?.ready == 2 }
@@ -71,8 +76,11 @@ struct WarmPoolTests {
             f.driver.setUsage(member, CgroupUsage(cpuNanoseconds: 9_000_000_000))  // 2 s after the claim
             await f.manager.meterRound()
             let now = f.clock.now()
-            let usage = try #require(try await f.manager.usageReport(UsageQuery(
-                sandboxId: member.rawValue, from: now.addingTimeInterval(-60), to: now.addingTimeInterval(1))).items.first)
+            let usage = try #require(
+                try await f.manager.usageReport(
+                    UsageQuery(
+                        sandboxId: member.rawValue, from: now.addingTimeInterval(-60), to: now.addingTimeInterval(1))
+                ).items.first)
             #expect(usage.cpuSecondsUsed == 2)
         }
     }
@@ -164,8 +172,10 @@ struct WarmPoolTests {
 
             // A runner configured without the pool discards every member it finds.
             var off = f.configuration
-            off.warmPool = WarmPoolConfiguration(entries: [WarmPoolConfiguration.Entry(
-                key: WarmPoolKey(resources: Resources(cpu: 2, memoryGiB: 2, diskGiB: 3), pidsMax: off.pidsMax), size: 0)])
+            off.warmPool = WarmPoolConfiguration(entries: [
+                WarmPoolConfiguration.Entry(
+                    key: WarmPoolKey(resources: Resources(cpu: 2, memoryGiB: 2, diskGiB: 3), pidsMax: off.pidsMax), size: 0)
+            ])
             let third = try await SandboxManager.open(configuration: off, driver: f.driver, clock: f.clock)
             await third.startWarmPool()
             try await eventually("every member is discarded") { try third.database.poolMembers().isEmpty }
@@ -181,8 +191,10 @@ struct WarmPoolTests {
         let two = try WarmPoolConfiguration.parse("default/1/1/3/sandbox=2, py/2/4/10/root=1", pidsMax: 64, limits: limits)
         #expect(two.entries.map(\.key.description) == ["default/1/1/3/sandbox", "py/2/4/10/root"])
         #expect(two.size(for: WarmPoolKey(snapshot: "py", resources: Resources(cpu: 2, memoryGiB: 4, diskGiB: 10), user: "root", pidsMax: 64)) == 1)
-        for (text, message) in [("default/1/1/3=2", "SNAPSHOT/CPU"), ("default/9/1/3/sandbox=1", "cpu 9"), ("65", "between 0 and 64"),
-                                ("default/1/1/3/sandbox=1,default/1/1/3/sandbox=2", "twice")] {
+        for (text, message) in [
+            ("default/1/1/3=2", "SNAPSHOT/CPU"), ("default/9/1/3/sandbox=1", "cpu 9"), ("65", "between 0 and 64"),
+            ("default/1/1/3/sandbox=1,default/1/1/3/sandbox=2", "twice"),
+        ] {
             #expect { try WarmPoolConfiguration.parse(text, pidsMax: 4096, limits: limits) } throws: { error in
                 "\(error)".contains(message)
             }

@@ -96,8 +96,9 @@ extension SandboxTests {
                 let directory = manager.configuration.driver.sandboxDirectory(sandbox.id)
                 let pipes = try StdioPipes.make(mergeStderr: true)
                 let agent = try AgentConnection.connect(directory: directory, sandbox: sandbox.id.rawValue)
-                try agent.send(AgentMessage(.exec, numbers: [3, 0, 1], strings: ["sandbox", "", "/bin/sh", "/bin/sh", "-c", "sleep 300 & sleep 301"]),
-                               descriptors: [pipes.stdinRead.raw, pipes.stdoutWrite.raw, pipes.stdoutWrite.raw])
+                try agent.send(
+                    AgentMessage(.exec, numbers: [3, 0, 1], strings: ["sandbox", "", "/bin/sh", "/bin/sh", "-c", "sleep 300 & sleep 301"]),
+                    descriptors: [pipes.stdinRead.raw, pipes.stdoutWrite.raw, pipes.stdoutWrite.raw])
                 let started = try agent.receive(timeout: 10, waitingFor: "the start")
                 #expect(started?.kind == .started)
                 try await eventuallyTrue("both sleeps run") {
@@ -114,7 +115,8 @@ extension SandboxTests {
         func socketReach() async throws {
             try await withSandbox { manager, sandbox in
                 // Inside, there is no path to it and no abstract socket to find.
-                let inside = try await manager.sh(sandbox.id, "ls -la / /run 2>/dev/null | grep -c agent.sock; grep -c agent /proc/net/unix || true", user: "root")
+                let inside = try await manager.sh(
+                    sandbox.id, "ls -la / /run 2>/dev/null | grep -c agent.sock; grep -c agent /proc/net/unix || true", user: "root")
                 #expect(inside.stdoutText.split(separator: "\n").map(String.init) == ["0", "0"], "\(inside.stdoutText)")
                 // The socket on the host is root's alone.
                 var st = stat()

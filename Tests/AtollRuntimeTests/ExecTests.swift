@@ -21,7 +21,8 @@ extension SandboxTests {
                 let killed = try await manager.sh(sandbox.id, "kill -TERM $$")
                 #expect(killed.termination == .signaled(SIGTERM))
                 #expect(killed.exitCode == 128 + SIGTERM)
-                let merged = try await manager.exec(sandbox.id.rawValue, ExecRequest(command: .argv(["/bin/sh", "-c", "echo a; echo b >&2; echo c"]), mergeOutput: true))
+                let merged = try await manager.exec(
+                    sandbox.id.rawValue, ExecRequest(command: .argv(["/bin/sh", "-c", "echo a; echo b >&2; echo c"]), mergeOutput: true))
                 #expect(merged.stdoutText == "a\nb\nc\n")
                 #expect(merged.stderr.isEmpty)
             }
@@ -45,10 +46,12 @@ extension SandboxTests {
             try await withSandbox(CreateParameters(env: ["SANDBOX_WIDE": "yes", "OVERRIDE": "sandbox"])) { manager, sandbox in
                 let defaults = try await manager.sh(sandbox.id, "pwd; id -un; umask; echo $HOME $USER $SANDBOX_WIDE $OVERRIDE $PATH")
                 #expect(defaults.stdoutText == "/home/sandbox\nsandbox\n0022\n/home/sandbox sandbox yes sandbox \(ExecDefaults.path)\n")
-                let custom = try await manager.exec(sandbox.id.rawValue, ExecRequest(
-                    command: .argv(["sh", "-c", "pwd; id -u; echo $OVERRIDE $EXTRA"]), env: ["OVERRIDE": "request", "EXTRA": "a b"],
-                    cwd: "/tmp", user: "root"
-                ))
+                let custom = try await manager.exec(
+                    sandbox.id.rawValue,
+                    ExecRequest(
+                        command: .argv(["sh", "-c", "pwd; id -u; echo $OVERRIDE $EXTRA"]), env: ["OVERRIDE": "request", "EXTRA": "a b"],
+                        cwd: "/tmp", user: "root"
+                    ))
                 #expect(custom.stdoutText == "/tmp\n0\nrequest a b\n")
                 _ = try await manager.sh(sandbox.id, "mkdir -p ~/sub")
                 let relative = try await manager.exec(sandbox.id.rawValue, ExecRequest(command: .argv(["pwd"]), cwd: "sub"))

@@ -87,7 +87,9 @@ extension SandboxTests {
         @Test("masked and read-only paths")
         func maskedPaths() async throws {
             try await withSandbox { manager, sandbox in
-                let result = try await manager.sh(sandbox.id, """
+                let result = try await manager.sh(
+                    sandbox.id,
+                    """
                     wc -c < /proc/keys; wc -c < /proc/timer_list; ls -A /sys/firmware | wc -l; ls -A /proc/acpi 2>/dev/null | wc -l
                     grep -E ' /proc/sys | /sys ' /proc/mounts | cut -d' ' -f2,4 | cut -d, -f1
                     """, user: "root")
@@ -104,10 +106,11 @@ extension SandboxTests {
             try await withSandbox { manager, sandbox in
                 let expected = try CapabilitySet.sandboxRoot().mask
                 let root = try await manager.sh(sandbox.id, "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status", user: "root")
-                let fields = Dictionary(uniqueKeysWithValues: root.stdoutText.split(separator: "\n").map { line -> (String, String) in
-                    let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                    return (parts[0], parts[1])
-                })
+                let fields = Dictionary(
+                    uniqueKeysWithValues: root.stdoutText.split(separator: "\n").map { line -> (String, String) in
+                        let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                        return (parts[0], parts[1])
+                    })
                 #expect(UInt64(fields["CapEff"] ?? "", radix: 16) == expected)
                 #expect(UInt64(fields["CapBnd"] ?? "", radix: 16) == expected)
                 #expect(fields["NoNewPrivs"] == "1")
@@ -149,7 +152,9 @@ extension SandboxTests {
             }
         }
 
-        @Test("hostname is the sandbox id; the network namespace has loopback and eth0 with the sandbox's address, a default route through the gateway, no IPv6 and the host's resolvers")
+        @Test(
+            "hostname is the sandbox id; the network namespace has loopback and eth0 with the sandbox's address, a default route through the gateway, no IPv6 and the host's resolvers"
+        )
         func utsAndNetwork() async throws {
             try await withSandbox { manager, sandbox in
                 let names = try await manager.sh(sandbox.id, "hostname; cat /etc/hostname; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort")

@@ -2,11 +2,11 @@ import AtollCore
 import AtollLinux
 import AtollRuntime
 import AtollSandbox
+import AtollStore
 import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
-import AtollStore
 
 extension SandboxTests {
     /// Stop, start, delete and disk growth at the runtime layer.
@@ -15,7 +15,8 @@ extension SandboxTests {
         @Test("stop and start keep the files and drop the processes")
         func stopStart() async throws {
             try await withSandbox { manager, sandbox in
-                let setup = try await manager.sh(sandbox.id, "echo kept > ~/kept.txt; setsid sleep 1000 < /dev/null > /dev/null 2>&1 & sleep 0.2; pgrep -c sleep")
+                let setup = try await manager.sh(
+                    sandbox.id, "echo kept > ~/kept.txt; setsid sleep 1000 < /dev/null > /dev/null 2>&1 & sleep 0.2; pgrep -c sleep")
                 #expect(setup.stdoutText == "1\n")
                 let stopped = try await manager.stop(sandbox.id.rawValue)
                 #expect(stopped.state == .stopped)

@@ -1,16 +1,17 @@
 import AtollCore
 import AtollRuntime
 import AtollSandbox
+import AtollStore
 import AtollTestSupport
 import Foundation
 import Testing
-import AtollStore
 
 extension SandboxTests {
     /// Issue 6: the per-second meter and allocation periods against real sandboxes and cgroups.
     @Suite("Metering")
     struct MeteringHostTests {
-        @Test("a 1 vCPU sandbox burning half a CPU for 10 s reports 5 ± 0.5 CPU seconds; allocation equals started wall-clock time; a stop leaves only the disk")
+        @Test(
+            "a 1 vCPU sandbox burning half a CPU for 10 s reports 5 ± 0.5 CPU seconds; allocation equals started wall-clock time; a stop leaves only the disk")
         func burn() async throws {
             try await withTestRuntime { manager in
                 await manager.startMeter()
@@ -20,7 +21,9 @@ extension SandboxTests {
                 // Busy for 50 ms, asleep for 50 ms, for 10 s: half a CPU. Python reports what it
                 // measured itself as well.
                 let burnStart = Date()
-                let burn = try await manager.code(sandbox.id, .python, """
+                let burn = try await manager.code(
+                    sandbox.id, .python,
+                    """
                     import time
                     end = time.monotonic() + 10
                     while time.monotonic() < end:
@@ -55,7 +58,8 @@ extension SandboxTests {
 
                 // Stopped: CPU and memory allocation no longer grow, disk does.
                 try await Task.sleep(for: .seconds(1))
-                let later = try #require(try await manager.usageReport(UsageQuery(sandboxId: id, from: whole.from, to: Date().addingTimeInterval(1))).items.first)
+                let later = try #require(
+                    try await manager.usageReport(UsageQuery(sandboxId: id, from: whole.from, to: Date().addingTimeInterval(1))).items.first)
                 #expect(later.vcpuSecondsAllocated == usage.vcpuSecondsAllocated)
                 #expect(later.diskGiBSecondsAllocated > usage.diskGiBSecondsAllocated)
                 let meter = try #require(try await manager.meters().first { $0.sandboxId == id })

@@ -2,11 +2,11 @@ import AtollCore
 import AtollLinux
 import AtollRuntime
 import AtollSandbox
+import AtollStore
 import AtollTestSupport
 import Foundation
 import Glibc
 import Testing
-import AtollStore
 
 /// A runner whose host is the host namespace of a `TestInternet`, with HTTP servers outside:
 /// one behind the outside router (203.0.113.10:8080) and one on the router itself
@@ -104,7 +104,9 @@ extension SandboxTests {
                 #expect(try await manager.probe(allowed, TestInternet.serverAddress) == okServer)
                 #expect(try await manager.probe(allowed, TestInternet.outsideAddress, timeout: 60) == "EHOSTUNREACH")
                 // Block-all still has its own loopback.
-                let loop = try await manager.code(blocked.id, .python, """
+                let loop = try await manager.code(
+                    blocked.id, .python,
+                    """
                     import socket
                     server = socket.socket(); server.bind(("127.0.0.1", 7000)); server.listen()
                     client = socket.create_connection(("127.0.0.1", 7000)); client.sendall(b"lo")
@@ -123,28 +125,33 @@ extension SandboxTests {
 
                 // A connection made while open, used after the block. (The file access object
                 // holds the sandbox's root open: it goes before the sandbox stops.)
-                _ = try await manager.files(id, user: "root").write("/tmp/hold.py", bytes: Array("""
-                    import os, socket, time
-                    s = socket.create_connection(("\(TestInternet.serverAddress)", 8080), timeout=5)
-                    open("/tmp/hold.state", "w").write("connected")
-                    while not os.path.exists("/tmp/go"):
-                        time.sleep(0.05)
-                    try:
-                        s.settimeout(3)
-                        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-                        print("reply", s.recv(100))
-                    except OSError as e:
-                        print("cut", type(e).__name__)
-                    """.utf8))
+                _ = try await manager.files(id, user: "root").write(
+                    "/tmp/hold.py",
+                    bytes: Array(
+                        """
+                        import os, socket, time
+                        s = socket.create_connection(("\(TestInternet.serverAddress)", 8080), timeout=5)
+                        open("/tmp/hold.state", "w").write("connected")
+                        while not os.path.exists("/tmp/go"):
+                            time.sleep(0.05)
+                        try:
+                            s.settimeout(3)
+                            s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+                            print("reply", s.recv(100))
+                        except OSError as e:
+                            print("cut", type(e).__name__)
+                        """.utf8))
                 _ = try await manager.sh(sandbox.id, "python3 /tmp/hold.py > /tmp/hold.out 2>&1 &", user: "root")
-                let connected = try await manager.sh(sandbox.id, "for i in $(seq 100); do [ -s /tmp/hold.state ] && break; sleep 0.05; done; cat /tmp/hold.state")
+                let connected = try await manager.sh(
+                    sandbox.id, "for i in $(seq 100); do [ -s /tmp/hold.state ] && break; sleep 0.05; done; cat /tmp/hold.state")
                 #expect(connected.stdoutText == "connected")
 
                 let blocked = try await manager.updateNetworkSettings(id, blockAll: true, allowList: nil)
                 #expect(blocked.network == NetworkPolicy(blockAll: true))
                 #expect(try await manager.get(id).network.blockAll)
                 #expect(try await manager.probe(sandbox, TestInternet.serverAddress, timeout: 60) == "EHOSTUNREACH")
-                let cut = try await manager.sh(sandbox.id, "touch /tmp/go; for i in $(seq 200); do [ -s /tmp/hold.out ] && break; sleep 0.05; done; cat /tmp/hold.out", user: "root")
+                let cut = try await manager.sh(
+                    sandbox.id, "touch /tmp/go; for i in $(seq 200); do [ -s /tmp/hold.out ] && break; sleep 0.05; done; cat /tmp/hold.out", user: "root")
                 #expect(cut.stdoutText.hasPrefix("cut "), "\(cut.stdoutText)")
 
                 _ = try await manager.updateNetworkSettings(id, blockAll: nil, allowList: "\(TestInternet.serverAddress)/32")
@@ -198,8 +205,9 @@ extension SandboxTests {
                 // A service on the host, listening on every address of the host namespace.
                 let hostService = try TestHTTPServer(namespace: internet.host, address: "0.0.0.0", port: 9000, body: "host")
                 defer { hostService.close() }
-                #expect(try fetch(from: internet.outside, TestInternet.uplinkAddress, 9000) == "host from \(TestInternet.outsideAddress)",
-                        "the host service answers from outside")
+                #expect(
+                    try fetch(from: internet.outside, TestInternet.uplinkAddress, 9000) == "host from \(TestInternet.outsideAddress)",
+                    "the host service answers from outside")
                 // A service in sandbox b, reachable from the host.
                 _ = try await manager.sh(b.id, "python3 -m http.server --bind 0.0.0.0 8000 > /dev/null 2>&1 &")
                 var fromHost: String?
@@ -229,18 +237,22 @@ extension SandboxTests {
                 let netns = "/proc/\(pid)/ns/net"
                 // Only host root can do this (the sandbox has no CAP_NET_ADMIN over its network
                 // namespace): give the sandbox's eth0 a second address, then use it as source.
-                let ip = try HostCommand.locate("ip", package: "iproute2"), nsenter = try HostCommand.locate("nsenter", package: "util-linux")
+                let ip = try HostCommand.locate("ip", package: "iproute2")
+                let nsenter = try HostCommand.locate("nsenter", package: "util-linux")
                 let outsider = "10.89.255.250"
                 try HostCommand.run(nsenter, ["--net=\(netns)", ip, "addr", "add", "\(outsider)/32", "dev", "eth0"])
                 try HostCommand.run(nsenter, ["--net=\(netns)", ip, "addr", "add", "\(try #require(other.address))/32", "dev", "eth0"])
                 #expect(try await manager.probe(sandbox, TestInternet.serverAddress) == okServer, "its own address works")
                 #expect(try await manager.probe(sandbox, TestInternet.serverAddress, source: outsider, timeout: 3) == "timeout")
-                #expect(try await manager.probe(sandbox, TestInternet.serverAddress, source: other.address!, timeout: 3) == "timeout",
-                        "another sandbox's address")
+                #expect(
+                    try await manager.probe(sandbox, TestInternet.serverAddress, source: other.address!, timeout: 3) == "timeout",
+                    "another sandbox's address")
                 // The port chain counted the dropped packets (SYN retransmissions included).
-                let chain = try internet.run(inHost: true, try HostCommand.locate("nft", package: "nftables"),
-                                             ["list", "chain", "bridge", "atoll", "port-\(String(slot(sandbox), radix: 16))"])
-                let dropped = chain.split(separator: "\n").first { $0.contains("counter packets") }
+                let chain = try internet.run(
+                    inHost: true, try HostCommand.locate("nft", package: "nftables"),
+                    ["list", "chain", "bridge", "atoll", "port-\(String(slot(sandbox), radix: 16))"])
+                let dropped =
+                    chain.split(separator: "\n").first { $0.contains("counter packets") }
                     .flatMap { $0.split(separator: " ").drop { $0 != "packets" }.dropFirst().first }.flatMap { Int($0) } ?? 0
                 #expect(dropped >= 2, "\(chain)")
             }
@@ -306,7 +318,9 @@ extension SandboxTests {
                 for _ in 0..<200 where try !host.bridgePorts("atoll0").isEmpty { try await Task.sleep(for: .milliseconds(50)) }
                 #expect(try host.bridgePorts("atoll0") == [])
                 let links = try internet.run(inHost: true, try HostCommand.locate("ip", package: "iproute2"), ["-o", "link", "show"])
-                let names = links.split(separator: "\n").map { $0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces).components(separatedBy: "@")[0] }
+                let names = links.split(separator: "\n").map {
+                    $0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces).components(separatedBy: "@")[0]
+                }
                 #expect(Set(names) == ["lo", "uplink", "atoll0"], "\(links)")
                 let ruleset = try internet.run(inHost: true, nft, ["-s", "list", "ruleset"])
                 #expect(ruleset == baseline, "no per-sandbox chain or map element is left")

@@ -92,7 +92,9 @@ extension SandboxTests {
         @Test("filling the disk gives ENOSPC inside and costs the host only the disk's size")
         func diskFull() async throws {
             try await withSandbox(CreateParameters(resources: Resources(cpu: 1, memoryGiB: 1, diskGiB: 1))) { manager, sandbox in
-                let fill = try await manager.sh(sandbox.id, """
+                let fill = try await manager.sh(
+                    sandbox.id,
+                    """
                     dd if=/dev/zero of=/tmp/fill bs=1M 2>&1; echo "dd=$?"
                     head -c 50M /dev/zero > ~/more; echo "head=$?"
                     stat -c %s /tmp/fill

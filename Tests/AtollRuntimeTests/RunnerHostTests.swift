@@ -27,7 +27,9 @@ extension SandboxTests {
         func archiveRoundTrip() async throws {
             try await withSandbox(CreateParameters(resources: Resources(cpu: 1, memoryGiB: 1, diskGiB: 2))) { manager, sandbox in
                 let id = sandbox.id.rawValue
-                let setup = try await manager.sh(sandbox.id, """
+                let setup = try await manager.sh(
+                    sandbox.id,
+                    """
                     set -e
                     mkdir -p /data/sub && cd /data
                     head -c 200000000 /dev/urandom > big.bin
@@ -54,8 +56,9 @@ extension SandboxTests {
                 #expect(!KernelFile.exists(manager.diskPath(sandbox)), "the disk is freed")
                 let archive = manager.configuration.driver.archivePath(sandbox.id)
                 #expect(KernelFile.exists(archive))
-                #expect((archived.archiveBytes ?? 0) > 200_000_000 && (archived.archiveBytes ?? .max) < 210_000_000,
-                        "random data does not compress; the sparse gigabyte costs nothing")
+                #expect(
+                    (archived.archiveBytes ?? 0) > 200_000_000 && (archived.archiveBytes ?? .max) < 210_000_000,
+                    "random data does not compress; the sparse gigabyte costs nothing")
 
                 let restored = try await manager.start(id)
                 #expect(restored.state == .started)

@@ -1,11 +1,11 @@
 import AtollCore
+import AtollLinux
 import AtollRuntime
 import AtollSandbox
+import AtollStore
 import AtollTestSupport
 import Foundation
 import Testing
-import AtollLinux
-import AtollStore
 
 extension SandboxTests {
     /// Issue 7: a sandbox from the warm pool is as isolated and as fresh as one built cold.

@@ -23,16 +23,19 @@ struct DriverOrderingTests {
             network = try RecordingNetwork(recorder: recorder)
             let dir = "/tmp/atoll-driver-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
             try FileManager.default.createDirectory(atPath: "\(dir)/snapshots/default/rootfs", withIntermediateDirectories: true)
-            configuration = DriverConfiguration(dataDirectory: dir, snapshotsDirectory: "\(dir)/snapshots", cgroupName: "atoll-test",
-                                                network: nil)
+            configuration = DriverConfiguration(
+                dataDirectory: dir, snapshotsDirectory: "\(dir)/snapshots", cgroupName: "atoll-test",
+                network: nil)
         }
 
         /// A driver on the fakes; `networked` gives it the recording network.
         func driver(networked: Bool = false) throws -> SandboxDriver {
-            try SandboxDriver(configuration: configuration, mechanisms: HostMechanisms(
-                spawner: spawner, cgroups: cgroups, disks: RecordingDisks(recorder: recorder),
-                userNamespaces: RecordingUserNamespaces(recorder: recorder), network: networked ? network : nil,
-                rootCapabilities: CapabilitySet(mask: 0)))
+            try SandboxDriver(
+                configuration: configuration,
+                mechanisms: HostMechanisms(
+                    spawner: spawner, cgroups: cgroups, disks: RecordingDisks(recorder: recorder),
+                    userNamespaces: RecordingUserNamespaces(recorder: recorder), network: networked ? network : nil,
+                    rootCapabilities: CapabilitySet(mask: 0)))
         }
 
         func machine(_ name: String, networked: Bool = false) throws -> SandboxMachine {
@@ -66,10 +69,11 @@ struct DriverOrderingTests {
         try await driver.provision(machine)
         f.recorder.reset()
         let initProcess = try await driver.start(machine)
-        #expect(f.recorder.calls.dropLast() == [
-            "disk.waitDetached", "cgroup.create order cpu=2000 pids=512", "cgroup.limitTopLevelTasks", "disk.attach",
-            "cgroup.placement order", "userns.create 268435456",
-        ])
+        #expect(
+            f.recorder.calls.dropLast() == [
+                "disk.waitDetached", "cgroup.create order cpu=2000 pids=512", "cgroup.limitTopLevelTasks", "disk.attach",
+                "cgroup.placement order", "userns.create 268435456",
+            ])
         #expect(f.recorder.calls.last?.hasPrefix("spawn order agent=true network=false") == true, "PID 1 comes last")
         #expect(initProcess.isRunning)
         // A second start of a sandbox whose cgroup exists empties and updates it instead.

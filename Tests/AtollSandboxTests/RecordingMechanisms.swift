@@ -34,7 +34,12 @@ final class RecordingSpawner: Spawning, @unchecked Sendable {
 
     func spawn(_ spec: SpawnSpec) throws -> SandboxInit {
         recorder.record("spawn \(spec.hostname) agent=\(spec.agentListener != nil) network=\(spec.network != nil) steps=\(spec.plan.count)")
-        if let error = lock.withLock({ () -> AtollError? in defer { failNext = nil }; return failNext }) { throw error }
+        if let error = lock.withLock({ () -> AtollError? in
+            defer { failNext = nil }
+            return failNext
+        }) {
+            throw error
+        }
         var pid: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("60"), nil]
         defer { for arg in argv { free(arg) } }

@@ -73,14 +73,18 @@ public final class FakeDriver: SandboxDriving, @unchecked Sendable {
 
     public func hasAgent(_ machine: SandboxMachine) -> Bool { true }
 
-    public func exec(_ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest,
-              onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult {
+    public func exec(
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest,
+        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+    ) async throws -> ExecResult {
         try await enter("exec", machine.id.rawValue)
         return ExecResult(termination: .exited(0), timedOut: false, oomKilled: false, stdout: Array("ok\n".utf8), stderr: [], truncated: false, seconds: 0)
     }
 
-    public func runCode(_ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
-                 onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ExecResult {
+    public func runCode(
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
+        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+    ) async throws -> ExecResult {
         try await enter("code", "\(machine.id) \(request.language.rawValue)")
         return ExecResult(termination: .exited(0), timedOut: false, oomKilled: false, stdout: [], stderr: [], truncated: false, seconds: 0)
     }

@@ -18,8 +18,10 @@ public struct RunnerFixture: Sendable {
     }
 }
 
-public func withRunner<T>(deadlines: TransitionDeadlines = .defaults, configure: (inout RuntimeConfiguration) -> Void = { _ in },
-                   _ body: (RunnerFixture) async throws -> T) async throws -> T {
+public func withRunner<T>(
+    deadlines: TransitionDeadlines = .defaults, configure: (inout RuntimeConfiguration) -> Void = { _ in },
+    _ body: (RunnerFixture) async throws -> T
+) async throws -> T {
     let dir = "/tmp/atoll-runner-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     defer { try? FileManager.default.removeItem(atPath: dir) }
     var configuration = RuntimeConfiguration(dataDirectory: dir, cgroupName: "unused", idRangeSlots: 64)

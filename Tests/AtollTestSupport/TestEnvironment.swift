@@ -80,8 +80,10 @@ public struct TestRuntime: Sendable {
         )
     }
 
-    public static func make(pidsMax: Int = CgroupLimits.defaultPidsMax, clock: any Clock = SystemClock(),
-                            hostNamespace: String? = nil) async throws -> TestRuntime {
+    public static func make(
+        pidsMax: Int = CgroupLimits.defaultPidsMax, clock: any Clock = SystemClock(),
+        hostNamespace: String? = nil
+    ) async throws -> TestRuntime {
         let configuration = try configuration(pidsMax: pidsMax, hostNamespace: hostNamespace)
         return TestRuntime(manager: try await SandboxManager.open(configuration: configuration, clock: clock), configuration: configuration)
     }
@@ -113,8 +115,10 @@ public struct TestRuntime: Sendable {
 }
 
 /// Runs `body` with a fresh test runner and always cleans up.
-public func withTestRuntime<T>(pidsMax: Int = CgroupLimits.defaultPidsMax, clock: any Clock = SystemClock(), hostNamespace: String? = nil,
-                               _ body: (SandboxManager) async throws -> T) async throws -> T {
+public func withTestRuntime<T>(
+    pidsMax: Int = CgroupLimits.defaultPidsMax, clock: any Clock = SystemClock(), hostNamespace: String? = nil,
+    _ body: (SandboxManager) async throws -> T
+) async throws -> T {
     let test = try await TestRuntime.make(pidsMax: pidsMax, clock: clock, hostNamespace: hostNamespace)
     do {
         let value = try await body(test.manager)
@@ -127,8 +131,10 @@ public func withTestRuntime<T>(pidsMax: Int = CgroupLimits.defaultPidsMax, clock
 }
 
 /// Runs `body` with a started sandbox of a fresh test runner.
-public func withSandbox<T>(_ parameters: CreateParameters = CreateParameters(), pidsMax: Int = CgroupLimits.defaultPidsMax,
-                           _ body: (SandboxManager, Sandbox) async throws -> T) async throws -> T {
+public func withSandbox<T>(
+    _ parameters: CreateParameters = CreateParameters(), pidsMax: Int = CgroupLimits.defaultPidsMax,
+    _ body: (SandboxManager, Sandbox) async throws -> T
+) async throws -> T {
     try await withTestRuntime(pidsMax: pidsMax) { manager in
         let sandbox = try await manager.create(parameters)
         return try await body(manager, sandbox)
@@ -142,8 +148,10 @@ extension SandboxManager {
     }
 
     /// Runs code (test convenience).
-    public func code(_ id: SandboxID, _ language: Language, _ code: String, arguments: [String] = [], user: String? = nil,
-                     timeout: Double? = 60) async throws -> ExecResult {
+    public func code(
+        _ id: SandboxID, _ language: Language, _ code: String, arguments: [String] = [], user: String? = nil,
+        timeout: Double? = 60
+    ) async throws -> ExecResult {
         try await runCode(id.rawValue, CodeRequest(language: language, code: code, arguments: arguments, user: user, timeout: timeout))
     }
 
@@ -154,8 +162,10 @@ extension SandboxManager {
 }
 
 /// Expects `body` to throw an `AtollError` with `code` whose message contains `text`.
-public func expectError<T>(_ code: AtollError.Code, containing text: String, sourceLocation: SourceLocation = #_sourceLocation,
-                           _ body: () async throws -> T) async {
+public func expectError<T>(
+    _ code: AtollError.Code, containing text: String, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () async throws -> T
+) async {
     do {
         _ = try await body()
         Issue.record("expected a \(code) error mentioning \"\(text)\", got success", sourceLocation: sourceLocation)

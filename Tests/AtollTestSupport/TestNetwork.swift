@@ -67,8 +67,9 @@ public final class TestInternet: @unchecked Sendable {
 
     /// `ip` in one of the namespaces (test setup only; the runtime itself uses netlink).
     public func ip(host inHost: Bool, _ arguments: String...) throws {
-        try HostCommand.run(try HostCommand.locate("nsenter", package: "util-linux"),
-                            ["--net=\(inHost ? hostPath : outsidePath)", try HostCommand.locate("ip", package: "iproute2")] + arguments)
+        try HostCommand.run(
+            try HostCommand.locate("nsenter", package: "util-linux"),
+            ["--net=\(inHost ? hostPath : outsidePath)", try HostCommand.locate("ip", package: "iproute2")] + arguments)
     }
 
     /// Runs a command in a namespace and returns its output.

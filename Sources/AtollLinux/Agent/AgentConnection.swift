@@ -91,7 +91,9 @@ public enum AgentFailure {
     /// `fileSemantics`: phrase the common errnos as file errors (`/x: no such file or directory`).
     public static func error(_ message: AgentMessage, fileSemantics: Bool = true) -> AtollError {
         let err = Int32(truncatingIfNeeded: message.number(0))
-        let call = message.string(0), path = message.string(1), detail = message.string(2)
+        let call = message.string(0)
+        let path = message.string(1)
+        let detail = message.string(2)
         if call == "resolve user" || call == "resolve group" {
             return AtollError(err == ENOENT ? .notFound : .invalidArgument, detail)
         }

@@ -72,7 +72,8 @@ public struct AgentMessage: Sendable, Equatable {
         }
         let length = Self.headerSize + body.count
         guard length <= Self.maximumSize, numbers.count <= Int(UInt16.max) else {
-            throw AtollError(.invalidArgument, "the request is \(length) bytes; the sandbox agent takes at most \(Self.maximumSize) (argv and environment included)")
+            throw AtollError(
+                .invalidArgument, "the request is \(length) bytes; the sandbox agent takes at most \(Self.maximumSize) (argv and environment included)")
         }
         var packet: [UInt8] = []
         packet.reserveCapacity(length)

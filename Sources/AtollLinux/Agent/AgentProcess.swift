@@ -13,15 +13,18 @@ public enum AgentProcess {
 
     /// Runs `request` (an `exec` message) in the sandbox whose directory is `directory`; the pipes'
     /// child ends are handed to the agent. Throws when the process could not start.
-    public static func run(directory: String, sandbox: String, request: AgentMessage, pipes: StdioPipes, stdin: StdinSource,
-                           timeout: Double?, captureLimit: Int,
-                           onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) async throws -> ProcessOutcome {
+    public static func run(
+        directory: String, sandbox: String, request: AgentMessage, pipes: StdioPipes, stdin: StdinSource,
+        timeout: Double?, captureLimit: Int,
+        onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+    ) async throws -> ProcessOutcome {
         try await withCheckedThrowingContinuation { continuation in
             let thread = Thread {
                 do {
                     let agent = try start(directory: directory, sandbox: sandbox, request: request, pipes: pipes)
-                    let io = ProcessIO(agent: agent, stdinWrite: pipes.stdinWrite, stdoutRead: pipes.stdoutRead, stderrRead: pipes.stderrRead,
-                                       stdin: stdin, timeout: timeout, captureLimit: captureLimit, onOutput: onOutput)
+                    let io = ProcessIO(
+                        agent: agent, stdinWrite: pipes.stdinWrite, stdoutRead: pipes.stdoutRead, stderrRead: pipes.stderrRead,
+                        stdin: stdin, timeout: timeout, captureLimit: captureLimit, onOutput: onOutput)
                     let outcome = io.pump()
                     if let failure = io.failure { throw failure }
                     continuation.resume(returning: outcome)

@@ -55,8 +55,10 @@ public struct CgroupUsage: Sendable, Hashable, Codable {
     /// Times a fork failed because the group was at its task limit (`pids.events` "max").
     public var pidsLimitHits: UInt64
 
-    public init(cpuNanoseconds: UInt64 = 0, memoryBytes: UInt64 = 0, memoryPeakBytes: UInt64 = 0, oomKills: UInt64 = 0, pids: Int = 0,
-                pidsLimitHits: UInt64 = 0) {
+    public init(
+        cpuNanoseconds: UInt64 = 0, memoryBytes: UInt64 = 0, memoryPeakBytes: UInt64 = 0, oomKills: UInt64 = 0, pids: Int = 0,
+        pidsLimitHits: UInt64 = 0
+    ) {
         self.cpuNanoseconds = cpuNanoseconds
         self.memoryBytes = memoryBytes
         self.memoryPeakBytes = memoryPeakBytes

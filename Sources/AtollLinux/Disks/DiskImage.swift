@@ -68,11 +68,13 @@ public struct DiskImage: Sendable {
             throw SystemError.error("ftruncate", path, errno: truncErrno)
         }
         do {
-            try HostCommand.run(mkfs, [
-                "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-m", "0",
-                "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0",
-                "-d", staging, path,
-            ])
+            try HostCommand.run(
+                mkfs,
+                [
+                    "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-m", "0",
+                    "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0",
+                    "-d", staging, path,
+                ])
         } catch {
             unlink(path)
             throw error

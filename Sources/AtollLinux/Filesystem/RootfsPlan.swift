@@ -91,7 +91,8 @@ public struct RootfsPlan: Sendable {
             .bind(source: "\(diskMountPoint)/\(DiskLayout.tmp)", target: "tmp", flags: nosuidNodev),
             .mount(source: "proc", target: "proc", fsType: "proc", flags: nosuidNodev | MountFlag.noExec, data: nil),
             .mount(source: "sysfs", target: "sys", fsType: "sysfs", flags: nosuidNodev | MountFlag.noExec | MountFlag.readOnly, data: nil),
-            .mount(source: "tmpfs", target: "dev", fsType: "tmpfs", flags: MountFlag.noSuid | MountFlag.noExec, data: "mode=755,size=64k,uid=\(root),gid=\(root)"),
+            .mount(
+                source: "tmpfs", target: "dev", fsType: "tmpfs", flags: MountFlag.noSuid | MountFlag.noExec, data: "mode=755,size=64k,uid=\(root),gid=\(root)"),
         ]
         for device in Self.devices {
             steps.append(.touch(target: "dev/\(device)", mode: 0o666))
@@ -100,16 +101,18 @@ public struct RootfsPlan: Sendable {
         steps += [
             .makeDirectory(target: "dev/pts", mode: 0o755),
             // gid 5 is "tty" inside; devpts interprets ids in the mounter's (host) namespace.
-            .mount(source: "devpts", target: "dev/pts", fsType: "devpts", flags: MountFlag.noSuid | MountFlag.noExec,
-                   data: "newinstance,ptmxmode=0666,mode=0620,gid=\(try ids.host(5))"),
+            .mount(
+                source: "devpts", target: "dev/pts", fsType: "devpts", flags: MountFlag.noSuid | MountFlag.noExec,
+                data: "newinstance,ptmxmode=0666,mode=0620,gid=\(try ids.host(5))"),
             .symlink(target: "dev/ptmx", pointingTo: "pts/ptmx"),
             .symlink(target: "dev/fd", pointingTo: "/proc/self/fd"),
             .symlink(target: "dev/stdin", pointingTo: "/proc/self/fd/0"),
             .symlink(target: "dev/stdout", pointingTo: "/proc/self/fd/1"),
             .symlink(target: "dev/stderr", pointingTo: "/proc/self/fd/2"),
             .makeDirectory(target: "dev/shm", mode: 0o1777),
-            .mount(source: "shm", target: "dev/shm", fsType: "tmpfs", flags: nosuidNodev | MountFlag.noExec,
-                   data: "mode=1777,size=65536k,uid=\(root),gid=\(root)"),
+            .mount(
+                source: "shm", target: "dev/shm", fsType: "tmpfs", flags: nosuidNodev | MountFlag.noExec,
+                data: "mode=1777,size=65536k,uid=\(root),gid=\(root)"),
             .makeDirectory(target: "dev/mqueue", mode: 0o755),
             .mount(source: "mqueue", target: "dev/mqueue", fsType: "mqueue", flags: nosuidNodev | MountFlag.noExec, data: nil),
             // The network namespace belongs to the host's user namespace, so root inside has no

@@ -60,7 +60,8 @@ public struct FirewallRules: Sendable, Hashable {
     /// The slot a port name stands for, or nil for links that are not Atoll ports.
     public func slot(ofPort name: String) -> Int? {
         guard name.hasPrefix(portPrefix), let slot = Int(name.dropFirst(portPrefix.count), radix: 16),
-              portName(slot: slot) == name else { return nil }
+            portName(slot: slot) == name
+        else { return nil }
         return slot
     }
 
@@ -72,75 +73,77 @@ public struct FirewallRules: Sendable, Hashable {
     public func ruleset(_ entries: [FirewallEntry]) -> String {
         let reject = "reject with icmpx admin-prohibited"
         var text = """
-        table bridge \(table) {}
-        delete table bridge \(table)
-        table inet \(table) {}
-        delete table inet \(table)
-        table bridge \(table) {
-            map ports { type ifname : verdict; }
-            chain prerouting {
-                type filter hook prerouting priority -200; policy accept;
-                iifname != "\(portPrefix)*" accept
-                iifname vmap @ports
-                drop
+            table bridge \(table) {}
+            delete table bridge \(table)
+            table inet \(table) {}
+            delete table inet \(table)
+            table bridge \(table) {
+                map ports { type ifname : verdict; }
+                chain prerouting {
+                    type filter hook prerouting priority -200; policy accept;
+                    iifname != "\(portPrefix)*" accept
+                    iifname vmap @ports
+                    drop
+                }
+                chain forward {
+                    type filter hook forward priority 0; policy accept;
+                    iifname "\(portPrefix)*" drop
+                }
             }
-            chain forward {
-                type filter hook forward priority 0; policy accept;
-                iifname "\(portPrefix)*" drop
+            table inet \(table) {
+                map sandboxes { type mark : verdict; }
+                chain prerouting {
+                    type filter hook prerouting priority 0; policy accept;
+                    iifname "\(bridge)" ip daddr \(subnet.cidr) ip daddr != \(subnet.gateway) \(reject)
+                }
+                chain forward {
+                    type filter hook forward priority 0; policy accept;
+                    iifname "\(bridge)" jump from_sandbox
+                    oifname "\(bridge)" ct state established,related accept
+                    oifname "\(bridge)" drop
+                }
+                chain from_sandbox {
+                    ip daddr 169.254.0.0/16 \(reject)
+                    oifname "\(bridge)" \(reject)
+                    meta mark vmap @sandboxes
+                    \(reject)
+                }
+                chain input {
+                    type filter hook input priority 0; policy accept;
+                    iifname "\(bridge)" ct state established,related accept
+                    iifname "\(bridge)" \(reject)
+                }
+                chain output {
+                    type filter hook output priority 0; policy accept;
+                    oifname "\(bridge)" icmp type redirect drop
+                }
+                chain postrouting {
+                    type nat hook postrouting priority srcnat; policy accept;
+                    ip saddr \(subnet.cidr) oifname != "\(bridge)" masquerade
+                }
             }
-        }
-        table inet \(table) {
-            map sandboxes { type mark : verdict; }
-            chain prerouting {
-                type filter hook prerouting priority 0; policy accept;
-                iifname "\(bridge)" ip daddr \(subnet.cidr) ip daddr != \(subnet.gateway) \(reject)
-            }
-            chain forward {
-                type filter hook forward priority 0; policy accept;
-                iifname "\(bridge)" jump from_sandbox
-                oifname "\(bridge)" ct state established,related accept
-                oifname "\(bridge)" drop
-            }
-            chain from_sandbox {
-                ip daddr 169.254.0.0/16 \(reject)
-                oifname "\(bridge)" \(reject)
-                meta mark vmap @sandboxes
-                \(reject)
-            }
-            chain input {
-                type filter hook input priority 0; policy accept;
-                iifname "\(bridge)" ct state established,related accept
-                iifname "\(bridge)" \(reject)
-            }
-            chain output {
-                type filter hook output priority 0; policy accept;
-                oifname "\(bridge)" icmp type redirect drop
-            }
-            chain postrouting {
-                type nat hook postrouting priority srcnat; policy accept;
-                ip saddr \(subnet.cidr) oifname != "\(bridge)" masquerade
-            }
-        }
 
-        """
+            """
         for entry in entries { text += add(entry) }
         return text
     }
 
     /// Adds a sandbox or replaces its policy (idempotent: its chains are flushed and refilled).
     public func add(_ entry: FirewallEntry) -> String {
-        let port = portChain(slot: entry.slot), chain = sandboxChain(slot: entry.slot), mark = mark(slot: entry.slot)
+        let port = portChain(slot: entry.slot)
+        let chain = sandboxChain(slot: entry.slot)
+        let mark = mark(slot: entry.slot)
         var text = """
-        add chain bridge \(table) \(port) { comment "sandbox \(entry.id)"; }
-        flush chain bridge \(table) \(port)
-        add rule bridge \(table) \(port) arp saddr ip \(entry.address) accept
-        add rule bridge \(table) \(port) ip saddr \(entry.address) meta mark set \(mark) accept
-        add rule bridge \(table) \(port) counter drop
-        add element bridge \(table) ports { "\(portName(slot: entry.slot))" : goto \(port) }
-        add chain inet \(table) \(chain) { comment "sandbox \(entry.id)"; }
-        flush chain inet \(table) \(chain)
+            add chain bridge \(table) \(port) { comment "sandbox \(entry.id)"; }
+            flush chain bridge \(table) \(port)
+            add rule bridge \(table) \(port) arp saddr ip \(entry.address) accept
+            add rule bridge \(table) \(port) ip saddr \(entry.address) meta mark set \(mark) accept
+            add rule bridge \(table) \(port) counter drop
+            add element bridge \(table) ports { "\(portName(slot: entry.slot))" : goto \(port) }
+            add chain inet \(table) \(chain) { comment "sandbox \(entry.id)"; }
+            flush chain inet \(table) \(chain)
 
-        """
+            """
         for rule in Self.policyRules(entry.policy) { text += "add rule inet \(table) \(chain) \(rule)\n" }
         text += "add element inet \(table) sandboxes { \(mark) : jump \(chain) }\n"
         return text
@@ -149,20 +152,22 @@ public struct FirewallRules: Sendable, Hashable {
     /// Removes a sandbox; removing one that is not there is fine (each element and chain is
     /// added first, so the delete cannot miss).
     public func remove(slot: Int) -> String {
-        let port = portChain(slot: slot), chain = sandboxChain(slot: slot), mark = mark(slot: slot)
+        let port = portChain(slot: slot)
+        let chain = sandboxChain(slot: slot)
+        let mark = mark(slot: slot)
         return """
-        add chain bridge \(table) \(port)
-        flush chain bridge \(table) \(port)
-        add element bridge \(table) ports { "\(portName(slot: slot))" : goto \(port) }
-        delete element bridge \(table) ports { "\(portName(slot: slot))" }
-        delete chain bridge \(table) \(port)
-        add chain inet \(table) \(chain)
-        flush chain inet \(table) \(chain)
-        add element inet \(table) sandboxes { \(mark) : jump \(chain) }
-        delete element inet \(table) sandboxes { \(mark) }
-        delete chain inet \(table) \(chain)
+            add chain bridge \(table) \(port)
+            flush chain bridge \(table) \(port)
+            add element bridge \(table) ports { "\(portName(slot: slot))" : goto \(port) }
+            delete element bridge \(table) ports { "\(portName(slot: slot))" }
+            delete chain bridge \(table) \(port)
+            add chain inet \(table) \(chain)
+            flush chain inet \(table) \(chain)
+            add element inet \(table) sandboxes { \(mark) : jump \(chain) }
+            delete element inet \(table) sandboxes { \(mark) }
+            delete chain inet \(table) \(chain)
 
-        """
+            """
     }
 
     /// Drops both tables (nothing of Atoll's is left in the ruleset).

@@ -1,5 +1,6 @@
 public import AtollCore
 public import CRuntime
+public import Foundation
 public import Glibc
 
 /// The network namespace that plays the host for sandbox networking: the bridge, the sandboxes'
@@ -32,8 +33,10 @@ public final class HostNetwork: Sendable {
 
     /// Makes a sandbox's network namespace linked to `bridge` through the veth `hostName`
     /// (`peerName` inside), with `address`/32 and routes through `gateway`.
-    public func createSandboxNamespace(bridge: String, hostName: String, peerName: String = "eth0",
-                                       address: IPv4Address, gateway: IPv4Address) throws(AtollError) -> OwnedFD {
+    public func createSandboxNamespace(
+        bridge: String, hostName: String, peerName: String = "eth0",
+        address: IPv4Address, gateway: IPv4Address
+    ) throws(AtollError) -> OwnedFD {
         var failure = atoll_error()
         var netns: Int32 = -1
         let rc = bridge.withCString { bridge in
@@ -103,8 +106,6 @@ public final class HostNetwork: Sendable {
         return printed
     }
 }
-
-public import Foundation
 
 extension HostNetwork {
     /// A new, empty network namespace (loopback up), alive as long as the returned fd.

@@ -22,15 +22,18 @@ public enum HostProcess {
     /// Runs `executable` with `arguments` and exactly `environment` (KEY=VALUE), standard input
     /// from /dev/null; standard output is captured unless `captureStdout` is false (then it goes
     /// to /dev/null). `started` sees the pid (to cancel a long run with a signal).
-    public static func run(_ executable: String, _ arguments: [String], environment: [String], captureStdout: Bool = true,
-                           started: ((pid_t) -> Void)? = nil) throws -> HostProcessResult {
+    public static func run(
+        _ executable: String, _ arguments: [String], environment: [String], captureStdout: Bool = true,
+        started: ((pid_t) -> Void)? = nil
+    ) throws -> HostProcessResult {
         var outPipe: [Int32] = [-1, -1]
         var errPipe: [Int32] = [-1, -1]
         var rc = atoll_pipe_cloexec(&outPipe)
         guard rc == 0 else { throw SystemError.error("pipe2", executable, errno: -rc) }
         rc = atoll_pipe_cloexec(&errPipe)
         guard rc == 0 else {
-            close(outPipe[0]); close(outPipe[1])
+            close(outPipe[0])
+            close(outPipe[1])
             throw SystemError.error("pipe2", executable, errno: -rc)
         }
         var readEnds = [outPipe[0], errPipe[0]]

@@ -11,8 +11,10 @@ public struct PlacedProcess: Sendable {
 
     /// Starts `path` with `arguments` (argv[0] included) in the group `placement` stands for.
     /// Standard input is /dev/null; output goes to `stdout`/`stderr` (-1: /dev/null).
-    public static func spawn(_ path: String, arguments: [String], environment: [String] = [], placement: CgroupPlacement,
-                             stdout: Int32 = -1, stderr: Int32 = -1) throws -> PlacedProcess {
+    public static func spawn(
+        _ path: String, arguments: [String], environment: [String] = [], placement: CgroupPlacement,
+        stdout: Int32 = -1, stderr: Int32 = -1
+    ) throws -> PlacedProcess {
         let arena = CArena()
         var config = atoll_placed_config()
         config.path = arena.string(path)

@@ -72,8 +72,10 @@ public final class ProcessIO: @unchecked Sendable {
     /// How long the agent has to report the end of a process it was told to kill.
     static let exitGrace = 10.0
 
-    public init(agent: AgentConnection, stdinWrite: OwnedFD?, stdoutRead: OwnedFD, stderrRead: OwnedFD?, stdin: StdinSource,
-                timeout: Double?, captureLimit: Int, onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?) {
+    public init(
+        agent: AgentConnection, stdinWrite: OwnedFD?, stdoutRead: OwnedFD, stderrRead: OwnedFD?, stdin: StdinSource,
+        timeout: Double?, captureLimit: Int, onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+    ) {
         self.agent = agent
         self.stdinWrite = stdinWrite
         self.stdoutRead = stdoutRead
@@ -166,8 +168,10 @@ public final class ProcessIO: @unchecked Sendable {
                     guard termination == nil else { break }
                     switch (try? agent.receive(timeout: 0, waitingFor: "the end of a process")) ?? nil {
                     case let message? where message.kind == .exit:
-                        ended(message.number(0) == 1 ? .exited(Int32(truncatingIfNeeded: message.number(1)))
-                                                     : .signaled(Int32(truncatingIfNeeded: message.number(1))))
+                        ended(
+                            message.number(0) == 1
+                                ? .exited(Int32(truncatingIfNeeded: message.number(1)))
+                                : .signaled(Int32(truncatingIfNeeded: message.number(1))))
                     case let message? where message.kind == .error:
                         failure = AgentFailure.error(message, fileSemantics: false)  // execve itself failed
                     case .some:
@@ -244,7 +248,8 @@ public struct StdioPipes: Sendable {
         for fd in [stdout.0, stderr?.0].compactMap({ $0 }) {
             _ = fcntl(fd.raw, F_SETFL, fcntl(fd.raw, F_GETFL) | O_NONBLOCK)
         }
-        return StdioPipes(stdinRead: stdin.0, stdinWrite: stdin.1, stdoutRead: stdout.0, stdoutWrite: stdout.1,
-                          stderrRead: stderr?.0, stderrWrite: stderr?.1)
+        return StdioPipes(
+            stdinRead: stdin.0, stdinWrite: stdin.1, stdoutRead: stdout.0, stdoutWrite: stdout.1,
+            stderrRead: stderr?.0, stderrWrite: stderr?.1)
     }
 }

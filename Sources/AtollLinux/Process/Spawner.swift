@@ -58,8 +58,10 @@ public struct SpawnSpec {
     /// starts a sandbox without an agent.
     public var agentListener: OwnedFD?
 
-    public init(plan: [PlanStep], userNamespace: OwnedFD, hostname: String, cgroup: CgroupPlacement, identity: ProcessIdentity,
-                network: OwnedFD? = nil, agentListener: OwnedFD? = nil) {
+    public init(
+        plan: [PlanStep], userNamespace: OwnedFD, hostname: String, cgroup: CgroupPlacement, identity: ProcessIdentity,
+        network: OwnedFD? = nil, agentListener: OwnedFD? = nil
+    ) {
         self.plan = plan
         self.userNamespace = userNamespace
         self.hostname = hostname

@@ -15,7 +15,10 @@ public enum SecretScrubbing {
         var found = false
         var i = 1
         while i < argc {
-            guard let pointer = argv[i] else { i += 1; continue }
+            guard let pointer = argv[i] else {
+                i += 1
+                continue
+            }
             let argument = String(cString: pointer)
             if flags.contains(argument), i + 1 < argc, let value = argv[i + 1] {
                 blank(value, from: 0)
@@ -58,8 +61,9 @@ public enum SecretScrubbing {
     /// key on a command line can be read by every user of the host (`ps`, /proc/<pid>/cmdline).
     public static func refuseKeyArgument(environmentVariable: String) -> AtollError {
         scrubArguments(["--api-key"])
-        return AtollError(.invalidArgument,
-                          "--api-key puts the key on the command line, where every user of this host can read it: use --api-key-file FILE or \(environmentVariable)")
+        return AtollError(
+            .invalidArgument,
+            "--api-key puts the key on the command line, where every user of this host can read it: use --api-key-file FILE or \(environmentVariable)")
     }
 
     static func blank(_ string: UnsafeMutablePointer<CChar>, from offset: Int) {
