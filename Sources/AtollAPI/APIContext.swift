@@ -2,12 +2,15 @@ public import AtollCore
 public import Hummingbird
 public import Logging
 
-/// Size limits of request bodies (documented in the README).
+/// Size limits of request bodies (documented in docs/api.md).
 public enum APILimits {
     /// JSON bodies: 4 MiB.
     public static let jsonBody = 4 << 20
     /// A multipart upload (all files of one request together): 1 GiB.
     public static let upload = 1 << 30
+    /// What a multipart body may carry beyond its files (boundaries, part headers, path fields),
+    /// so that a file of exactly `upload` bytes fits.
+    public static let uploadFraming = 1 << 20
     /// One file in a bulk download: 1 GiB.
     public static let download = 1 << 30
 }

@@ -447,7 +447,10 @@ struct ToolboxRoutes {
         do {
             for try await chunk in request.body {
                 total += chunk.readableBytes
-                guard total <= APILimits.upload else { throw AtollError(.tooLarge, "upload is larger than \(APILimits.upload) bytes") }
+                // Files of up to `upload` bytes together, plus their multipart framing.
+                guard total <= APILimits.upload + APILimits.uploadFraming else {
+                    throw AtollError(.tooLarge, "upload is larger than \(APILimits.upload) bytes (plus \(APILimits.uploadFraming) bytes of multipart framing)")
+                }
                 let events: [Multipart.Event]
                 do {
                     events = try parser.feed(Array(buffer: chunk))

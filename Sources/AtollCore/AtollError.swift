@@ -104,9 +104,7 @@ public struct SystemCallError: DescribedByMessage, Sendable, Hashable, CustomStr
     public let errno: Int32
 
     public init(call: String, path: String, errno: Int32) {
-        self.call = call
-        self.path = path
-        self.errno = errno
+        (self.call, self.path, self.errno) = (call, path, errno)
     }
 
     public var description: String { "\(call)(\(path)): errno \(errno)" }

@@ -48,11 +48,11 @@ public struct Sandbox: Sendable, Hashable {
         user = row.user
         env = StringMapColumn.decode(row.env)
         labels = StringMapColumn.decode(row.labels)
-        resources = Resources(cpu: row.cpu, memoryGiB: row.memoryGiB, diskGiB: row.diskGiB)
+        resources = row.resources
         pidsMax = row.pidsMax
-        intervals = LifecycleIntervals(autoStop: row.autoStop, autoArchive: row.autoArchive, autoDelete: row.autoDelete)
-        network = NetworkPolicy(blockAll: row.networkBlockAll, allowListText: row.networkAllowList)
-        ids = IDRange(base: UInt32(row.uidBase), count: UInt32(row.uidCount))
+        intervals = row.intervals
+        network = row.networkPolicy
+        ids = row.ids
         address = row.address
         initPid = row.initPid
         archiveBytes = row.archiveBytes.map { UInt64($0) }

@@ -116,8 +116,7 @@ extension SandboxManager {
             let started = try await driver.start(machine)
             Failpoint.hit("create.after-start")
             row = try finish(row.id, token: token, to: .started, reason: "created") { row in
-                row.initPid = started.pid
-                row.initStartTime = Int64(started.startTime)
+                row.initProcess = started
             }
             return Sandbox(row)
         } catch {
@@ -168,8 +167,7 @@ extension SandboxManager {
             Failpoint.hit("start.after-start")
             return Sandbox(
                 try finish(row.id, token: token, to: .started, reason: "started") { row in
-                    row.initPid = started.pid
-                    row.initStartTime = Int64(started.startTime)
+                    row.initProcess = started
                 })
         } catch {
             if let machine = try? Self.machine(try database.sandbox(id: row.id) ?? row) { try? await driver.stop(machine, initProcess: nil) }
@@ -203,8 +201,7 @@ extension SandboxManager {
             // archive intact and goes back to `archived`.
             let started = try await driver.start(machine)
             row = try finish(row.id, token: token, to: .started, reason: "restored and started") { row in
-                row.initPid = started.pid
-                row.initStartTime = Int64(started.startTime)
+                row.initProcess = started
                 row.archivePath = nil
                 row.archiveBytes = nil
                 row.archiveSHA256 = nil
@@ -225,8 +222,7 @@ extension SandboxManager {
         let (row, token) = try begin(row.id, from: [.started], to: .stopping, operation: "stopped", reason: "PID 1 is gone")
         try await driver.stop(try Self.machine(row), initProcess: Self.initProcess(row))
         return try finish(row.id, token: token, to: .stopped, reason: "PID 1 was gone") { row in
-            row.initPid = nil
-            row.initStartTime = nil
+            row.initProcess = nil
         }
     }
 
@@ -251,8 +247,7 @@ extension SandboxManager {
             throw error
         }
         row = try finish(row.id, token: token, to: .stopped, reason: "stopped") { row in
-            row.initPid = nil
-            row.initStartTime = nil
+            row.initProcess = nil
         }
         if row.autoDelete == 0 {
             return try await destroy(row, reason: "ephemeral: deleted on stop")
@@ -342,8 +337,7 @@ extension SandboxManager {
             if let path = row.archivePath { try? driver.removeArchive(path: path) }
             return Sandbox(
                 try finish(row.id, token: token, to: .started, reason: "recovered") { row in
-                    row.initPid = started.pid
-                    row.initStartTime = Int64(started.startTime)
+                    row.initProcess = started
                     row.archivePath = nil
                     row.archiveBytes = nil
                     row.archiveSHA256 = nil
@@ -364,7 +358,7 @@ extension SandboxManager {
         organizationId: String? = nil
     ) async throws -> Sandbox {
         let current = try row(idOrName, organizationId: organizationId)
-        let old = Resources(cpu: current.cpu, memoryGiB: current.memoryGiB, diskGiB: current.diskGiB)
+        let old = current.resources
         let new = Resources(cpu: cpu ?? old.cpu, memoryGiB: memoryGiB ?? old.memoryGiB, diskGiB: diskGiB ?? old.diskGiB)
         try configuration.limits.validate(new)
         guard new.diskGiB >= old.diskGiB else {

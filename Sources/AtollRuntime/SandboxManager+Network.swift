@@ -19,12 +19,11 @@ extension SandboxManager {
         let policy = try NetworkPolicy.forUpdate(blockAll: blockAll, allowList: allowList, domainAllowList: domainAllowList)
         let settled: Set<SandboxState> = [.started, .stopped, .archived, .error, .buildFailed]
         let database = self.database
-        let old = NetworkPolicy(blockAll: current.networkBlockAll, allowListText: current.networkAllowList)
+        let old = current.networkPolicy
         func store(_ policy: NetworkPolicy) throws -> SandboxRow {
             do {
                 return try database.update(id: current.id, expecting: settled, at: self.now) { row in
-                    row.networkBlockAll = policy.blockAll
-                    row.networkAllowList = policy.allowListText
+                    row.networkPolicy = policy
                 }
             } catch let mismatch as StateMismatch {
                 throw Self.conflict(mismatch.row, operation: "given new network settings")

@@ -169,8 +169,7 @@ extension SandboxManager {
             }
         }
         let clearInit: (inout SandboxRow) -> Void = { r in
-            r.initPid = nil
-            r.initStartTime = nil
+            r.initProcess = nil
         }
         switch state {
         case .started:

@@ -60,13 +60,12 @@ extension SandboxManager {
         let policy = plan.network
         guard
             let member = try database.reservePoolMember(
-                key: key, token: token, at: now, isAlive: { ProcessRef.isRunning(pid: $0.initPid, startTime: $0.initStartTime) },
+                key: key, token: token, at: now, isAlive: { $0.initProcess?.isRunning ?? false },
                 { [me] row in
                     // The claimer, so others leave the member alone while it lives.
                     row.opPid = me.pid
                     row.opStartTime = Int64(me.startTime)
-                    row.networkBlockAll = policy.blockAll
-                    row.networkAllowList = policy.allowListText
+                    row.networkPolicy = policy
                 })
         else {
             poolCounters[key, default: WarmPoolCounters()].misses += 1
@@ -204,7 +203,7 @@ extension SandboxManager {
             let size = configuration.warmPool.entries.first { $0.key.description == member.pool && $0.key.pidsMax == member.pidsMax }?.size ?? 0
             // A member started by an older Atoll has no agent: it could run nothing.
             let alive =
-                member.sandboxState == .started && ProcessRef.isRunning(pid: member.initPid, startTime: member.initStartTime)
+                member.sandboxState == .started && member.initProcess?.isRunning == true
                 && ((try? Self.machine(member)).map { driver.hasAgent($0) } ?? false)
             let claiming: Bool
             if case .claiming = member.poolMembership { claiming = true } else { claiming = false }

@@ -101,10 +101,10 @@ public actor SandboxManager {
     static func machine(_ row: SandboxRow) throws -> SandboxMachine {
         SandboxMachine(
             id: try SandboxID(row.id), snapshot: row.snapshot,
-            resources: Resources(cpu: row.cpu, memoryGiB: row.memoryGiB, diskGiB: row.diskGiB), pidsMax: row.pidsMax,
-            ids: IDRange(base: UInt32(row.uidBase), count: UInt32(row.uidCount)), env: StringMapColumn.decode(row.env), user: row.user,
+            resources: row.resources, pidsMax: row.pidsMax,
+            ids: row.ids, env: StringMapColumn.decode(row.env), user: row.user,
             network: row.address.flatMap { IPv4Address($0) }.map {
-                MachineNetwork(address: $0, policy: NetworkPolicy(blockAll: row.networkBlockAll, allowListText: row.networkAllowList))
+                MachineNetwork(address: $0, policy: row.networkPolicy)
             }
         )
     }
@@ -117,10 +117,7 @@ public actor SandboxManager {
         return row
     }
 
-    static func initProcess(_ row: SandboxRow) -> InitProcess? {
-        guard let pid = row.initPid, let start = row.initStartTime else { return nil }
-        return InitProcess(pid: pid, startTime: UInt64(start))
-    }
+    static func initProcess(_ row: SandboxRow) -> InitProcess? { row.initProcess }
 
     // MARK: - Transitions
 

@@ -72,7 +72,7 @@ public actor Sessions {
     private func prune() {
         for (id, entry) in bySandbox {
             let row = try? runner.database.sandbox(id: id)
-            if row?.sandboxState != .started || row?.initPid != entry.initProcess.pid { bySandbox[id] = nil }
+            if row?.sandboxState != .started || row?.initProcess != entry.initProcess { bySandbox[id] = nil }
         }
     }
 

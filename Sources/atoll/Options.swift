@@ -13,10 +13,8 @@ struct RuntimeOptions: ParsableArguments {
         ProcessInfo.processInfo.environment["ATOLL_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 }
         ?? RuntimeConfiguration.defaultDataDirectory
 
-    @Option(
-        help: ArgumentHelp(
-            "atolld's configuration file, which the embedded runner reads too (default $ATOLL_CONFIG, else \(Settings.defaultFile) if it exists).",
-            valueName: "file"))
+    /// The embedded runner must see the daemon's cgroups and network: it reads the same file.
+    @Option(help: ArgumentHelp("atolld's configuration file (default $ATOLL_CONFIG, else \(Settings.defaultFile)).", valueName: "file"))
     var config: String?
 
     @Option(help: "atolld's URL, e.g. http://127.0.0.1:3986 (default: $ATOLL_URL, else the local daemon if it runs).")

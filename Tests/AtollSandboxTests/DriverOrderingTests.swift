@@ -9,7 +9,7 @@ import Testing
 /// PID 1 exists, what a failed start releases, the order stop and destroy take things down. No
 /// root: PID 1 is a plain child process.
 @Suite("sandbox driver: ordering on recording fakes")
-struct DriverOrderingTests {
+final class DriverOrderingTests {
     struct Fixture {
         let recorder = Recorder()
         let cgroups: RecordingCgroups
@@ -45,13 +45,31 @@ struct DriverOrderingTests {
                 network: networked ? MachineNetwork(address: try #require(IPv4Address("10.77.0.5")), policy: .open) : nil)
         }
 
+        /// A driver and a sandbox with its disk made, and an empty record of calls.
+        func provisioned(
+            _ name: String, networkedDriver: Bool = false, networkedMachine: Bool = false
+        ) async throws
+            -> (SandboxDriver, SandboxMachine)
+        {
+            let driver = try self.driver(networked: networkedDriver)
+            let machine = try self.machine(name, networked: networkedMachine)
+            try await driver.provision(machine)
+            recorder.reset()
+            return (driver, machine)
+        }
+
         func cleanUp() { try? FileManager.default.removeItem(atPath: configuration.dataDirectory) }
     }
 
+    /// A fresh fixture per test (Swift Testing makes an instance per test), removed afterwards.
+    let f: Fixture
+
+    init() throws { f = try Fixture() }
+
+    deinit { f.cleanUp() }
+
     @Test("provision makes the sandbox's directory and a disk of the asked size once")
     func provision() async throws {
-        let f = try Fixture()
-        defer { f.cleanUp() }
         let driver = try f.driver()
         let machine = try f.machine("prov")
         try await driver.provision(machine)
@@ -62,12 +80,7 @@ struct DriverOrderingTests {
 
     @Test("start: the old mount is gone, then cgroup, task budget, disk device, placement, user namespace, and only then PID 1")
     func startOrder() async throws {
-        let f = try Fixture()
-        defer { f.cleanUp() }
-        let driver = try f.driver()
-        let machine = try f.machine("order")
-        try await driver.provision(machine)
-        f.recorder.reset()
+        let (driver, machine) = try await f.provisioned("order")
         let initProcess = try await driver.start(machine)
         #expect(
             f.recorder.calls.dropLast() == [
@@ -87,12 +100,7 @@ struct DriverOrderingTests {
 
     @Test("a failed spawn kills what the cgroup holds and takes the sandbox off the network; nothing is left live")
     func failedStart() async throws {
-        let f = try Fixture()
-        defer { f.cleanUp() }
-        let driver = try f.driver(networked: true)
-        let machine = try f.machine("broken", networked: true)
-        try await driver.provision(machine)
-        f.recorder.reset()
+        let (driver, machine) = try await f.provisioned("broken", networkedDriver: true, networkedMachine: true)
         f.spawner.failNextSpawn(AtollError(.system, "clone3(): injected"))
         await #expect(throws: AtollError.self) { try await driver.start(machine) }
         let calls = f.recorder.calls
@@ -106,13 +114,9 @@ struct DriverOrderingTests {
 
     @Test("stop: the cgroup is killed, PID 1 is waited for and reaped, the disk detaches, then the firewall entry goes")
     func stopOrder() async throws {
-        let f = try Fixture()
-        defer { f.cleanUp() }
         // Started by one driver, stopped by another (as after a daemon restart): the second has
         // no handle of its own and takes one from the pid.
-        let starter = try f.driver()
-        let machine = try f.machine("stopme", networked: true)
-        try await starter.provision(machine)
+        let (starter, machine) = try await f.provisioned("stopme", networkedMachine: true)
         var plain = machine
         plain.network = nil
         let initProcess = try await starter.start(plain)
@@ -125,11 +129,7 @@ struct DriverOrderingTests {
 
     @Test("destroy: kill, reap, remove the cgroup, wait for the disk, remove the directory")
     func destroyOrder() async throws {
-        let f = try Fixture()
-        defer { f.cleanUp() }
-        let driver = try f.driver()
-        let machine = try f.machine("gone")
-        try await driver.provision(machine)
+        let (driver, machine) = try await f.provisioned("gone")
         let initProcess = try await driver.start(machine)
         f.recorder.reset()
         try await driver.destroy(machine)
@@ -141,15 +141,12 @@ struct DriverOrderingTests {
 
     @Test("resize: limits go to a live cgroup only; the disk grows to the new size")
     func resize() async throws {
-        let f = try Fixture()
-        defer { f.cleanUp() }
-        let driver = try f.driver()
-        var machine = try f.machine("grow")
-        try await driver.updateLimits(machine)
+        try await f.driver().updateLimits(try f.machine("grow"))
         #expect(f.recorder.calls.isEmpty, "no cgroup, nothing to update")
-        try await driver.provision(machine)
+        let (driver, provisioned) = try await f.provisioned("grow")
+        var machine = provisioned
         machine.resources.diskGiB = 5
         try await driver.growDisk(machine)
-        #expect(f.recorder.calls.last == "disk.grow 5GiB")
+        #expect(f.recorder.calls == ["disk.grow 5GiB"])
     }
 }
