@@ -1,6 +1,6 @@
-public import AtollCore
+import AtollCore
 public import Hummingbird
-public import Logging
+import Logging
 
 /// Size limits of request bodies (documented in docs/api.md).
 public enum APILimits {

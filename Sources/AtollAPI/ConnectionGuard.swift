@@ -1,11 +1,11 @@
-public import AtollCore
+import AtollCore
 public import Foundation
-public import HTTPTypes
-public import Hummingbird
-public import HummingbirdCore
-public import NIOCore
-public import NIOHTTPTypes
-public import Synchronization
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import NIOCore
+import NIOHTTPTypes
+import Synchronization
 
 /// Limits that keep unauthenticated peers from exhausting the daemon: how many connections in
 /// all and per peer address, how long a request body or a blocked response may stall, and how

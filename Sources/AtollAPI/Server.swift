@@ -1,11 +1,11 @@
-public import AtollCore
-public import AtollDaytona
+import AtollCore
+import AtollDaytona
 public import AtollRuntime
-public import AtollStore
-public import AtollWire
-public import Foundation
+import AtollStore
+import AtollWire
+import Foundation
 public import Hummingbird
-public import HummingbirdCore
+import HummingbirdCore
 public import Logging
 
 /// How the server describes itself to clients.

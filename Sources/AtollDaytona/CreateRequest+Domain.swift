@@ -1,7 +1,7 @@
 public import AtollCore
 public import AtollRuntime
 public import AtollWire
-public import Foundation
+import Foundation
 
 /// What a Daytona create request asks the runner for: a sandbox from a snapshot, or (for a
 /// Dockerfile build, which Atoll cannot do yet) a sandbox recorded as `build_failed` with the

@@ -1,7 +1,7 @@
 public import AtollCore
 public import AtollRuntime
 public import AtollWire
-public import Foundation
+import Foundation
 
 /// The wire form of a sandbox, shared by atolld and the embedded CLI.
 extension SandboxDTO {

@@ -1,7 +1,7 @@
-public import AtollCore
+import AtollCore
 public import AtollRuntime
 public import AtollWire
-public import Foundation
+import Foundation
 
 /// The wire form of a usage report, shared by atolld and the embedded CLI.
 extension UsageResponse {

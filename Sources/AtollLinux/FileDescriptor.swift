@@ -1,5 +1,5 @@
 public import AtollCore
-public import CRuntime
+import CRuntime
 public import Glibc
 
 /// An open file descriptor owned by exactly one object, closed when that object goes away.

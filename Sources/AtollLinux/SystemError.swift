@@ -1,6 +1,6 @@
 public import AtollCore
 public import CRuntime
-public import Glibc
+import Glibc
 
 /// Conversions from errno values and shim failures to `AtollError`, so that every failed system
 /// call reads like `mount(/var/lib/atoll/...): Operation not permitted (EPERM)`.

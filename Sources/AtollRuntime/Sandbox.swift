@@ -1,6 +1,6 @@
 public import AtollCore
 public import AtollLinux
-public import AtollStore
+import AtollStore
 public import Foundation
 
 /// A sandbox as the runner reports it.

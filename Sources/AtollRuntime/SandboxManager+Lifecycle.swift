@@ -1,8 +1,8 @@
-public import AtollCore
+import AtollCore
 public import AtollLinux
 public import AtollSandbox
-public import AtollStore
-public import Foundation
+import AtollStore
+import Foundation
 
 extension SandboxManager {
     // MARK: - Create

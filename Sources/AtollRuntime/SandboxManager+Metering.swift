@@ -1,6 +1,6 @@
 public import AtollCore
 import AtollLinux
-public import AtollSandbox
+import AtollSandbox
 public import AtollStore
 public import Foundation
 

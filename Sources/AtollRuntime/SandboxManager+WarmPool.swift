@@ -1,8 +1,8 @@
 public import AtollCore
 import AtollLinux
-public import AtollSandbox
-public import AtollStore
-public import Foundation
+import AtollSandbox
+import AtollStore
+import Foundation
 
 /// The state of one warm pool, for `/api/warm-pool`, `/metrics` and `atoll pool`.
 public struct WarmPoolStatus: Sendable, Hashable {

@@ -1,9 +1,9 @@
 public import AtollCore
-public import AtollLinux
+import AtollLinux
 public import AtollSandbox
 public import AtollStore
-public import Foundation
-public import Glibc
+import Foundation
+import Glibc
 
 /// The runner: Daytona's sandbox lifecycle on top of the sandbox driver.
 ///

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import ServiceLifecycle
 
 // The runner's background loops as swift-service-lifecycle services: atolld runs them in its

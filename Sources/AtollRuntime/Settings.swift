@@ -1,7 +1,7 @@
-public import AtollCore
-public import Configuration
+import AtollCore
+import Configuration
 public import Foundation
-public import SystemPackage
+import SystemPackage
 
 /// One setting of atolld and the embedded CLI: its key in the configuration file (dotted keys
 /// are nested JSON objects: `network.subnet` is `{"network": {"subnet": …}}`), the environment

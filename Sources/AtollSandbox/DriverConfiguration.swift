@@ -1,6 +1,6 @@
 public import AtollCore
-public import AtollLinux
-public import Foundation
+import AtollLinux
+import Foundation
 
 /// Where the sandbox driver keeps things and how it names them on the host.
 public struct DriverConfiguration: Sendable {

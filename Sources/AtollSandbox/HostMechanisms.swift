@@ -1,6 +1,6 @@
 public import AtollCore
 public import AtollLinux
-public import Glibc
+import Glibc
 
 // The host mechanisms the driver is built from, as protocols, so that the driver's ordering —
 // what it sets up before spawning, what it tears down when a start fails, in which order stop and

@@ -1,8 +1,8 @@
-public import AtollCore
+import AtollCore
 public import AtollLinux
-public import CRuntime
-public import Foundation
-public import Glibc
+import CRuntime
+import Foundation
+import Glibc
 import Synchronization
 
 extension SandboxDriver {

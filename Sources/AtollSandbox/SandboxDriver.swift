@@ -1,8 +1,8 @@
 public import AtollCore
 public import AtollLinux
-public import Foundation
-public import Glibc
-public import Synchronization
+import Foundation
+import Glibc
+import Synchronization
 
 /// What the driver needs to know about a sandbox. The runner owns and persists it; the driver
 /// keeps nothing but open handles of running sandboxes.

@@ -1,8 +1,8 @@
-public import AtollCore
-public import AtollLinux
+import AtollCore
+import AtollLinux
 public import CRuntime
 public import Foundation
-public import Glibc
+import Glibc
 
 /// A file or directory inside a sandbox, with ids and names as the sandbox sees them.
 public struct FileEntry: Sendable, Hashable {

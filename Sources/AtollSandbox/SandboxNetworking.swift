@@ -1,7 +1,7 @@
 public import AtollCore
 public import AtollLinux
-public import Foundation
-public import Glibc
+import Foundation
+import Glibc
 
 /// How sandboxes are networked.
 public struct NetworkSettings: Sendable, Hashable {

@@ -1,5 +1,5 @@
-public import AtollCore
-public import Foundation
+import AtollCore
+import Foundation
 public import GRDB
 
 /// An API key as stored: only its SHA-256, never the key itself.

@@ -1,6 +1,6 @@
 public import AtollCore
-public import Foundation
-public import GRDB
+import Foundation
+import GRDB
 
 /// Sandbox addresses on the sandbox subnet: each sandbox keeps one from its first start until it
 /// is deleted, and no two sandboxes ever hold the same one (a unique index backs the allocation,

@@ -1,5 +1,5 @@
 public import AtollCore
-public import Foundation
+import Foundation
 public import GRDB
 
 /// One allocation period: what a sandbox held from `startedAt` to `endedAt` (open while nil).

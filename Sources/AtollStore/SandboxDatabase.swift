@@ -1,6 +1,6 @@
 public import AtollCore
-public import Foundation
-public import GRDB
+import Foundation
+import GRDB
 
 /// The runner's database: SQLite through GRDB, in WAL mode with `synchronous = FULL`, so a
 /// committed write survives a crash of the process and of the machine. Every method is one

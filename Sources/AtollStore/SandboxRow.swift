@@ -1,5 +1,5 @@
 public import AtollCore
-public import Foundation
+import Foundation
 public import GRDB
 
 /// One sandbox as persisted: everything the runner needs to rebuild its view after a restart.

@@ -1,6 +1,6 @@
 public import AtollCore
-public import Foundation
-public import GRDB
+import Foundation
+import GRDB
 
 extension SandboxDatabase {
     static func registerWarmPoolMigrations(_ migrator: inout DatabaseMigrator) {

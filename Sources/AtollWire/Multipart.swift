@@ -1,5 +1,5 @@
 public import Foundation
-public import Glibc
+import Glibc
 
 /// multipart/form-data (RFC 7578) as the SDK's file transfers use it.
 public enum Multipart {

@@ -1,8 +1,8 @@
 public import AtollCore
 public import AtollLinux
 public import AtollSandbox
-public import Foundation
-public import Glibc
+import Foundation
+import Glibc
 
 /// A sandbox driver that records what the runner asks of it and does nothing on the host.
 /// Operations can be made to fail once or to wait at a gate, to stage races and timeouts.

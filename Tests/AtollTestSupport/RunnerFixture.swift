@@ -1,8 +1,8 @@
-public import AtollCore
+import AtollCore
 public import AtollRuntime
-public import AtollSandbox
-public import Foundation
-public import Glibc
+import AtollSandbox
+import Foundation
+import Glibc
 public import Testing
 
 /// A runner on a fake driver, a manual clock and a throwaway database: no root needed.

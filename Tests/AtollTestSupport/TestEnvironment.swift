@@ -2,8 +2,8 @@ public import AtollCore
 public import AtollLinux
 public import AtollRuntime
 public import AtollSandbox
-public import Foundation
-public import Glibc
+import Foundation
+import Glibc
 public import Testing
 
 /// Facts about where the tests run, and the rule for privileged tests: outside CI a missing

@@ -1,9 +1,9 @@
-public import AtollCore
+import AtollCore
 public import AtollLinux
 public import AtollSandbox
-public import Foundation
-public import Glibc
-public import Testing
+import Foundation
+import Glibc
+import Testing
 
 /// Network namespaces the tests make for themselves. A test runner's "host" is one of these, so
 /// bridges, links, nftables tables and IPv4 forwarding are only ever changed inside namespaces a

@@ -1,6 +1,6 @@
 public import AtollCore
-public import CRuntime
-public import Glibc
+import CRuntime
+import Glibc
 
 /// One connection to a sandbox's agent (see `atoll_agent.h`): a request, then its replies.
 ///

@@ -1,5 +1,5 @@
 public import AtollCore
-public import CRuntime
+import CRuntime
 
 /// One message of the sandbox agent's protocol (`CRuntime/include/atoll_agent.h`): a kind, some
 /// 64-bit numbers and some strings. What arrives from a sandbox is untrusted: `decode` checks

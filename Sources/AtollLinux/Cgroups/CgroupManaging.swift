@@ -1,5 +1,5 @@
 public import AtollCore
-public import Foundation
+import Foundation
 
 /// The cgroup hierarchy flavour a host runs.
 public enum CgroupVersion: String, Sendable, Codable {

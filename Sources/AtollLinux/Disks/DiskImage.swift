@@ -1,5 +1,5 @@
-public import AtollCore
-public import Foundation
+import AtollCore
+import Foundation
 public import Glibc
 
 /// A sandbox's disk: a sparse ext4 image file whose size is the sandbox's disk limit. It holds the

@@ -1,4 +1,4 @@
-public import AtollCore
+import AtollCore
 public import Glibc
 
 /// One step of the root filesystem plan that a sandbox's first process carries out in its new

@@ -1,7 +1,7 @@
 public import AtollCore
-public import CRuntime
-public import Foundation
-public import Glibc
+import CRuntime
+import Foundation
+import Glibc
 
 /// The network namespace that plays the host for sandbox networking: the bridge, the sandboxes'
 /// host-side links and the firewall live in it. Normally the caller's own; a test harness (or an

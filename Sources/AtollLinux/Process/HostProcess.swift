@@ -1,6 +1,6 @@
-public import AtollCore
+import AtollCore
 public import CRuntime
-public import Glibc
+import Glibc
 
 /// What a host program did: its exit status (or the signal that killed it) and its output.
 public struct HostProcessResult: Sendable {

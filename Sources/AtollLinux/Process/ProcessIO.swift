@@ -1,7 +1,7 @@
 public import AtollCore
-public import CRuntime
-public import Foundation
-public import Glibc
+import CRuntime
+import Foundation
+import Glibc
 
 /// How a process ended.
 public enum Termination: Sendable, Hashable, Codable {

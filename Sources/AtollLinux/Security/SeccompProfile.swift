@@ -1,5 +1,5 @@
-public import AtollCore
-public import CRuntime
+import AtollCore
+import CRuntime
 public import Glibc
 
 /// The seccomp profile every sandbox process runs under. Modelled on the container default

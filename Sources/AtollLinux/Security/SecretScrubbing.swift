@@ -1,6 +1,6 @@
 public import AtollCore
-public import Foundation
-public import Glibc
+import Foundation
+import Glibc
 
 /// Keeps secrets out of what other processes can read about this one: `/proc/<pid>/cmdline`
 /// shows the original argv strings and `/proc/<pid>/environ` the original environment block,
