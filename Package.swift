@@ -152,6 +152,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings),
+        .testTarget(name: "AtollWireTests", dependencies: ["AtollWire"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollStoreTests", dependencies: ["AtollStore"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollSandboxTests", dependencies: ["AtollSandbox", "AtollLinux", "AtollCore"], swiftSettings: swiftSettings),
         .testTarget(
