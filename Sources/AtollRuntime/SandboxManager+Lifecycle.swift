@@ -135,7 +135,7 @@ extension SandboxManager {
         var row = try row(idOrName, organizationId: organizationId)
         switch row.sandboxState {
         case .started:
-            if let process = Self.initProcess(row), process.isRunning { return Sandbox(row) }
+            if let process = row.initProcess, process.isRunning { return Sandbox(row) }
             // PID 1 died underneath: clean up and start afresh.
             row = try await settleDeadInit(row)
             return try await startStopped(row)
@@ -220,7 +220,7 @@ extension SandboxManager {
     /// sandbox is `stopped`.
     func settleDeadInit(_ row: SandboxRow) async throws -> SandboxRow {
         let (row, token) = try begin(row.id, from: [.started], to: .stopping, operation: "stopped", reason: "PID 1 is gone")
-        try await driver.stop(try Self.machine(row), initProcess: Self.initProcess(row))
+        try await driver.stop(try Self.machine(row), initProcess: row.initProcess)
         return try finish(row.id, token: token, to: .stopped, reason: "PID 1 was gone") { row in
             row.initProcess = nil
         }
@@ -240,7 +240,7 @@ extension SandboxManager {
         var (row, token) = try begin(current.id, from: [.started], to: .stopping, operation: "stopped", reason: force ? "force stop" : "stop")
         let machine = try Self.machine(row)
         do {
-            try await driver.stop(machine, initProcess: Self.initProcess(row))
+            try await driver.stop(machine, initProcess: row.initProcess)
             Failpoint.hit("stop.after-kill")
         } catch {
             fail(row.id, token: token, error, recoverable: true)
@@ -325,7 +325,7 @@ extension SandboxManager {
         do {
             row = try withAddress(row)
             machine = try Self.machine(row)
-            try await driver.stop(machine, initProcess: Self.initProcess(row))
+            try await driver.stop(machine, initProcess: row.initProcess)
             if !driver.hasDisk(machine) {
                 if let path = row.archivePath, let bytes = row.archiveBytes, let sha = row.archiveSHA256 {
                     try await driver.restore(machine, from: ArchiveInfo(path: path, bytes: UInt64(bytes), sha256: sha))
@@ -537,7 +537,7 @@ extension SandboxManager {
 
     func runningMachine(_ idOrName: String, organizationId: String?) throws -> (SandboxMachine, InitProcess) {
         let current = try row(idOrName, organizationId: organizationId)
-        guard current.sandboxState == .started, let process = Self.initProcess(current) else {
+        guard current.sandboxState == .started, let process = current.initProcess else {
             throw AtollError(.conflict, "sandbox \(current.id) is \(current.state): it must be started to run processes")
         }
         return (try Self.machine(current), process)

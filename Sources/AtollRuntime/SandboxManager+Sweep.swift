@@ -153,7 +153,7 @@ extension SandboxManager {
             return nil  // another live process is doing it
         }
         let machine = try Self.machine(row)
-        let initProcess = Self.initProcess(row)
+        let initProcess = row.initProcess
         func settle(_ to: SandboxState, _ reason: String, _ change: @escaping (inout SandboxRow) -> Void = { _ in }) throws {
             // What changed happened while no runner watched: allocation periods end at their
             // last durable sample, so the time nobody saw is neither billed nor lost twice.

@@ -117,8 +117,6 @@ public actor SandboxManager {
         return row
     }
 
-    static func initProcess(_ row: SandboxRow) -> InitProcess? { row.initProcess }
-
     // MARK: - Transitions
 
     /// Moves a sandbox from one of `allowed` into the transitional state `state`, durably, and

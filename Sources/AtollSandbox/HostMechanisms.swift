@@ -51,7 +51,6 @@ public struct KernelUserNamespaces: UserNamespaces {
 /// The host side of sandbox networking (`SandboxNetworking` is the real one).
 public protocol NetworkAttaching: Sendable {
     var settings: NetworkSettings { get }
-    func entry(_ id: SandboxID, _ network: MachineNetwork?) -> FirewallEntry?
     /// The sandbox's network namespace, linked and addressed, with its firewall entry.
     func attach(_ entry: FirewallEntry) throws -> OwnedFD
     func detach(slot: Int) throws
@@ -60,6 +59,14 @@ public protocol NetworkAttaching: Sendable {
 }
 
 extension SandboxNetworking: NetworkAttaching {}
+
+extension NetworkAttaching {
+    /// The firewall's view of a sandbox, or nil when it has no address on this subnet.
+    public func entry(_ id: SandboxID, _ network: MachineNetwork?) -> FirewallEntry? {
+        guard let network, let slot = settings.subnet.slot(of: network.address) else { return nil }
+        return FirewallEntry(id: id, slot: slot, address: network.address, policy: network.policy)
+    }
+}
 
 /// Everything the driver does to the host, injected: the real set by default.
 public struct HostMechanisms: Sendable {

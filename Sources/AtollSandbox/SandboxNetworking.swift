@@ -62,12 +62,6 @@ public final class SandboxNetworking: Sendable {
         self.lockPath = lockPath
     }
 
-    /// The firewall's view of a sandbox, or nil when it has no address on this subnet.
-    public func entry(_ id: SandboxID, _ network: MachineNetwork?) -> FirewallEntry? {
-        guard let network, let slot = settings.subnet.slot(of: network.address) else { return nil }
-        return FirewallEntry(id: id, slot: slot, address: network.address, policy: network.policy)
-    }
-
     /// Brings the host side up and makes the firewall and the bridge's ports match `current()`
     /// exactly (read under the lock): the ruleset is replaced in one transaction and ports of
     /// sandboxes that are gone are deleted. Idempotent. Returns what it changed on the host that an

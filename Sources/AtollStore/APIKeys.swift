@@ -106,10 +106,7 @@ extension SandboxDatabase {
     /// A new random key: `atl_` and 48 hex digits (192 bits).
     public static func newKey() -> String {
         var generator = SystemRandomNumberGenerator()
-        let hex = (0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) }.map { b -> String in
-            let s = String(b, radix: 16)
-            return s.count == 1 ? "0" + s : s
-        }.joined()
+        let hex = Hex.string((0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) })
         return "atl_" + hex
     }
 }

@@ -132,10 +132,6 @@ final class RecordingNetwork: NetworkAttaching, @unchecked Sendable {
         self.settings = try NetworkSettings(subnet: try SandboxSubnet(parsing: "10.77.0.0/24"))
     }
 
-    func entry(_ id: SandboxID, _ network: MachineNetwork?) -> FirewallEntry? {
-        guard let network, let slot = settings.subnet.slot(of: network.address) else { return nil }
-        return FirewallEntry(id: id, slot: slot, address: network.address, policy: network.policy)
-    }
     func attach(_ entry: FirewallEntry) throws -> OwnedFD {
         recorder.record("network.attach \(entry.slot)")
         let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
