@@ -19,6 +19,7 @@ struct ErrorMiddleware: RouterMiddleware {
             log(request, context, status: response.status.code, start: start)
             return response
         } catch {
+            let error = Self.unmatched(error, request, context)
             let body = Self.body(for: error, request, redact: redact)
             let status = body.statusCode
             log(request, context, status: status, start: start, message: Self.atollError((error as? ToolboxError)?.error ?? error).description)
@@ -39,6 +40,16 @@ struct ErrorMiddleware: RouterMiddleware {
             timestamp: ISO8601DateFormatter().string(from: Date()), path: request.uri.path, method: request.method.rawValue)
     }
 
+    /// A request no route matched, under `/api` or `/toolbox`, is a Daytona call Atoll does not
+    /// serve: 501 naming it, not the router's 404, which the SDK would report as a missing sandbox.
+    static func unmatched(_ error: any Error, _ request: Request, _ context: AtollContext) -> any Error {
+        // Atoll's own "not found" is an AtollError; only the router throws HTTPError(.notFound).
+        guard let http = error as? HTTPError, http.status == .notFound else { return error }
+        let path = request.uri.path
+        guard path.hasPrefix("/api/") || path.hasPrefix("/toolbox/") else { return error }
+        return AtollError(.notImplemented, "\(request.method.rawValue) \(path.prefix(200)) is not implemented by Atoll")
+    }
+
     /// The reason phrase of a status (Daytona's `error` field).
     static func reason(_ status: Int) -> String {
         switch status {
@@ -49,6 +60,8 @@ struct ErrorMiddleware: RouterMiddleware {
         case 408: return "Request Timeout"
         case 409: return "Conflict"
         case 413: return "Payload Too Large"
+        case 429: return "Too Many Requests"
+        case 501: return "Not Implemented"
         case 503: return "Service Unavailable"
         default: return status >= 500 ? "Internal Server Error" : "Error"
         }

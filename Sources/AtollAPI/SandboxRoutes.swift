@@ -22,8 +22,8 @@ struct SandboxRoutes {
             try await respond(request, context) { try await manager.start($0, organizationId: $1) }
         }
         api.post("sandbox/:idOrName/stop") { request, context in
-            _ = try request.boolQuery("force")
-            return try await respond(request, context) { try await manager.stop($0, force: false, organizationId: $1) }
+            let force = try request.boolQuery("force") ?? false
+            return try await respond(request, context) { try await manager.stop($0, force: force, organizationId: $1) }
         }
         api.post("sandbox/:idOrName/archive") { request, context in
             try await respond(request, context) { try await manager.archive($0, organizationId: $1) }
@@ -92,10 +92,13 @@ struct SandboxRoutes {
         return labels
     }
 
-    /// Sandboxes matching the query's filters: labels, states, and id / name prefixes.
+    /// Sandboxes matching every filter the SDK's list sends (labels, states, id / name prefixes,
+    /// snapshots, resource ranges, public and recoverable flags, creation and last-event dates),
+    /// in the order `sort` / `order` ask for. A filter Atoll cannot apply is a 400 naming it,
+    /// never ignored: a caller would act on sandboxes it did not select.
     func filtered(_ request: Request, _ context: AtollContext) async throws -> [Sandbox] {
         var sandboxes = try await manager.list(labels: try Self.labelFilter(request), organizationId: try context.organization())
-        let states = request.uri.queryParameters.getAll("states").flatMap { $0.split(separator: ",").map(String.init) }
+        let states = Self.listQuery(request, "states")
         if !states.isEmpty {
             for state in states where SandboxState(rawValue: state) == nil {
                 throw AtollError(.invalidArgument, "states: unknown state \"\(state.prefix(32))\"")
@@ -104,7 +107,88 @@ struct SandboxRoutes {
         }
         if let prefix = request.query("name") { sandboxes = sandboxes.filter { $0.name.hasPrefix(prefix) } }
         if let prefix = request.query("id") { sandboxes = sandboxes.filter { $0.id.rawValue.hasPrefix(prefix) } }
-        return sandboxes
+        let snapshots = Self.listQuery(request, "snapshots")
+        if !snapshots.isEmpty { sandboxes = sandboxes.filter { snapshots.contains($0.snapshot) } }
+        // Atoll is one host: its only region is "local" (SandboxDTO.target).
+        let regions = Self.listQuery(request, "regionIds")
+        if !regions.isEmpty, !regions.contains("local") { sandboxes = [] }
+        for (name, value) in [("minCpu", \Sandbox.resources.cpu), ("minMemoryGiB", \.resources.memoryGiB), ("minDiskGiB", \.resources.diskGiB)] {
+            if let bound = try Self.optionalInteger(request, name) { sandboxes = sandboxes.filter { $0[keyPath: value] >= bound } }
+        }
+        for (name, value) in [("maxCpu", \Sandbox.resources.cpu), ("maxMemoryGiB", \.resources.memoryGiB), ("maxDiskGiB", \.resources.diskGiB)] {
+            if let bound = try Self.optionalInteger(request, name) { sandboxes = sandboxes.filter { $0[keyPath: value] <= bound } }
+        }
+        if let isPublic = try request.boolQuery("isPublic") { sandboxes = sandboxes.filter { $0.isPublic == isPublic } }
+        if let recoverable = try request.boolQuery("isRecoverable") {
+            sandboxes = sandboxes.filter { ($0.state == .error && $0.recoverable) == recoverable }
+        }
+        // Daytona's "last event" is the last state change: Atoll's updatedAt.
+        for (name, value, after) in [
+            ("createdAtAfter", \Sandbox.createdAt, true), ("createdAtBefore", \.createdAt, false),
+            ("lastEventAfter", \.updatedAt, true), ("lastEventBefore", \.updatedAt, false),
+        ] {
+            guard let bound = try Self.dateQuery(request, name) else { continue }
+            sandboxes = sandboxes.filter { after ? $0[keyPath: value] > bound : $0[keyPath: value] < bound }
+        }
+        for name in ["autoDestroyAtAfter", "autoDestroyAtBefore"] where request.query(name).map({ !$0.isEmpty }) == true {
+            throw AtollError(.invalidArgument, "\(name) is not supported by Atoll: a sandbox's deletion time depends on when it stops")
+        }
+        return try Self.sorted(sandboxes, by: request.query("sort"), order: request.query("order"))
+    }
+
+    /// A list parameter, repeated or comma-separated.
+    static func listQuery(_ request: Request, _ name: String) -> [String] {
+        request.uri.queryParameters.getAll(name).flatMap { $0.split(separator: ",").map(String.init) }.filter { !$0.isEmpty }
+    }
+
+    static func optionalInteger(_ request: Request, _ name: String) throws -> Int? {
+        guard let text = request.query(name), !text.isEmpty else { return nil }
+        guard let number = Int(text) else { throw AtollError(.invalidArgument, "\(name) must be an integer, got \"\(text.prefix(32))\"") }
+        return number
+    }
+
+    /// An ISO 8601 date (with or without fractional seconds), as the SDK sends them.
+    static func dateQuery(_ request: Request, _ name: String) throws -> Date? {
+        guard let text = request.query(name), !text.isEmpty else { return nil }
+        let plain = ISO8601DateFormatter()
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        guard let date = fractional.date(from: text) ?? plain.date(from: text) else {
+            throw AtollError(.invalidArgument, "\(name) must be an ISO 8601 date such as 2026-12-07T18:00:00Z, got \"\(text.prefix(40))\"")
+        }
+        return date
+    }
+
+    /// Daytona's sort fields and orders; creation order (oldest first) by default.
+    static func sorted(_ sandboxes: [Sandbox], by field: String?, order: String?) throws -> [Sandbox] {
+        let descending: Bool
+        switch order ?? "" {
+        case "", "asc": descending = false
+        case "desc": descending = true
+        default: throw AtollError(.invalidArgument, "order must be asc or desc, got \"\(order!.prefix(16))\"")
+        }
+        let ascending: (Sandbox, Sandbox) -> Bool
+        switch field ?? "" {
+        case "": return descending ? sandboxes.reversed() : sandboxes
+        case "id": ascending = { $0.id.rawValue < $1.id.rawValue }
+        case "name": ascending = { $0.name < $1.name }
+        case "state": ascending = { $0.state.rawValue < $1.state.rawValue }
+        case "snapshot": ascending = { $0.snapshot < $1.snapshot }
+        case "region": return descending ? sandboxes.reversed() : sandboxes
+        case "createdAt": ascending = { $0.createdAt < $1.createdAt }
+        case "updatedAt": ascending = { $0.updatedAt < $1.updatedAt }
+        case "lastActivityAt": ascending = { $0.lastActivityAt < $1.lastActivityAt }
+        default:
+            throw AtollError(
+                .invalidArgument, "sort must be one of id, name, state, snapshot, region, createdAt, updatedAt, lastActivityAt; got \"\(field!.prefix(32))\"")
+        }
+        // Stable: ties keep creation order.
+        let indexed = sandboxes.enumerated().sorted { a, b in
+            if ascending(a.element, b.element) { return !descending }
+            if ascending(b.element, a.element) { return descending }
+            return a.offset < b.offset
+        }
+        return indexed.map(\.element)
     }
 
     @Sendable func list(_ request: Request, context: AtollContext) async throws -> Response {

@@ -46,11 +46,14 @@ public struct AtollError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let system = Code("system_error", 500)
         /// A bug or an inconsistent persisted state (HTTP 500).
         public static let `internal` = Code("internal_error", 500)
+        /// A Daytona route or feature Atoll does not serve (HTTP 501), so a client can tell it from
+        /// a missing sandbox.
+        public static let notImplemented = Code("not_implemented", 501)
 
         /// Every code, for documentation and tests.
         public static let all: [Code] = [
             .invalidArgument, .unauthenticated, .notFound, .conflict, .nameTaken, .forbidden, .timeout, .tooManyRequests, .quotaExceeded, .tooLarge,
-            .resourceExhausted, .unavailable, .system, .internal,
+            .resourceExhausted, .unavailable, .system, .internal, .notImplemented,
         ]
     }
 

@@ -34,6 +34,7 @@ extension CreateSandboxRequest {
         var parameters = CreateParameters(
             name: name, labels: labels ?? [:], env: env ?? [:], user: user, resources: resources, snapshot: snapshot,
             intervals: intervals, network: network, organizationId: organizationId)
+        parameters.isPublic = self.public ?? false
         guard let dockerfile = buildInfo?.dockerfileContent else { return .sandbox(parameters) }
         let image = Self.baseImage(dockerfile) ?? "(no FROM line)"
         parameters.snapshot = nil
@@ -60,6 +61,17 @@ extension CreateSandboxRequest {
         }
         if let autoPauseInterval, autoPauseInterval != 0 {
             throw AtollError(.invalidArgument, "autoPauseInterval is not supported by Atoll (use autoStopInterval); the sandbox was not created")
+        }
+        // "local" is the one target Atoll reports (SandboxDTO.target).
+        if let target, !["", "local"].contains(target.trimmingCharacters(in: .whitespaces)) {
+            throw AtollError(
+                .invalidArgument, "target \"\(target.prefix(64))\" is not supported by Atoll: it runs sandboxes on this host only; the sandbox was not created")
+        }
+        if kvm == true {
+            throw AtollError(.invalidArgument, "kvm is not supported by Atoll: sandboxes get no /dev/kvm; the sandbox was not created")
+        }
+        if let gpuType, !gpuType.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw AtollError(.invalidArgument, "gpuType: this host has no GPUs to give; the sandbox was not created")
         }
         if let secrets, !secrets.isEmpty {
             throw AtollError(.invalidArgument, "secrets are not supported by Atoll (pass env instead); the sandbox was not created")

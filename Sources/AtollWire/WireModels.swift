@@ -112,6 +112,8 @@ public struct CreateSandboxRequest: Codable, Sendable {
     public var autoPauseInterval: Int?
     public var secrets: [CodableValue]?
     public var target: String?
+    public var kvm: Bool?
+    public var gpuType: String?
     public var cpu: Int?
     public var gpu: Int?
     public var memory: Int?
