@@ -101,8 +101,10 @@ public protocol SandboxDriving: Sendable {
     func provision(_ machine: SandboxMachine) async throws
     /// Starts PID 1 with a fresh set of namespaces on the existing disk.
     func start(_ machine: SandboxMachine) async throws -> InitProcess
-    /// Kills every process, reaps PID 1 and waits for the disk to be released (kept).
-    func stop(_ machine: SandboxMachine, initProcess: InitProcess?) async throws
+    /// Kills every process, reaps PID 1 and waits for the disk to be released (kept). With a
+    /// `grace` period, the sandbox's processes are asked to end first (SIGTERM, which PID 1
+    /// forwards to all of them) and get up to that many seconds before they are killed.
+    func stop(_ machine: SandboxMachine, initProcess: InitProcess?, grace: Double) async throws
     /// Stops and removes everything but the archive: cgroups, disk, directory.
     func destroy(_ machine: SandboxMachine) async throws
     func hasDisk(_ machine: SandboxMachine) -> Bool
@@ -144,6 +146,13 @@ public protocol SandboxDriving: Sendable {
     /// Applies a running sandbox's network policy at once. `current` (read under the network
     /// lock) is the sandbox as it is now, or nil when it no longer runs.
     func updateNetworkPolicy(current: @escaping @Sendable () throws -> SandboxMachine?) async throws
+}
+
+extension SandboxDriving {
+    /// Kills at once (no grace period): cleanup and the sweeper's stops.
+    public func stop(_ machine: SandboxMachine, initProcess: InitProcess?) async throws {
+        try await stop(machine, initProcess: initProcess, grace: 0)
+    }
 }
 
 /// The real driver: namespaces, cgroups, loop-backed disks and archives on this host.
@@ -329,13 +338,17 @@ public final class SandboxDriver: SandboxDriving {
         }
     }
 
-    public func stop(_ machine: SandboxMachine, initProcess: InitProcess?) async throws {
+    public func stop(_ machine: SandboxMachine, initProcess: InitProcess?, grace: Double) async throws {
         let id = machine.id
         let cached = live.withLock { $0.removeValue(forKey: id) }
         let disk = configuration.diskPath(id)
         let cgroups = self.cgroups
         let disks = self.disks
         try await Blocking.run("atoll-stop") {
+            if grace > 0, let initProcess {
+                let handle = cached?.initProcess == initProcess ? cached?.handle.pidfd : nil
+                Self.askToEnd(id.rawValue, initProcess: initProcess, pidfd: handle, cgroups: cgroups, grace: grace)
+            }
             try cgroups.killAll(id.rawValue)
             if let initProcess {
                 let handle = cached?.initProcess == initProcess ? cached?.handle.pidfd : nil
@@ -343,6 +356,20 @@ public final class SandboxDriver: SandboxDriving {
             }
             if KernelFile.exists(disk) { try disks.waitDetached(image: disk, timeout: 5) }
             try self.detachNetwork(machine)
+        }
+    }
+
+    /// A graceful stop's first half: SIGTERM to PID 1 (which sends it on to every process of the
+    /// sandbox, as `docker stop` does through an init), then waits until PID 1 is the only process
+    /// left or `grace` seconds pass. What is still running afterwards is killed by the caller.
+    static func askToEnd(_ group: String, initProcess: InitProcess, pidfd: OwnedFD?, cgroups: any CgroupManaging, grace: Double) {
+        // A pid is only signalled while it is still the sandbox's PID 1 (pid and start time).
+        guard let fd = pidfd ?? (try? Pidfd.open(initProcess.pid)), initProcess.isRunning else { return }
+        guard (try? Pidfd.signal(fd, SIGTERM)) != nil else { return }
+        let deadline = ContinuousClock.now + .milliseconds(Int(grace * 1000))
+        while ContinuousClock.now < deadline {
+            guard let processes = try? cgroups.processes(group), processes.count > 1 else { return }
+            usleep(10_000)
         }
     }
 

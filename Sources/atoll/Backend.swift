@@ -45,7 +45,7 @@ protocol Backend: Sendable {
     func list(labels: [String: String]) async throws -> [SandboxDTO]
     func get(_ id: String) async throws -> SandboxDTO
     func start(_ id: String) async throws -> SandboxDTO
-    func stop(_ id: String) async throws -> SandboxDTO
+    func stop(_ id: String, force: Bool) async throws -> SandboxDTO
     /// Archives and waits until the archive is done; `progress` sees the elapsed seconds.
     func archive(_ id: String, progress: @escaping @Sendable (Double) -> Void) async throws -> SandboxDTO
     func recover(_ id: String) async throws -> SandboxDTO
@@ -89,7 +89,7 @@ struct EmbeddedBackend: Backend {
     func list(labels: [String: String]) async throws -> [SandboxDTO] { try await manager.list(labels: labels).map(dto) }
     func get(_ id: String) async throws -> SandboxDTO { dto(try await manager.get(id)) }
     func start(_ id: String) async throws -> SandboxDTO { dto(try await manager.start(id)) }
-    func stop(_ id: String) async throws -> SandboxDTO { dto(try await manager.stop(id)) }
+    func stop(_ id: String, force: Bool) async throws -> SandboxDTO { dto(try await manager.stop(id, force: force)) }
 
     func archive(_ id: String, progress: @escaping @Sendable (Double) -> Void) async throws -> SandboxDTO {
         _ = try await manager.archive(id)
@@ -268,7 +268,9 @@ struct RemoteBackend: Backend {
 
     func get(_ id: String) async throws -> SandboxDTO { try await decode(SandboxDTO.self, "GET", sandbox(id)) }
     func start(_ id: String) async throws -> SandboxDTO { try await decode(SandboxDTO.self, "POST", sandbox(id) + "/start", timeout: 3600) }
-    func stop(_ id: String) async throws -> SandboxDTO { try await decode(SandboxDTO.self, "POST", sandbox(id) + "/stop", timeout: 600) }
+    func stop(_ id: String, force: Bool) async throws -> SandboxDTO {
+        try await decode(SandboxDTO.self, "POST", sandbox(id) + "/stop?force=\(force)", timeout: 600)
+    }
     func recover(_ id: String) async throws -> SandboxDTO { try await decode(SandboxDTO.self, "POST", sandbox(id) + "/recover", timeout: 3600) }
     func delete(_ id: String) async throws -> SandboxDTO { try await decode(SandboxDTO.self, "DELETE", sandbox(id), timeout: 600) }
 

@@ -86,15 +86,17 @@ struct Info: AsyncParsableCommand {
 }
 
 /// One lifecycle operation: start, stop, archive, recover or delete.
-enum LifecycleOperation: String {
-    case start, stop, archive, recover, delete
+enum LifecycleOperation {
+    case start
+    case stop(force: Bool)
+    case archive, recover, delete
 
     func perform(_ sandbox: String, runtime: RuntimeOptions, json: Bool) async throws {
         try await withBackend(runtime) { backend in
             let result: SandboxDTO
             switch self {
             case .start: result = try await backend.start(sandbox)
-            case .stop: result = try await backend.stop(sandbox)
+            case .stop(let force): result = try await backend.stop(sandbox, force: force)
             case .archive:
                 result = try await backend.archive(sandbox, progress: Output.progress("archiving \(sandbox)"))
                 Output.endProgress()
@@ -119,11 +121,13 @@ struct Start: AsyncParsableCommand {
 }
 
 struct Stop: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop a sandbox (processes killed, files kept).")
+    static let configuration = CommandConfiguration(
+        abstract: "Stop a sandbox (processes asked to end with SIGTERM, killed after 10 s; files kept).")
     @OptionGroup var runtime: RuntimeOptions
     @Argument(help: "Sandbox id or name.") var sandbox: String
+    @Flag(help: "Kill every process at once, without the grace period.") var force = false
     @Flag(help: "Print JSON.") var json = false
-    func run() async throws { try await LifecycleOperation.stop.perform(sandbox, runtime: runtime, json: json) }
+    func run() async throws { try await LifecycleOperation.stop(force: force).perform(sandbox, runtime: runtime, json: json) }
 }
 
 struct Archive: AsyncParsableCommand {

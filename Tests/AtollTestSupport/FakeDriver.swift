@@ -21,6 +21,9 @@ public final class FakeDriver: SandboxDriving, @unchecked Sendable {
     private var usages: [SandboxID: CgroupUsage] = [:]
     private var diskSizes: [SandboxID: UInt64] = [:]
     public var snapshots: Set<String> = ["default"]
+    private var graces: [Double] = []
+    /// The grace period of every stop, in order.
+    public var stopGraces: [Double] { lock.withLock { graces } }
 
     /// PID 1 of a fake sandbox: this test process, which is certainly running.
     public static let liveInit = InitProcess(pid: getpid(), startTime: ProcFS.startTime(getpid()) ?? 0)
@@ -60,7 +63,8 @@ public final class FakeDriver: SandboxDriving, @unchecked Sendable {
         return Self.liveInit
     }
 
-    public func stop(_ machine: SandboxMachine, initProcess: InitProcess?) async throws {
+    public func stop(_ machine: SandboxMachine, initProcess: InitProcess?, grace: Double) async throws {
+        lock.withLock { graces.append(grace) }
         try await enter("stop", machine.id.rawValue)
     }
 
