@@ -15,9 +15,22 @@ public struct ServerSettings: Sendable {
     public var publicURL: String
     /// Takes host paths out of what clients see (set by the router from the runtime's configuration).
     var redact = HostPathRedaction(replacements: [])
+    /// Preview URLs are `http://{port}-{sandbox id}.{previewDomain}[:port]/`. `localhost` works in
+    /// browsers with no DNS set-up (they resolve every `*.localhost` to loopback).
+    public var previewDomain: String
 
-    public init(publicURL: String) {
+    public init(publicURL: String, previewDomain: String = ServerSettings.defaultPreviewDomain) {
         self.publicURL = publicURL
+        self.previewDomain = previewDomain
+    }
+
+    public static let defaultPreviewDomain = "localhost"
+
+    /// The preview URL of `port` of `sandbox`, on the port the client reached this server at.
+    func previewURL(_ sandbox: SandboxID, port: Int, _ request: Request) -> String {
+        let authority = request.head.authority ?? publicURL.split(separator: "/").last.map(String.init) ?? ""
+        let serverPort = authority.hasSuffix("]") ? nil : authority.split(separator: ":").dropFirst().last
+        return "http://\(port)-\(sandbox.rawValue).\(previewDomain)" + (serverPort.map { ":\($0)" } ?? "")
     }
 
     /// The wire form of a sandbox, its error reason without host paths.
@@ -41,10 +54,13 @@ public struct ServerSettings: Sendable {
 /// Builds the HTTP application: `/api` (Daytona's sandbox API and Atoll's `/api/usage`),
 /// `/toolbox/{id}/…`, `/metrics` (Prometheus), `/health`.
 public enum AtollServer {
-    public static func router(manager: SandboxManager, settings: ServerSettings, metrics: RequestMetrics = RequestMetrics()) -> Router<AtollContext> {
+    public static func router(manager: SandboxManager, settings: ServerSettings, metrics: RequestMetrics = RequestMetrics()) throws -> Router<AtollContext> {
         let router = Router(context: AtollContext.self)
         let redact = HostPathRedaction(configuration: manager.configuration)
+        let previewTokens = try PreviewTokens(dataDirectory: manager.configuration.dataDirectory, database: manager.database)
         router.add(middleware: ErrorMiddleware(metrics: metrics, redact: redact))
+        // Before every route: a preview host or path is the sandbox's, whatever its path says.
+        router.add(middleware: PreviewProxy(manager: manager, tokens: previewTokens, domain: settings.previewDomain))
         router.get("health") { _, _ in try JSON.response(["status": "ok", "version": AtollVersion.current]) }
         // Prometheus scrapes with a bearer key too; a key sees its organization's sandboxes.
         router.group("metrics").add(middleware: AuthMiddleware(database: manager.database)).get { _, context in
@@ -55,9 +71,11 @@ public enum AtollServer {
         var settings = settings
         settings.redact = redact
         SandboxRoutes(manager: manager, server: settings).register(api)
+        PreviewRoutes(manager: manager, server: settings, tokens: previewTokens).register(api)
         UsageRoutes(manager: manager).register(api)
         let toolbox = router.group("toolbox").add(middleware: AuthMiddleware(database: manager.database))
         ToolboxRoutes(manager: manager, sessions: Sessions(runner: manager), redact: redact).register(toolbox)
+        GitRoutes(manager: manager, redact: redact).register(toolbox)
         return router
     }
 
@@ -67,17 +85,17 @@ public enum AtollServer {
     /// header sizes.
     public static func application(
         manager: SandboxManager, host: String, port: Int, logger: Logger, limits: ConnectionLimits = ConnectionLimits(),
-        descriptorLimit: Int = 1024,
+        descriptorLimit: Int = 1024, previewDomain: String = ServerSettings.defaultPreviewDomain,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
-        let settings = ServerSettings(publicURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+    ) throws -> some ApplicationProtocol {
+        let settings = ServerSettings(publicURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)", previewDomain: previewDomain)
         let peers = PeerCounter()
         let http1 = HTTP1Channel.Configuration(
             additionalChannelHandlers: [ConnectionGuard(peers: peers, limits: limits)],
             idleTimeout: .seconds(limits.idleSeconds),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 << 10, maxHeaderListSize: 64 << 10, maxHeaderFieldCount: 200))
         return Application(
-            router: router(manager: manager, settings: settings),
+            router: try router(manager: manager, settings: settings),
             server: .http1(configuration: http1),
             configuration: .init(
                 address: .hostname(host, port: port), serverName: "atolld",

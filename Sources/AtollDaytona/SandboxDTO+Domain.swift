@@ -21,6 +21,7 @@ extension SandboxDTO {
             autoStopInterval: s.intervals.autoStop, autoArchiveInterval: s.intervals.autoArchive, autoDeleteInterval: s.intervals.autoDelete,
             createdAt: Self.iso.string(from: s.createdAt), updatedAt: Self.iso.string(from: s.updatedAt),
             lastActivityAt: Self.iso.string(from: s.lastActivityAt), daemonVersion: version, toolboxProxyUrl: toolboxURL)
+        self.public = s.isPublic
     }
 
     /// Where a sandbox is headed (Daytona's `desiredState`).

@@ -32,6 +32,8 @@ public struct Sandbox: Sendable, Hashable {
     public var createdAt: Date
     public var updatedAt: Date
     public var lastActivityAt: Date
+    /// Whether its preview URLs answer without a token.
+    public var isPublic: Bool
 
     /// The code-execution language (the `code-toolbox-language` label; Python when absent).
     public var language: Language { labels[Language.labelKey].flatMap { Language(rawValue: $0) } ?? .default }
@@ -59,6 +61,7 @@ public struct Sandbox: Sendable, Hashable {
         createdAt = Date(timeIntervalSince1970: row.createdAt)
         updatedAt = Date(timeIntervalSince1970: row.updatedAt)
         lastActivityAt = Date(timeIntervalSince1970: max(row.lastActivityAt, lastActivity ?? 0))
+        isPublic = row.isPublic
     }
 }
 
@@ -85,6 +88,8 @@ public struct CreateParameters: Sendable {
     public var ownedByCurrentProcess: Bool
     /// A chosen id (tests); random otherwise.
     public var id: SandboxID?
+    /// Preview URLs answer without a token (Daytona's `public`).
+    public var isPublic = false
 
     public init(
         name: String? = nil, labels: [String: String] = [:], env: [String: String] = [:], language: Language? = nil,

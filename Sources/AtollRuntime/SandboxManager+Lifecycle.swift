@@ -1,4 +1,4 @@
-import AtollCore
+public import AtollCore
 public import AtollLinux
 public import AtollSandbox
 import AtollStore
@@ -31,6 +31,7 @@ extension SandboxManager {
         var intervals: LifecycleIntervals
         var network: NetworkPolicy
         var owner: ProcessRef?
+        var isPublic = false
 
         var poolKey: WarmPoolKey { WarmPoolKey(snapshot: snapshot, resources: resources, user: user, pidsMax: pidsMax) }
     }
@@ -73,7 +74,7 @@ extension SandboxManager {
             id: parameters.id ?? SandboxID.random(), name: parameters.name,
             organizationId: parameters.organizationId ?? configuration.organizationId, labels: labels, env: parameters.env,
             user: user, resources: resources, pidsMax: pidsMax, snapshot: snapshot, intervals: intervals,
-            network: parameters.network, owner: parameters.ownedByCurrentProcess ? me : nil)
+            network: parameters.network, owner: parameters.ownedByCurrentProcess ? me : nil, isPublic: parameters.isPublic)
     }
 
     /// The cold path: a new disk, cgroup, network and PID 1. `pool` marks a warm pool member.
@@ -228,8 +229,13 @@ extension SandboxManager {
 
     // MARK: - Stop
 
-    /// Stops a started sandbox: every process is killed (memory cleared), the filesystem kept.
-    /// An ephemeral sandbox is deleted instead and comes back `destroyed`.
+    /// Seconds a graceful stop gives the sandbox's processes after SIGTERM (Docker's default).
+    public static let stopGrace: Double = 10
+
+    /// Stops a started sandbox: its processes are asked to end (SIGTERM) and get
+    /// `SandboxManager.stopGrace` seconds, then every process left is killed (memory cleared), the
+    /// filesystem kept; `force` kills at once (Daytona's `stop(force=True)`). An ephemeral
+    /// sandbox is deleted instead and comes back `destroyed`.
     public func stop(_ idOrName: String, force: Bool = false, organizationId: String? = nil) async throws -> Sandbox {
         let current = try row(idOrName, organizationId: organizationId)
         switch current.sandboxState {
@@ -240,7 +246,7 @@ extension SandboxManager {
         var (row, token) = try begin(current.id, from: [.started], to: .stopping, operation: "stopped", reason: force ? "force stop" : "stop")
         let machine = try Self.machine(row)
         do {
-            try await driver.stop(machine, initProcess: row.initProcess)
+            try await driver.stop(machine, initProcess: row.initProcess, grace: force ? 0 : Self.stopGrace)
             Failpoint.hit("stop.after-kill")
         } catch {
             fail(row.id, token: token, error, recoverable: true)
@@ -479,6 +485,25 @@ extension SandboxManager {
         return try change(idOrName, organizationId: organizationId) { $0.labels = StringMapColumn.encode(labels) }
     }
 
+    /// Makes the sandbox's preview URLs answer without a token (or need one again).
+    public func setPublic(_ idOrName: String, _ isPublic: Bool, organizationId: String? = nil) throws -> Sandbox {
+        try change(idOrName, organizationId: organizationId) { $0.isPublic = isPublic }
+    }
+
+    /// Changes the environment later processes of the sandbox start with (Daytona's
+    /// `update_env`): `unset` names are removed, then `set` is merged in. Running processes keep
+    /// theirs.
+    public func updateEnv(_ idOrName: String, set: [String: String], unset: [String], organizationId: String? = nil) throws -> Sandbox {
+        try EnvironmentValidation.validate(set, field: "set")
+        try EnvironmentValidation.validate(Dictionary(unset.map { ($0, "") }, uniquingKeysWith: { a, _ in a }), field: "unset")
+        return try change(idOrName, organizationId: organizationId) { row in
+            var env = StringMapColumn.decode(row.env)
+            for name in unset { env[name] = nil }
+            env.merge(set) { _, new in new }
+            row.env = StringMapColumn.encode(env)
+        }
+    }
+
     public func setAutoStop(_ idOrName: String, minutes: Int, organizationId: String? = nil) throws -> Sandbox {
         try LifecycleIntervals.checkAutoStop(minutes)
         return try change(idOrName, organizationId: organizationId) { $0.autoStop = minutes }
@@ -530,6 +555,9 @@ extension SandboxManager {
         return try await driver.runCode(machine, initProcess: process, request, onOutput: onOutput)
     }
 
+    /// Bytes the sandbox's disk occupies on the host.
+    public func diskBytes(_ id: SandboxID) -> UInt64 { driver.diskBytes(id) }
+
     /// CPU, memory and task usage of a sandbox's cgroup (zero when it has none).
     public func usage(_ idOrName: String, organizationId: String? = nil) async throws -> CgroupUsage {
         try await driver.usage(try Self.machine(try row(idOrName, organizationId: organizationId)))
@@ -575,7 +603,7 @@ extension SandboxManager {
     /// The one builder of a new sandbox's record from a validated plan; what only a running
     /// create sets (owner, operation token, deadline, pool) the caller adds.
     static func newRow(_ plan: CreatePlan, name: String, state: SandboxState, at: Double) -> SandboxRow {
-        SandboxRow(
+        var row = SandboxRow(
             id: plan.id.rawValue, organizationId: plan.organizationId, name: name,
             state: state.rawValue, errorReason: nil, recoverable: false, snapshot: plan.snapshot, user: plan.user,
             env: StringMapColumn.encode(plan.env), labels: StringMapColumn.encode(plan.labels),
@@ -585,5 +613,7 @@ extension SandboxManager {
             uidBase: 0, uidCount: 0, address: nil, initPid: nil, initStartTime: nil,
             archivePath: nil, archiveBytes: nil, archiveSHA256: nil, ownerPid: nil, ownerStartTime: nil,
             opPid: nil, opStartTime: nil, opToken: nil, deadline: nil, createdAt: at, updatedAt: at, lastActivityAt: at)
+        row.isPublic = plan.isPublic
+        return row
     }
 }

@@ -94,6 +94,7 @@ extension SandboxManager {
                 row.autoStop = plan.intervals.autoStop
                 row.autoArchive = plan.intervals.autoArchive
                 row.autoDelete = plan.intervals.autoDelete
+                row.isPublic = plan.isPublic
                 row.ownerPid = plan.owner?.pid
                 row.ownerStartTime = plan.owner.map { Int64($0.startTime) }
             }

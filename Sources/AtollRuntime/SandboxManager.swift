@@ -73,6 +73,13 @@ public actor SandboxManager {
         Sandbox(try row(idOrName, organizationId: organizationId), lastActivity: nil).withActivity(activity)
     }
 
+    /// A sandbox by id, in whichever organization it belongs to: for the preview proxy, where a
+    /// token (not a key) proves access. Nil when there is none (or it is destroyed).
+    public nonisolated func sandbox(id: SandboxID) throws -> Sandbox? {
+        guard let row = try database.sandbox(id: id.rawValue), row.sandboxState != .destroyed else { return nil }
+        return Sandbox(row)
+    }
+
     /// Sandboxes of an organization whose labels include all of `labels`, oldest first.
     public func list(labels: [String: String] = [:], organizationId: String? = nil) throws -> [Sandbox] {
         let org = organizationId ?? configuration.organizationId

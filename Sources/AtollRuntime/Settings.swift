@@ -42,6 +42,7 @@ public enum Settings {
     public static let all: [Setting] = [
         Setting("dataDir", "ATOLL_DATA_DIR", .string),
         Setting("listen", "ATOLLD_LISTEN", .string),
+        Setting("previewDomain", "ATOLLD_PREVIEW_DOMAIN", .string),
         Setting("logLevel", "ATOLLD_LOG_LEVEL", .string),
         Setting("sweepInterval", "ATOLLD_SWEEP_INTERVAL", .number),
         Setting("snapshotsDir", "ATOLL_SNAPSHOTS_DIR", .string),

@@ -80,6 +80,7 @@ public final class SandboxDatabase: Sendable {
         registerAddressMigrations(&migrator)
         registerMeteringMigrations(&migrator)
         registerWarmPoolMigrations(&migrator)
+        registerPreviewMigrations(&migrator)
         return migrator
     }
 

@@ -58,6 +58,8 @@ public struct SandboxRow: Codable, Sendable, Hashable, FetchableRecord, Persista
     /// The warm pool key (`WarmPoolKey.description`) of a pooled sandbox not yet claimed, or
     /// `claiming:TOKEN` while a claim is under way; nil for every sandbox someone asked for.
     public var pool: String? = nil
+    /// Whether its preview URLs answer without a token (Daytona's `public`).
+    public var isPublic: Bool = false
 
     public init(
         id: String, organizationId: String, name: String, state: String, errorReason: String?, recoverable: Bool, snapshot: String, user: String, env: String,

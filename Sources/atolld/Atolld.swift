@@ -145,9 +145,13 @@ struct Atolld: AsyncParsableCommand {
                 "total": "\(limits.effectiveTotal(descriptorLimit: Int(clamping: files.soft)))", "perPeer": "\(limits.perPeer)",
                 "idleSeconds": "\(limits.idleSeconds)", "stallSeconds": "\(limits.stallSeconds)",
             ])
-        let app = AtollServer.application(
+        let previewDomain = settings[environment: "ATOLLD_PREVIEW_DOMAIN"] ?? ServerSettings.defaultPreviewDomain
+        guard !previewDomain.isEmpty, previewDomain.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }) else {
+            throw ValidationError("previewDomain must be a DNS name such as localhost or preview.example.com, got \(previewDomain)")
+        }
+        let app = try AtollServer.application(
             manager: manager, host: host, port: port, logger: logger, limits: limits,
-            descriptorLimit: Int(clamping: files.soft)
+            descriptorLimit: Int(clamping: files.soft), previewDomain: previewDomain
         ) { actualPort in
             let url = "http://\(host.contains(":") ? "[\(host)]" : host):\(actualPort)"
             Self.writeEndpoint(url: url, dataDirectory: dataDirectory)
