@@ -48,6 +48,9 @@ struct ToolboxRoutes {
         toolbox.get(":id/user-home-dir") { _, context in try await directory(context) }
         toolbox.get(":id/work-dir") { _, context in try await directory(context) }
         toolbox.get(":id/version") { _, _ in try JSON.response(["version": AtollVersion.current]) }
+        toolbox.post(":id/files/replace", use: replaceInFiles)
+        toolbox.post(":id/env", use: updateEnv)
+        toolbox.get(":id/system/metrics", use: systemMetrics)
     }
 
     func sandbox(_ context: AtollContext) throws -> (String, String) {
@@ -377,6 +380,111 @@ struct ToolboxRoutes {
     @Sendable func directory(_ context: AtollContext) async throws -> Response {
         let home = try await withFiles(context) { try $0.home() }
         return try JSON.response(["dir": home])
+    }
+
+    struct ReplaceBody: Decodable {
+        var files: [String]
+        var pattern: String
+        var newValue: String
+    }
+
+    struct ReplaceResult: Encodable {
+        var file: String
+        var success: Bool
+        var error: String?
+    }
+
+    /// Largest file `files/replace` edits.
+    static let replaceLimit = 64 << 20
+
+    /// Daytona's `replace_in_files`: every occurrence of `pattern` (literal text, as Daytona's
+    /// daemon matches it) becomes `newValue`, file by file, each read and written back as the
+    /// sandbox's user (the new content replaces the old in one rename; the mode is kept). A file
+    /// that cannot be changed is a result with its error, not a failure of the whole call.
+    @Sendable func replaceInFiles(_ request: Request, context: AtollContext) async throws -> Response {
+        let body = try await JSON.decode(ReplaceBody.self, from: request, context: context)
+        guard !body.pattern.isEmpty else { throw AtollError(.invalidArgument, "pattern is empty") }
+        guard body.files.count <= 10000 else { throw AtollError(.invalidArgument, "at most 10000 files per call, got \(body.files.count)") }
+        let redact = self.redact
+        let results = try await withFiles(context) { files in
+            body.files.map { path -> ReplaceResult in
+                do {
+                    let info = try files.info(path)
+                    guard !info.isDirectory else { throw AtollError(.invalidArgument, "\(path) is a directory") }
+                    let old = try files.read(path, limit: Self.replaceLimit)
+                    let new = Self.replacing(Array(body.pattern.utf8), with: Array(body.newValue.utf8), in: old)
+                    if new != old { try files.write(path, bytes: new, mode: mode_t(info.mode & 0o7777)) }
+                    return ReplaceResult(file: path, success: true)
+                } catch {
+                    return ReplaceResult(file: path, success: false, error: redact((error as? AtollError)?.description ?? "\(error)"))
+                }
+            }
+        }
+        return try JSON.response(results)
+    }
+
+    /// `bytes` with every non-overlapping occurrence of `pattern` replaced, left to right (bytes,
+    /// so a file that is not UTF-8 keeps its other bytes exactly).
+    static func replacing(_ pattern: [UInt8], with replacement: [UInt8], in bytes: [UInt8]) -> [UInt8] {
+        guard !pattern.isEmpty, bytes.count >= pattern.count else { return bytes }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == pattern[0], i + pattern.count <= bytes.count, bytes[i..<(i + pattern.count)].elementsEqual(pattern) {
+                out += replacement
+                i += pattern.count
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return out
+    }
+
+    struct EnvBody: Decodable {
+        var set: [String: String]?
+        var unset: [String]?
+    }
+
+    /// Daytona's `update_env`: the environment of processes started from now on.
+    @Sendable func updateEnv(_ request: Request, context: AtollContext) async throws -> Response {
+        let body = try await JSON.decode(EnvBody.self, from: request, context: context)
+        let (id, org) = try sandbox(context)
+        _ = try await manager.updateEnv(id, set: body.set ?? [:], unset: body.unset ?? [], organizationId: org)
+        return try JSON.response([String: String]())  // the SDK parses an object
+    }
+
+    struct SystemMetrics: Encodable {
+        var cpuCount: Int
+        var cpuUsedPct: Double
+        var memTotal: UInt64
+        var memUsed: UInt64
+        var memCache: UInt64?
+        var diskTotal: UInt64
+        var diskUsed: UInt64
+        var timestamp: String
+    }
+
+    /// Daytona's `get_metrics_latest`, from the sandbox's cgroup: CPU use over the last 200 ms as
+    /// a share of its vCPUs, memory charged against its limit, its disk's allocated bytes.
+    @Sendable func systemMetrics(_ request: Request, context: AtollContext) async throws -> Response {
+        let (id, org) = try sandbox(context)
+        let sandbox = try await manager.get(id, organizationId: org)
+        let before = try await manager.usage(id, organizationId: org)
+        let start = ContinuousClock.now
+        try await Task.sleep(for: .milliseconds(200))
+        let after = try await manager.usage(id, organizationId: org)
+        let elapsed = ContinuousClock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let busy = Double(after.cpuNanoseconds &- before.cpuNanoseconds) / 1e9
+        let share = min(100, max(0, busy / seconds / Double(sandbox.resources.cpu) * 100))
+        return try JSON.response(
+            SystemMetrics(
+                cpuCount: sandbox.resources.cpu, cpuUsedPct: (share * 10).rounded() / 10,
+                memTotal: UInt64(sandbox.resources.memoryGiB) << 30, memUsed: after.memoryBytes, memCache: nil,
+                diskTotal: UInt64(sandbox.resources.diskGiB) << 30, diskUsed: await manager.diskBytes(sandbox.id),
+                timestamp: ISO8601DateFormatter().string(from: Date())))
     }
 
     // MARK: - Transfers
