@@ -56,10 +56,13 @@ struct RouteTests {
     }
 
     /// A router over a fresh runner and an API key of organization `org` (admin when asked).
-    func withAPI(admin: Bool = false, _ body: @escaping @Sendable (Client, RunnerFixture) async throws -> Void) async throws {
-        try await withRunner { f in
+    func withAPI(
+        admin: Bool = false, configure: (inout RuntimeConfiguration) -> Void = { _ in },
+        _ body: @escaping @Sendable (Client, RunnerFixture) async throws -> Void
+    ) async throws {
+        try await withRunner(configure: configure) { f in
             let (key, _) = try f.manager.database.createKey(organizationId: "org", name: "test", admin: admin, at: 0)
-            let router = AtollServer.router(manager: f.manager, settings: ServerSettings(publicURL: "http://127.0.0.1:1"))
+            let router = try AtollServer.router(manager: f.manager, settings: ServerSettings(publicURL: "http://127.0.0.1:1"))
             try await Application(router: router).test(.router) { client in
                 try await body(Client(client: client, key: key), f)
             }

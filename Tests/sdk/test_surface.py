@@ -1,0 +1,336 @@
+"""The SDK's surface beyond the core: preview URLs through atolld's proxy, Git, and the small
+calls (replace in files, forced and graceful stops, env updates, metrics, list filters and
+sorting, refusals of what Atoll cannot honour, 501 for what it does not serve).
+
+Run through Tests/sdk/run (see test_sdk.py for the environment). Traffic goes only to atolld on
+loopback and, through its proxy, to servers inside the suite's own sandboxes.
+"""
+import base64
+import http.client as httpclient
+import os
+import time
+import unittest
+import urllib.parse
+
+from daytona import CreateSandboxFromSnapshotParams, Resources
+from daytona.common.errors import DaytonaBadRequestError, DaytonaError
+
+from test_sdk import API_URL, RUN, SDKTestCase, SharedSandboxTestCase, client, http
+
+BASE = urllib.parse.urlsplit(API_URL)
+DAEMON_PID = int(os.environ["ATOLL_DAEMON_PID"])
+
+
+def fetch(path, host=None, headers=None, method="GET"):
+    """A request to atolld's listener with any Host header; returns (status, headers, body)."""
+    connection = httpclient.HTTPConnection(BASE.hostname, BASE.port, timeout=30)
+    try:
+        all_headers = dict(headers or {})
+        if host:
+            all_headers["Host"] = host
+        connection.request(method, path, headers=all_headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def daemon_rss_kib():
+    with open(f"/proc/{DAEMON_PID}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def serve(sandbox, port, directory="/home/sandbox/www"):
+    """Starts python3's HTTP server in the sandbox and waits until it accepts connections."""
+    sandbox.process.exec(f"mkdir -p {directory} && echo 'hello from {sandbox.id}' > {directory}/index.html")
+    session = f"web-{port}"
+    sandbox.process.create_session(session)
+    from daytona import SessionExecuteRequest
+    sandbox.process.execute_session_command(session, SessionExecuteRequest(
+        command=f"cd {directory} && exec python3 -m http.server {port} --bind 0.0.0.0", run_async=True))
+    for _ in range(100):
+        probe = sandbox.process.exec(
+            f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 1)' 2>/dev/null && echo up")
+        if "up" in probe.result:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the server on port {port} did not come up")
+
+
+class PreviewTests(SDKTestCase):
+    def test_preview_links_tokens_public_and_failures(self):
+        sandbox = self.create()
+        serve(sandbox, 8000)
+        link = sandbox.get_preview_link(8000)
+        host = f"8000-{sandbox.id}.localhost"
+        self.assertEqual(urllib.parse.urlsplit(link.url).hostname, host)
+        self.assertFalse(sandbox.public)
+
+        # Host form with the token header; without a token it is refused.
+        status, _, body = fetch("/index.html", host=f"{host}:{BASE.port}", headers={"x-daytona-preview-token": link.token})
+        self.assertEqual((status, body), (200, f"hello from {sandbox.id}\n".encode()))
+        status, _, body = fetch("/index.html", host=host)
+        self.assertEqual(status, 401)
+        self.assertIn(b"needs its token", body)
+        status, _, _ = fetch("/index.html", host=host, headers={"x-daytona-preview-token": "0" * 40})
+        self.assertEqual(status, 401)
+
+        # Path form: the token as a query parameter becomes a cookie for that path.
+        status, headers, body = fetch(f"/preview/{sandbox.id}/8000/index.html?atoll-preview-token={link.token}")
+        self.assertEqual(status, 200, body)
+        cookie = headers["Set-Cookie"].split(";")[0]
+        self.assertIn(f"atoll-preview-{sandbox.id}-8000=", cookie)
+        self.assertIn(f"Path=/preview/{sandbox.id}/8000", headers["Set-Cookie"])
+        status, _, body = fetch(f"/preview/{sandbox.id}/8000/", headers={"Cookie": cookie})
+        self.assertEqual((status, body), (200, f"hello from {sandbox.id}\n".encode()))
+
+        # The token of one sandbox opens nothing of another; a port nothing listens on is a 502
+        # at once (port 22: the proxy reaches only the sandbox's own address, never the host's).
+        other = self.create()
+        status, _, _ = fetch("/", host=f"8000-{other.id}.localhost", headers={"x-daytona-preview-token": link.token})
+        self.assertEqual(status, 401)
+        other_link = other.get_preview_link(22)
+        status, _, body = fetch("/", host=f"22-{other.id}.localhost", headers={"x-daytona-preview-token": other_link.token})
+        self.assertEqual(status, 502, body)
+        status, _, _ = fetch("/", host="8000-nosuchsandbox.localhost")
+        self.assertEqual(status, 404)
+
+        # Signed URLs: valid until they expire or are expired early.
+        signed = sandbox.create_signed_preview_url(8000, expires_in_seconds=60)
+        self.assertEqual((signed.port, signed.sandbox_id), (8000, sandbox.id))
+        status, _, _ = fetch("/", host=host, headers={"x-daytona-preview-token": signed.token})
+        self.assertEqual(status, 200)
+        query = urllib.parse.urlsplit(signed.url).query
+        status, _, _ = fetch(f"/?{query}", host=host)
+        self.assertEqual(status, 200)
+        status, _, _ = fetch("/", host=f"8001-{sandbox.id}.localhost", headers={"x-daytona-preview-token": signed.token})
+        self.assertEqual(status, 401, "a signed token opens only its port")
+        sandbox.expire_signed_preview_url(8000, signed.token)
+        status, _, _ = fetch("/", host=host, headers={"x-daytona-preview-token": signed.token})
+        self.assertEqual(status, 401)
+        short = sandbox.create_signed_preview_url(8000, expires_in_seconds=1)
+        time.sleep(2.1)
+        status, _, _ = fetch("/", host=host, headers={"x-daytona-preview-token": short.token})
+        self.assertEqual(status, 401)
+
+        # Public: no token needed, and `public` says so; private again afterwards.
+        sandbox.set_public(True)
+        self.assertTrue(sandbox.public)
+        self.assertTrue(self.daytona.get(sandbox.id).public)
+        status, _, _ = fetch("/index.html", host=host)
+        self.assertEqual(status, 200)
+        sandbox.set_public(False)
+        status, _, _ = fetch("/index.html", host=host)
+        self.assertEqual(status, 401)
+
+        # WebSocket upgrades are not passed yet: said plainly, not a hang.
+        status, _, _ = fetch("/", host=host, headers={"x-daytona-preview-token": link.token, "Upgrade": "websocket", "Connection": "Upgrade"})
+        self.assertEqual(status, 501)
+
+        # A large download streams: the daemon's memory stays flat.
+        sandbox.process.exec("head -c 300000000 /dev/zero > /home/sandbox/www/big")
+        before = daemon_rss_kib()
+        connection = httpclient.HTTPConnection(BASE.hostname, BASE.port, timeout=60)
+        connection.request("GET", "/big", headers={"Host": host, "x-daytona-preview-token": link.token})
+        response = connection.getresponse()
+        self.assertEqual(response.status, 200)
+        received, peak = 0, before
+        while chunk := response.read(1 << 20):
+            received += len(chunk)
+            if received % (32 << 20) < (1 << 20):
+                peak = max(peak, daemon_rss_kib())
+        connection.close()
+        self.assertEqual(received, 300_000_000)
+        print(f"\n  preview download of 300 MB: daemon RSS {before} KiB before, peak {peak} KiB (+{(peak - before) / 1024:.1f} MiB)")
+        self.assertLess(peak - before, 48 * 1024)
+
+        # A client that leaves after the head (the body never read) costs the daemon nothing.
+        for _ in range(3):
+            connection = httpclient.HTTPConnection(BASE.hostname, BASE.port, timeout=60)
+            connection.request("GET", "/big", headers={"Host": host, "x-daytona-preview-token": link.token})
+            self.assertEqual(connection.getresponse().status, 200)
+            connection.close()
+        status, _, _ = fetch("/index.html", host=host, headers={"x-daytona-preview-token": link.token})
+        self.assertEqual(status, 200)
+
+        # A stopped sandbox answers 503 at once.
+        sandbox.stop()
+        start = time.monotonic()
+        status, _, body = fetch("/", host=host, headers={"x-daytona-preview-token": link.token})
+        self.assertEqual(status, 503, body)
+        self.assertLess(time.monotonic() - start, 5)
+
+
+class GitTests(SharedSandboxTestCase):
+    def test_init_commit_branch_push_clone_pull_status(self):
+        git = self.shared.git
+        git.init("origin.git", bare=True, initial_branch="main")
+        git.init("work", initial_branch="main")
+        self.shared.fs.upload_file(b"one\n", "work/a.txt")
+        status = git.status("work")
+        self.assertEqual(status.current_branch, "main")
+        self.assertEqual([(f.name, f.worktree) for f in status.file_status], [("a.txt", "Untracked")])
+        git.add("work", ["a.txt"])
+        self.assertEqual([(f.name, f.staging) for f in git.status("work").file_status], [("a.txt", "Added")])
+        first = git.commit("work", "first", "Ada", "ada@example.com")
+        self.assertRegex(first.sha, r"^[0-9a-f]{40}$")
+        git.remote_add("work", "origin", "/home/sandbox/origin.git")
+        self.assertEqual([(r.name, r.url) for r in git.remotes("work").remotes], [("origin", "/home/sandbox/origin.git")])
+        git.push("work", remote="origin", branch="main", set_upstream=True)
+        self.assertEqual(git.status("work").upstream, "origin/main")
+        git.create_branch("work", "feature")
+        self.assertEqual(sorted(git.branches("work").branches), ["feature", "main"])
+        git.checkout_branch("work", "feature")
+        self.assertEqual(git.status("work").current_branch, "feature")
+        git.checkout_branch("work", "main")
+        git.delete_branch("work", "feature")
+        self.assertEqual(git.branches("work").branches, ["main"])
+
+        # Clone, then pull a commit pushed meanwhile.
+        git.clone("/home/sandbox/origin.git", "copy")
+        self.assertEqual(self.shared.fs.download_file("copy/a.txt"), b"one\n")
+        self.shared.fs.upload_file(b"two\n", "work/b.txt")
+        git.add("work", ["."])
+        git.commit("work", "second", "Ada", "ada@example.com")
+        self.shared.process.exec("git -C work push origin main")
+        git.pull("copy")
+        self.assertEqual(self.shared.fs.download_file("copy/b.txt"), b"two\n")
+        log = self.shared.process.exec("git -C copy log --format='%an <%ae> %s'").result.split("\n")
+        self.assertEqual(log[:2], ["Ada <ada@example.com> second", "Ada <ada@example.com> first"])
+
+        # git's own message, with the SDK's error classes.
+        with self.assertRaises(DaytonaError) as missing_branch:
+            git.checkout_branch("work", "no-such-branch")
+        self.assertIn("no-such-branch", str(missing_branch.exception))
+        self.assertEqual(type(missing_branch.exception).__name__, "DaytonaGitBranchNotFoundError")
+        with self.assertRaises(DaytonaError) as missing_repo:
+            git.clone("/home/sandbox/nothing-here.git", "nothing")
+        self.assertEqual(type(missing_repo.exception).__name__, "DaytonaGitRepoNotFoundError")
+        with self.assertRaises(DaytonaError):
+            git.status("not-a-repo-dir")
+
+    def test_credentials_reach_the_server_and_are_not_kept(self):
+        """A clone with a username and password sends them (as HTTP basic auth) to a server in the
+        sandbox that records what it got, and leaves them in no git configuration file."""
+        sb = self.shared
+        recorder = (
+            "import http.server\n"
+            "class H(http.server.BaseHTTPRequestHandler):\n"
+            "    def do_GET(self):\n"
+            "        open('/home/sandbox/seen-auth', 'a').write((self.headers.get('Authorization') or 'none') + '\\n')\n"
+            "        self.send_response(401 if not self.headers.get('Authorization') else 404)\n"
+            "        self.send_header('WWW-Authenticate', 'Basic realm=x')\n"
+            "        self.end_headers()\n"
+            "    def log_message(self, *a): pass\n"
+            "http.server.HTTPServer(('127.0.0.1', 9418), H).serve_forever()\n")
+        sb.fs.upload_file(recorder.encode(), "recorder.py")
+        from daytona import SessionExecuteRequest
+        sb.process.create_session("git-recorder")
+        sb.process.execute_session_command("git-recorder", SessionExecuteRequest(command="exec python3 recorder.py", run_async=True))
+        time.sleep(0.5)
+        secret = f"s3cret-{RUN}"
+        with self.assertRaises(DaytonaError) as failed:
+            sb.git.clone("http://127.0.0.1:9418/repo.git", "private", username="ada", password=secret)
+        self.assertNotIn(secret, str(failed.exception))
+        seen = sb.fs.download_file("seen-auth").decode()
+        self.assertIn("Basic " + base64.b64encode(f"ada:{secret}".encode()).decode(), seen)
+        leftovers = sb.process.exec(f"grep -rs {secret} ~/.gitconfig ~/.config/git private/.git/config /etc/gitconfig; echo end").result
+        self.assertEqual(leftovers.strip(), "end")
+
+
+class SmallCallTests(SDKTestCase):
+    def test_unknown_routes_are_501_naming_them(self):
+        sandbox = self.create()
+        for method, path in [("POST", f"/api/sandbox/{sandbox.id}/fork"), ("GET", f"/toolbox/{sandbox.id}/lsp/completions"),
+                             ("GET", "/api/volumes")]:
+            status, body = http(method, path, {})
+            self.assertEqual((status, body["code"]), (501, "not_implemented"), path)
+            self.assertIn(path, body["message"])
+
+    def test_refused_create_fields(self):
+        for field, value in [("target", "eu"), ("kvm", True), ("gpuType", "A100"), ("domainAllowList", "example.com")]:
+            status, body = http("POST", "/api/sandbox", {field: value})
+            self.assertEqual(status, 400, field)
+            self.assertIn(field, body["message"])
+
+    def test_replace_in_files(self):
+        sandbox = self.create()
+        sandbox.fs.upload_file(b"alpha beta alpha\n", "r/one.txt")
+        sandbox.fs.upload_file(b"\xff\xfe alpha \x00\n", "r/two.bin")
+        sandbox.process.exec("chmod 0751 r/one.txt")
+        results = sandbox.fs.replace_in_files(["r/one.txt", "r/two.bin", "r/missing"], "alpha", "omega")
+        self.assertEqual([(r.file, r.success) for r in results], [("r/one.txt", True), ("r/two.bin", True), ("r/missing", False)])
+        self.assertIn("missing", results[2].error)
+        self.assertEqual(sandbox.fs.download_file("r/one.txt"), b"omega beta omega\n")
+        self.assertEqual(sandbox.fs.download_file("r/two.bin"), b"\xff\xfe omega \x00\n")
+        self.assertEqual(sandbox.process.exec("stat -c %a r/one.txt").result.strip(), "751")
+
+    def test_graceful_and_forced_stop(self):
+        """A graceful stop lets a process that handles SIGTERM finish its work; force kills at once."""
+        script = ("import signal, sys, time\n"
+                  "def bye(*_):\n"
+                  "    open('/home/sandbox/said-goodbye', 'w').write('yes')\n"
+                  "    sys.exit(0)\n"
+                  "signal.signal(signal.SIGTERM, bye)\n"
+                  "open('/home/sandbox/ready', 'w').write('1')\n"
+                  "time.sleep(3600)\n")
+        for force, expected in [(False, True), (True, False)]:
+            sandbox = self.create()
+            sandbox.fs.upload_file(script.encode(), "term.py")
+            from daytona import SessionExecuteRequest
+            sandbox.process.create_session("t")
+            sandbox.process.execute_session_command("t", SessionExecuteRequest(command="exec python3 term.py", run_async=True))
+            for _ in range(100):
+                if "1" in sandbox.process.exec("cat ready 2>/dev/null").result:
+                    break
+                time.sleep(0.05)
+            sandbox.stop(force=force)
+            sandbox.start()
+            said = sandbox.process.exec("cat said-goodbye 2>/dev/null").result == "yes"
+            self.assertEqual(said, expected, f"force={force}")
+
+    def test_update_env_and_metrics(self):
+        sandbox = self.create(env_vars={"KEEP": "1", "DROP": "x"})
+        sandbox.update_env({"ADDED": "two words"}, unset=["DROP"])
+        result = sandbox.process.exec('echo "$KEEP|$DROP|$ADDED"').result
+        self.assertEqual(result, "1||two words\n")
+        self.assertEqual(self.daytona.get(sandbox.id).env.get("ADDED"), "two words")
+        status, body = http("POST", f"/toolbox/{sandbox.id}/env", {"set": {"1BAD": "x"}})
+        self.assertEqual(status, 400)
+        self.assertIn("1BAD", body["message"])
+        metrics = sandbox.get_metrics_latest()
+        self.assertEqual(metrics.cpu_count, 1)
+        self.assertEqual(metrics.mem_total, 1 << 30)
+        self.assertGreater(metrics.mem_used, 0)
+        self.assertGreaterEqual(metrics.cpu_used_pct, 0)
+
+    def test_list_filters_and_sorting(self):
+        small = self.create(name=f"b-small-{RUN}", labels={"filters": RUN})
+        big = self.create(name=f"a-big-{RUN}", labels={"filters": RUN})
+        big.resize(Resources(cpu=2, memory=2))
+        label = urllib.parse.quote(f'{{"filters":"{RUN}"}}')
+        def names(query):
+            status, body = http("GET", f"/api/sandbox?labels={label}&{query}")
+            self.assertEqual(status, 200, body)
+            return [s["name"] for s in body["items"]]
+        self.assertEqual(names("minCpu=2"), [big.name])
+        self.assertEqual(names("maxMemoryGiB=1"), [small.name])
+        self.assertEqual(names("sort=name&order=asc"), [big.name, small.name])
+        self.assertEqual(names("sort=createdAt&order=desc"), [big.name, small.name])
+        self.assertEqual(names("snapshots=default"), [small.name, big.name])
+        self.assertEqual(names("snapshots=other"), [])
+        self.assertEqual(names("isPublic=true"), [])
+        self.assertEqual(names("createdAtAfter=2999-01-01T00:00:00Z"), [])
+        status, body = http("GET", f"/api/sandbox?sort=colour")
+        self.assertEqual(status, 400)
+        self.assertIn("sort", body["message"])
+        status, body = http("GET", f"/api/sandbox?autoDestroyAtAfter=2026-01-01T00:00:00Z")
+        self.assertEqual(status, 400)
+        self.assertIn("autoDestroyAtAfter", body["message"])
+
+
+if __name__ == "__main__":
+    unittest.main()
