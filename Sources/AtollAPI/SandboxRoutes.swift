@@ -153,7 +153,11 @@ struct SandboxRoutes {
         let plain = ISO8601DateFormatter()
         let fractional = ISO8601DateFormatter()
         fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        guard let date = fractional.date(from: text) ?? plain.date(from: text) else {
+        // Python's isoformat() writes microseconds: keep at most milliseconds for the parser.
+        // A "+01:00" offset whose '+' arrived unescaped reads as a space.
+        let trimmed = text.replacingOccurrences(of: " ", with: "+").replacingOccurrences(
+            of: #"(\.\d{3})\d+"#, with: "$1", options: .regularExpression)
+        guard let date = fractional.date(from: trimmed) ?? plain.date(from: trimmed) else {
             throw AtollError(.invalidArgument, "\(name) must be an ISO 8601 date such as 2026-12-07T18:00:00Z, got \"\(text.prefix(40))\"")
         }
         return date

@@ -72,6 +72,7 @@ public enum AtollServer {
         settings.redact = redact
         SandboxRoutes(manager: manager, server: settings).register(api)
         PreviewRoutes(manager: manager, server: settings, tokens: previewTokens).register(api)
+        TelemetryRoutes(manager: manager, server: settings).register(api)
         UsageRoutes(manager: manager).register(api)
         let toolbox = router.group("toolbox").add(middleware: AuthMiddleware(database: manager.database))
         ToolboxRoutes(manager: manager, sessions: Sessions(runner: manager), redact: redact).register(toolbox)

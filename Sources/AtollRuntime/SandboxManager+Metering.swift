@@ -237,6 +237,13 @@ extension SandboxManager {
 
     /// Running totals and current state of an organization's sandboxes (nil: all), for
     /// `/metrics`.
+    /// A sandbox's measurements over [from, to] (see `SandboxDatabase.usageSeries`), with the
+    /// sandbox as it is now (its limits).
+    public nonisolated func usageSeries(_ idOrName: String, from: Date, to: Date, organizationId: String? = nil) throws -> (Sandbox, [UsagePoint]) {
+        let row = try row(idOrName, organizationId: organizationId)
+        return (Sandbox(row), try database.usageSeries(sandboxId: row.id, from: from.timeIntervalSince1970, to: to.timeIntervalSince1970))
+    }
+
     public func meters(organizationId: String? = nil) throws -> [MeterRow] {
         try database.meters(organizationId: organizationId)
     }

@@ -45,6 +45,16 @@ public struct UsageSampleRow: Codable, Sendable, Hashable, FetchableRecord, Pers
     public var diskBytes: Int64
 }
 
+/// One point of a sandbox's usage: the CPU time used in the `seconds` before `at`, and memory
+/// and disk at `at` (for a minute's rollup: the most memory seen, the last disk size).
+public struct UsagePoint: Sendable, Hashable {
+    public var at: Int64
+    public var seconds: Int64
+    public var cpuNanoseconds: Int64
+    public var memoryBytes: Int64
+    public var diskBytes: Int64
+}
+
 /// Samples older than the detail window, folded into one row per sandbox and minute.
 public struct UsageRollupRow: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {
     public static let databaseTableName = "usageRollup"
@@ -386,6 +396,27 @@ extension SandboxDatabase {
                 result[id] = usage
             }
             return result
+        }
+    }
+
+    /// A sandbox's measurements over [from, to], oldest first: per-minute rollups where only
+    /// those are kept, then the per-second samples (for charts and Daytona's metrics calls).
+    public func usageSeries(sandboxId: String, from: Double, to: Double) throws -> [UsagePoint] {
+        try read { db in
+            let lower = Int64(from.rounded(.down))
+            let upper = Int64(to.rounded(.up))
+            var points = try UsageRollupRow.filter(Column("sandboxId") == sandboxId && Column("minute") >= lower / 60 * 60 && Column("minute") < upper)
+                .order(Column("minute")).fetchAll(db)
+                .map { UsagePoint(at: $0.minute + 60, seconds: 60, cpuNanoseconds: $0.cpuNanoseconds, memoryBytes: $0.memoryMaxBytes, diskBytes: $0.diskLastBytes) }
+            var previous: Int64?
+            for sample in try UsageSampleRow.filter(Column("sandboxId") == sandboxId && Column("at") >= lower && Column("at") <= upper)
+                .order(Column("at")).fetchAll(db)
+            {
+                let span = previous.map { max(1, sample.at - $0) } ?? 1
+                previous = sample.at
+                points.append(UsagePoint(at: sample.at, seconds: span, cpuNanoseconds: sample.cpuNanoseconds, memoryBytes: sample.memoryBytes, diskBytes: sample.diskBytes))
+            }
+            return points
         }
     }
 
