@@ -25,6 +25,17 @@ struct SandboxRoutes {
             let force = try request.boolQuery("force") ?? false
             return try await respond(request, context) { try await manager.stop($0, force: force, organizationId: $1) }
         }
+        api.post("sandbox/:idOrName/pause") { request, context in
+            try await respond(request, context) { try await manager.pause($0, organizationId: $1) }
+        }
+        api.post("sandbox/:idOrName/autopause/:minutes") { request, context in
+            let minutes = try context.parameters.integer("minutes")
+            return try await respond(request, context) { try await manager.setAutoPause($0, minutes: minutes, organizationId: $1) }
+        }
+        api.post("sandbox/:idOrName/ttl/:minutes") { request, context in
+            let minutes = try context.parameters.integer("minutes")
+            return try await respond(request, context) { try await manager.setTTL($0, minutes: minutes, organizationId: $1) }
+        }
         api.post("sandbox/:idOrName/archive") { request, context in
             try await respond(request, context) { try await manager.archive($0, organizationId: $1) }
         }
@@ -130,9 +141,9 @@ struct SandboxRoutes {
             guard let bound = try Self.dateQuery(request, name) else { continue }
             sandboxes = sandboxes.filter { after ? $0[keyPath: value] > bound : $0[keyPath: value] < bound }
         }
-        for name in ["autoDestroyAtAfter", "autoDestroyAtBefore"] where request.query(name).map({ !$0.isEmpty }) == true {
-            throw AtollError(.invalidArgument, "\(name) is not supported by Atoll: a sandbox's deletion time depends on when it stops")
-        }
+        // When a TTL deletes the sandbox; sandboxes without one match neither bound.
+        if let bound = try Self.dateQuery(request, "autoDestroyAtAfter") { sandboxes = sandboxes.filter { ($0.expiresAt ?? .distantPast) > bound } }
+        if let bound = try Self.dateQuery(request, "autoDestroyAtBefore") { sandboxes = sandboxes.filter { ($0.expiresAt ?? .distantFuture) < bound } }
         return try Self.sorted(sandboxes, by: request.query("sort"), order: request.query("order"))
     }
 

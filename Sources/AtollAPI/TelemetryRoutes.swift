@@ -65,7 +65,8 @@ struct TelemetryRoutes {
             for name in requested where !Self.unmeasured.contains(name) {
                 guard let metric = Metric(rawValue: name) else {
                     throw AtollError(
-                        .invalidArgument, "metricNames: unknown metric \"\(name.prefix(64))\"; Atoll has \(Metric.allCases.map(\.rawValue).joined(separator: ", "))")
+                        .invalidArgument,
+                        "metricNames: unknown metric \"\(name.prefix(64))\"; Atoll has \(Metric.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 metrics.append(metric)
             }
@@ -79,7 +80,9 @@ struct TelemetryRoutes {
                 metrics.map { metric in
                     Series(
                         metricName: metric.rawValue,
-                        dataPoints: kept.map { DataPoint(timestamp: iso.string(from: Date(timeIntervalSince1970: Double($0.at))), value: metric.value($0, sandbox)) })
+                        dataPoints: kept.map {
+                            DataPoint(timestamp: iso.string(from: Date(timeIntervalSince1970: Double($0.at))), value: metric.value($0, sandbox))
+                        })
                 } + requested.filter(Self.unmeasured.contains).map { Series(metricName: $0, dataPoints: []) }
             return try JSON.response(["series": series])
         }

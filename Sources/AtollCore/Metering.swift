@@ -49,8 +49,10 @@ public enum AllocationRule: Sendable, Hashable {
         switch state {
         case .started: return .allocate(.compute(cpu: cpu, memoryGiB: memoryGiB, diskGiB: diskGiB))
         case .stopped: return .allocate(.disk(diskGiB: diskGiB))
+        // Frozen: memory and disk stay held, no CPU (Daytona bills a paused sandbox as stopped for CPU).
+        case .paused: return .allocate(.compute(cpu: 0, memoryGiB: memoryGiB, diskGiB: diskGiB))
         case .archived: return .allocate(.archive(bytes: archiveBytes ?? 0))
-        case .starting, .stopping, .archiving, .restoring, .resizing, .destroying: return .keep
+        case .starting, .stopping, .archiving, .restoring, .resizing, .destroying, .pausing, .resuming: return .keep
         // Nothing is allocated before the first start, nor in error or after a failed build.
         case .creating, .error, .buildFailed, .pendingBuild, .destroyed: return .none
         }

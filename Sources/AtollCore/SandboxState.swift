@@ -9,6 +9,10 @@ public enum SandboxState: String, Sendable, Codable, CaseIterable {
     case archived
     case restoring
     case resizing
+    /// Every process frozen (cgroup freezer): memory kept, no CPU used; `start` resumes it.
+    case pausing
+    case paused
+    case resuming
     case error
     case buildFailed = "build_failed"
     case pendingBuild = "pending_build"
@@ -18,7 +22,7 @@ public enum SandboxState: String, Sendable, Codable, CaseIterable {
     /// States an operation is in progress in; a second lifecycle call meanwhile is a conflict.
     public var isTransitional: Bool {
         switch self {
-        case .creating, .starting, .stopping, .archiving, .restoring, .resizing, .destroying, .pendingBuild: return true
+        case .creating, .starting, .stopping, .archiving, .restoring, .resizing, .destroying, .pendingBuild, .pausing, .resuming: return true
         default: return false
         }
     }
@@ -29,7 +33,10 @@ public enum SandboxState: String, Sendable, Codable, CaseIterable {
         case .pendingBuild: return [.creating, .buildFailed, .destroying, .error]
         case .creating: return [.starting, .started, .stopped, .error, .destroying]
         case .starting: return [.started, .stopped, .error, .stopping]
-        case .started: return [.stopping, .resizing, .error, .destroying]
+        case .started: return [.stopping, .resizing, .pausing, .error, .destroying]
+        case .pausing: return [.paused, .started, .stopping, .stopped, .error, .destroying]
+        case .paused: return [.resuming, .stopping, .error, .destroying]
+        case .resuming: return [.started, .stopping, .stopped, .error]
         case .stopping: return [.stopped, .error, .destroying]
         case .stopped: return [.starting, .archiving, .resizing, .destroying, .error]
         case .archiving: return [.archived, .stopped, .error, .starting]

@@ -18,6 +18,9 @@ extension CreateSandboxRequest {
     /// `NetworkPolicy.requested`. Fields Atoll cannot honour are refused by name.
     public func intent(organizationId: String?) throws(AtollError) -> CreateIntent {
         if let gpu, gpu > 0 { throw AtollError(.invalidArgument, "gpu: this host has no GPUs to give (got \(gpu))") }
+        if let autoPauseInterval, autoPauseInterval > 0, autoDeleteInterval == 0 {
+            throw AtollError(.invalidArgument, "autoPauseInterval: an ephemeral sandbox (autoDeleteInterval 0) cannot be paused; set one of them to 0")
+        }
         if let volumes, !volumes.isEmpty {
             throw AtollError(.invalidArgument, "volumes are not supported by Atoll (\(volumes.count) given)")
         }
@@ -35,6 +38,8 @@ extension CreateSandboxRequest {
             name: name, labels: labels ?? [:], env: env ?? [:], user: user, resources: resources, snapshot: snapshot,
             intervals: intervals, network: network, organizationId: organizationId)
         parameters.isPublic = self.public ?? false
+        parameters.autoPause = autoPauseInterval ?? 0
+        parameters.ttlMinutes = ttlMinutes ?? 0
         guard let dockerfile = buildInfo?.dockerfileContent else { return .sandbox(parameters) }
         let image = Self.baseImage(dockerfile) ?? "(no FROM line)"
         parameters.snapshot = nil
@@ -55,12 +60,6 @@ extension CreateSandboxRequest {
         }
         if let outboundProxyUrl, !outboundProxyUrl.trimmingCharacters(in: .whitespaces).isEmpty {
             throw AtollError(.invalidArgument, "outboundProxyUrl is not supported by Atoll; the sandbox was not created")
-        }
-        if let ttlMinutes, ttlMinutes != 0 {
-            throw AtollError(.invalidArgument, "ttlMinutes is not supported by Atoll (use autoDeleteInterval); the sandbox was not created")
-        }
-        if let autoPauseInterval, autoPauseInterval != 0 {
-            throw AtollError(.invalidArgument, "autoPauseInterval is not supported by Atoll (use autoStopInterval); the sandbox was not created")
         }
         // "local" is the one target Atoll reports (SandboxDTO.target).
         if let target, !["", "local"].contains(target.trimmingCharacters(in: .whitespaces)) {

@@ -22,12 +22,15 @@ extension SandboxDTO {
             createdAt: Self.iso.string(from: s.createdAt), updatedAt: Self.iso.string(from: s.updatedAt),
             lastActivityAt: Self.iso.string(from: s.lastActivityAt), daemonVersion: version, toolboxProxyUrl: toolboxURL)
         self.public = s.isPublic
+        autoPauseInterval = s.autoPause
+        autoDestroyAt = s.expiresAt.map { Self.iso.string(from: $0) }
     }
 
     /// Where a sandbox is headed (Daytona's `desiredState`).
     public static func desiredState(_ state: SandboxState) -> String? {
         switch state {
-        case .creating, .starting, .started, .restoring, .pendingBuild: return "started"
+        case .creating, .starting, .started, .restoring, .pendingBuild, .resuming: return "started"
+        case .pausing, .paused: return "paused"
         case .stopping, .stopped: return "stopped"
         case .archiving, .archived: return "archived"
         case .resizing: return "resized"

@@ -22,7 +22,7 @@ public struct TransitionDeadlines: Sendable, Hashable {
         switch state {
         case .creating, .pendingBuild: return creating
         case .starting: return starting
-        case .stopping: return stopping
+        case .stopping, .pausing, .resuming: return stopping
         case .archiving: return archiving
         case .restoring: return restoring
         case .resizing: return resizing

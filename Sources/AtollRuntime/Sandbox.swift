@@ -34,6 +34,10 @@ public struct Sandbox: Sendable, Hashable {
     public var lastActivityAt: Date
     /// Whether its preview URLs answer without a token.
     public var isPublic: Bool
+    /// Minutes without activity before it is paused; 0 = never.
+    public var autoPause: Int
+    /// When it is deleted whatever its state (a TTL); nil = never.
+    public var expiresAt: Date?
 
     /// The code-execution language (the `code-toolbox-language` label; Python when absent).
     public var language: Language { labels[Language.labelKey].flatMap { Language(rawValue: $0) } ?? .default }
@@ -62,6 +66,8 @@ public struct Sandbox: Sendable, Hashable {
         updatedAt = Date(timeIntervalSince1970: row.updatedAt)
         lastActivityAt = Date(timeIntervalSince1970: max(row.lastActivityAt, lastActivity ?? 0))
         isPublic = row.isPublic
+        autoPause = row.autoPause
+        expiresAt = row.expiresAt.map { Date(timeIntervalSince1970: $0) }
     }
 }
 
@@ -90,6 +96,10 @@ public struct CreateParameters: Sendable {
     public var id: SandboxID?
     /// Preview URLs answer without a token (Daytona's `public`).
     public var isPublic = false
+    /// Minutes without activity before it is paused; 0 = never.
+    public var autoPause = 0
+    /// Minutes from creation until it is deleted whatever its state; 0 = never.
+    public var ttlMinutes = 0
 
     public init(
         name: String? = nil, labels: [String: String] = [:], env: [String: String] = [:], language: Language? = nil,

@@ -32,6 +32,8 @@ extension SandboxManager {
         var network: NetworkPolicy
         var owner: ProcessRef?
         var isPublic = false
+        var autoPause = 0
+        var ttlMinutes = 0
 
         var poolKey: WarmPoolKey { WarmPoolKey(snapshot: snapshot, resources: resources, user: user, pidsMax: pidsMax) }
     }
@@ -59,6 +61,8 @@ extension SandboxManager {
             guard !allow.isEmpty else { throw AtollError(.invalidArgument, "networkAllowList is empty: pass nil for open egress, or block all") }
             _ = try NetworkPolicy.parseAllowList(allow.joined(separator: ","))
         }
+        try Self.checkAutoPause(parameters.autoPause)
+        try Self.checkTTL(parameters.ttlMinutes)
         let user = parameters.user ?? "sandbox"
         guard !user.isEmpty, user.utf8.count <= 64, !user.contains(where: { $0.isWhitespace || $0 == "/" }) else {
             throw AtollError(.invalidArgument, "user \"\(user.prefix(64))\" is not a valid user name")
@@ -74,7 +78,8 @@ extension SandboxManager {
             id: parameters.id ?? SandboxID.random(), name: parameters.name,
             organizationId: parameters.organizationId ?? configuration.organizationId, labels: labels, env: parameters.env,
             user: user, resources: resources, pidsMax: pidsMax, snapshot: snapshot, intervals: intervals,
-            network: parameters.network, owner: parameters.ownedByCurrentProcess ? me : nil, isPublic: parameters.isPublic)
+            network: parameters.network, owner: parameters.ownedByCurrentProcess ? me : nil, isPublic: parameters.isPublic,
+            autoPause: parameters.autoPause, ttlMinutes: parameters.ttlMinutes)
     }
 
     /// The cold path: a new disk, cgroup, network and PID 1. `pool` marks a warm pool member.
@@ -140,8 +145,10 @@ extension SandboxManager {
             // PID 1 died underneath: clean up and start afresh.
             row = try await settleDeadInit(row)
             return try await startStopped(row)
-        case .starting, .restoring:
+        case .starting, .restoring, .resuming:
             return Sandbox(row)
+        case .paused:
+            return try await resume(row)
         case .archiving:
             if let job = background[row.id] {
                 job.cancellation.cancel()
@@ -240,13 +247,16 @@ extension SandboxManager {
         let current = try row(idOrName, organizationId: organizationId)
         switch current.sandboxState {
         case .stopped, .stopping: return Sandbox(current)
-        case .started: break
+        case .started, .paused: break
         default: throw Self.conflict(current, operation: "stopped")
         }
-        var (row, token) = try begin(current.id, from: [.started], to: .stopping, operation: "stopped", reason: force ? "force stop" : "stop")
+        // Frozen processes cannot handle SIGTERM: a paused sandbox is killed at once.
+        let grace = force || current.sandboxState == .paused ? 0 : Self.stopGrace
+        var (row, token) = try begin(
+            current.id, from: [.started, .paused], to: .stopping, operation: "stopped", reason: force ? "force stop" : "stop")
         let machine = try Self.machine(row)
         do {
-            try await driver.stop(machine, initProcess: row.initProcess, grace: force ? 0 : Self.stopGrace)
+            try await driver.stop(machine, initProcess: row.initProcess, grace: grace)
             Failpoint.hit("stop.after-kill")
         } catch {
             fail(row.id, token: token, error, recoverable: true)
@@ -453,7 +463,7 @@ extension SandboxManager {
         } else if current.sandboxState.isTransitional {
             throw Self.conflict(current, operation: "deleted")
         }
-        let allowed: Set<SandboxState> = [.started, .stopped, .archived, .error, .buildFailed, .destroying]
+        let allowed: Set<SandboxState> = [.started, .paused, .stopped, .archived, .error, .buildFailed, .destroying]
         let (row, token) = try begin(
             current.id, from: allowed, to: .destroying, operation: "deleted", reason: reason,
             poolMember: poolMember)
@@ -614,6 +624,8 @@ extension SandboxManager {
             archivePath: nil, archiveBytes: nil, archiveSHA256: nil, ownerPid: nil, ownerStartTime: nil,
             opPid: nil, opStartTime: nil, opToken: nil, deadline: nil, createdAt: at, updatedAt: at, lastActivityAt: at)
         row.isPublic = plan.isPublic
+        row.autoPause = plan.autoPause
+        row.expiresAt = plan.ttlMinutes > 0 ? at + Double(plan.ttlMinutes) * 60 : nil
         return row
     }
 }

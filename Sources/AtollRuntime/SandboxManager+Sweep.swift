@@ -7,6 +7,8 @@ import Foundation
 /// What one sweep or reconciliation did, for logs and tests.
 public struct SweepReport: Sendable, Equatable {
     public var stopped: [String] = []
+    /// Paused after inactivity.
+    public var paused: [String] = []
     public var archived: [String] = []
     public var deleted: [String] = []
     /// Transitions that passed their deadline and were moved to `error`.
@@ -39,7 +41,10 @@ extension SandboxManager {
     ///   `autoStop` minutes (0 = never) → stopped, or deleted if ephemeral;
     /// - auto-delete: stopped for `autoDelete` minutes (-1 = never) → deleted;
     /// - auto-archive: stopped for `autoArchive` minutes (0 = 30 days) → archived;
-    /// - a sandbox whose owning process (`atoll run`) is gone → deleted.
+    /// - a sandbox whose owning process (`atoll run`) is gone → deleted;
+    /// - TTL: past its `expiresAt`, whatever its (settled) state → deleted;
+    /// - auto-pause: started and inactive for `autoPause` minutes (0 = never), before auto-stop
+    ///   would stop it → paused.
     /// Background processes in a sandbox do not count as activity.
     @discardableResult
     public func sweep() async -> SweepReport {
@@ -57,6 +62,14 @@ extension SandboxManager {
                 {
                     _ = try await destroy(row, reason: "its owner process \(row.ownerPid!) is gone")
                     report.deleted.append(row.id)
+                } else if let expiresAt = row.expiresAt, at >= expiresAt, !row.sandboxState.isTransitional {
+                    _ = try await destroy(row, reason: "its time to live ended")
+                    report.deleted.append(row.id)
+                } else if row.sandboxState == .started, row.autoPause > 0, idle >= Double(row.autoPause) * 60,
+                    row.autoStop == 0 || row.autoPause < row.autoStop
+                {
+                    _ = try await pause(row.id, organizationId: row.organizationId)
+                    report.paused.append(row.id)
                 } else if row.sandboxState == .started, row.autoStop > 0, idle >= Double(row.autoStop) * 60 {
                     let result = try await stop(row.id, organizationId: row.organizationId)
                     if result.state == .destroyed {
@@ -189,6 +202,29 @@ extension SandboxManager {
                 r.recoverable = true
             }
             return "interrupted create: error (recoverable)"
+        case .paused:
+            if let initProcess, initProcess.isRunning { return nil }
+            try await driver.stop(machine, initProcess: initProcess)
+            try database.update(id: row.id, reason: "PID 1 was gone when the runner started", at: now, boundary: .lastSample) { r in
+                r.state = SandboxState.stopping.rawValue
+            }
+            try settle(.stopped, "PID 1 was gone when the runner started", clearInit)
+            return "paused, PID 1 gone: stopped"
+        case .pausing, .resuming:
+            // Freezing and thawing are idempotent: finish what was asked.
+            if let initProcess, initProcess.isRunning {
+                if state == .pausing {
+                    try await driver.pause(machine)
+                    try settle(.paused, "interrupted while pausing: paused")
+                } else {
+                    try await driver.resume(machine)
+                    try settle(.started, "interrupted while resuming: started")
+                }
+                return "interrupted \(state.rawValue): finished"
+            }
+            try await driver.stop(machine, initProcess: initProcess)
+            try settle(.stopped, "interrupted while \(state.rawValue), PID 1 gone: stopped", clearInit)
+            return "interrupted \(state.rawValue): stopped"
         case .starting, .stopping:
             try await driver.stop(machine, initProcess: initProcess)
             try settle(.stopped, "interrupted while \(state.rawValue): stopped", clearInit)

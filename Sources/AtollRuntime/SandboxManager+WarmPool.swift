@@ -95,6 +95,8 @@ extension SandboxManager {
                 row.autoArchive = plan.intervals.autoArchive
                 row.autoDelete = plan.intervals.autoDelete
                 row.isPublic = plan.isPublic
+                row.autoPause = plan.autoPause
+                row.expiresAt = plan.ttlMinutes > 0 ? self.now + Double(plan.ttlMinutes) * 60 : nil
                 row.ownerPid = plan.owner?.pid
                 row.ownerStartTime = plan.owner.map { Int64($0.startTime) }
             }

@@ -123,6 +123,10 @@ public protocol SandboxDriving: Sendable {
     func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String?) throws -> SandboxFiles
     /// Applies the machine's CPU, memory and task limits to its cgroup, live.
     func updateLimits(_ machine: SandboxMachine) async throws
+    /// Freezes every process of the sandbox (cgroup freezer); returns once the kernel says frozen.
+    func pause(_ machine: SandboxMachine) async throws
+    /// Thaws a paused sandbox.
+    func resume(_ machine: SandboxMachine) async throws
     /// Grows the (stopped) sandbox's disk to the machine's disk size.
     func growDisk(_ machine: SandboxMachine) async throws
     /// Writes the stopped sandbox's filesystem to a compressed archive, atomically; the disk stays.
@@ -411,6 +415,16 @@ public final class SandboxDriver: SandboxDriving {
 
     public func updateLimits(_ machine: SandboxMachine) async throws {
         if cgroups.exists(machine.id.rawValue) { try cgroups.update(machine.id.rawValue, limits: machine.limits) }
+    }
+
+    public func pause(_ machine: SandboxMachine) async throws {
+        let cgroups = self.cgroups
+        try await Blocking.run("atoll-pause") { try cgroups.freeze(machine.id.rawValue) }
+    }
+
+    public func resume(_ machine: SandboxMachine) async throws {
+        let cgroups = self.cgroups
+        try await Blocking.run("atoll-resume") { try cgroups.thaw(machine.id.rawValue) }
     }
 
     public func growDisk(_ machine: SandboxMachine) async throws {

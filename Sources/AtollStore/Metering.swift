@@ -407,14 +407,18 @@ extension SandboxDatabase {
             let upper = Int64(to.rounded(.up))
             var points = try UsageRollupRow.filter(Column("sandboxId") == sandboxId && Column("minute") >= lower / 60 * 60 && Column("minute") < upper)
                 .order(Column("minute")).fetchAll(db)
-                .map { UsagePoint(at: $0.minute + 60, seconds: 60, cpuNanoseconds: $0.cpuNanoseconds, memoryBytes: $0.memoryMaxBytes, diskBytes: $0.diskLastBytes) }
+                .map {
+                    UsagePoint(at: $0.minute + 60, seconds: 60, cpuNanoseconds: $0.cpuNanoseconds, memoryBytes: $0.memoryMaxBytes, diskBytes: $0.diskLastBytes)
+                }
             var previous: Int64?
             for sample in try UsageSampleRow.filter(Column("sandboxId") == sandboxId && Column("at") >= lower && Column("at") <= upper)
                 .order(Column("at")).fetchAll(db)
             {
                 let span = previous.map { max(1, sample.at - $0) } ?? 1
                 previous = sample.at
-                points.append(UsagePoint(at: sample.at, seconds: span, cpuNanoseconds: sample.cpuNanoseconds, memoryBytes: sample.memoryBytes, diskBytes: sample.diskBytes))
+                points.append(
+                    UsagePoint(
+                        at: sample.at, seconds: span, cpuNanoseconds: sample.cpuNanoseconds, memoryBytes: sample.memoryBytes, diskBytes: sample.diskBytes))
             }
             return points
         }

@@ -14,6 +14,12 @@ extension SandboxDatabase {
                 t.column("expiresAt", .double).notNull()
             }
         }
+        migrator.registerMigration("v8-pause-and-ttl") { db in
+            try db.alter(table: "sandbox") { t in
+                t.add(column: "autoPause", .integer).notNull().defaults(to: 0)
+                t.add(column: "expiresAt", .double)
+            }
+        }
     }
 
     /// Records that `token` (valid until `expiresAt`) no longer opens anything; tokens whose time

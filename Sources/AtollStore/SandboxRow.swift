@@ -60,6 +60,10 @@ public struct SandboxRow: Codable, Sendable, Hashable, FetchableRecord, Persista
     public var pool: String? = nil
     /// Whether its preview URLs answer without a token (Daytona's `public`).
     public var isPublic: Bool = false
+    /// Pause after this many minutes without activity; 0 = never.
+    public var autoPause: Int = 0
+    /// When the sandbox is deleted whatever its state (Daytona's TTL), seconds since 1970; nil = never.
+    public var expiresAt: Double? = nil
 
     public init(
         id: String, organizationId: String, name: String, state: String, errorReason: String?, recoverable: Bool, snapshot: String, user: String, env: String,

@@ -29,6 +29,9 @@ public struct SandboxDTO: Codable, Sendable, Hashable {
     public var autoStopInterval: Int?
     public var autoArchiveInterval: Int?
     public var autoDeleteInterval: Int?
+    public var autoPauseInterval: Int?
+    /// When a TTL deletes the sandbox (ISO 8601), if one is set.
+    public var autoDestroyAt: String?
     public var volumes: [String]?
     public var createdAt: String?
     public var updatedAt: String?

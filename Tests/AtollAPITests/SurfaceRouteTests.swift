@@ -110,8 +110,10 @@ extension RouteTests {
             try await api.fails(.get, "/api/sandbox?order=up", status: 400, code: "invalid_argument", containing: "order")
             try await api.fails(.get, "/api/sandbox?minCpu=x", status: 400, code: "invalid_argument", containing: "minCpu")
             try await api.fails(.get, "/api/sandbox?createdAtAfter=yesterday", status: 400, code: "invalid_argument", containing: "createdAtAfter")
-            try await api.fails(
-                .get, "/api/sandbox?autoDestroyAtBefore=2026-01-01T00:00:00Z", status: 400, code: "invalid_argument", containing: "autoDestroyAtBefore")
+            #expect(try await names("autoDestroyAtBefore=2999-01-01T00:00:00Z") == [], "no TTL: never destroyed")
+            _ = try await api.ok(SandboxDTO.self, .post, "/api/sandbox/a/ttl/60")
+            #expect(try await names("autoDestroyAtBefore=2999-01-01T00:00:00Z") == ["a"])
+            #expect(try await names("autoDestroyAtAfter=2999-01-01T00:00:00Z") == [])
             for (field, value) in [("target", "\"eu\""), ("kvm", "true"), ("gpuType", "\"A100\"")] {
                 try await api.fails(.post, "/api/sandbox", json: "{\"\(field)\":\(value)}", status: 400, code: "invalid_argument", containing: field)
             }
@@ -143,5 +145,42 @@ extension RouteTests {
         #expect(status.fileStatus.map(\.staging) == ["Modified", "Renamed", "Untracked"])
         #expect(status.fileStatus[1].extra == "old.txt")
         #expect(GitRoutes.parseStatus(Array("# branch.head (detached)\0".utf8)).detached)
+    }
+}
+
+extension RouteTests {
+    @Test("pause freezes (paused, execs refused), start resumes, stop and delete work from paused; TTL and auto-pause")
+    func pauseResumeTTL() async throws {
+        try await withAPI { api, f in
+            _ = try await api.ok(SandboxDTO.self, .post, "/api/sandbox", json: #"{"name":"p","autoPauseInterval":5,"ttlMinutes":30}"#)
+            let created = try await api.ok(SandboxDTO.self, .get, "/api/sandbox/p")
+            #expect(created.autoPauseInterval == 5 && created.autoDestroyAt != nil)
+            let paused = try await api.ok(SandboxDTO.self, .post, "/api/sandbox/p/pause")
+            #expect(paused.state == "paused" && paused.desiredState == "paused")
+            #expect(f.driver.calls("pause").count == 1)
+            try await api.fails(
+                .post, "/toolbox/p/process/execute", json: #"{"command":"true"}"#, status: 409, code: "conflict", containing: "paused")
+            try await api.fails(.post, "/api/sandbox/p/archive", status: 409, code: "conflict", containing: "paused")
+            #expect(try await api.ok(SandboxDTO.self, .post, "/api/sandbox/p/start").state == "started")
+            #expect(f.driver.calls("resume").count == 1)
+            _ = try await api.ok(SandboxDTO.self, .post, "/api/sandbox/p/pause")
+            #expect(try await api.ok(SandboxDTO.self, .post, "/api/sandbox/p/stop").state == "stopped")
+            #expect(f.driver.stopGraces.last == 0, "frozen processes cannot take SIGTERM: killed at once")
+            #expect(try await api.ok(SandboxDTO.self, .post, "/api/sandbox/p/ttl/0").autoDestroyAt == nil)
+            #expect(try await api.ok(SandboxDTO.self, .post, "/api/sandbox/p/autopause/0").autoPauseInterval == 0)
+            try await api.fails(.post, "/api/sandbox/p/autopause/-1", status: 400, code: "invalid_argument", containing: "autoPauseInterval")
+            try await api.fails(
+                .post, "/api/sandbox", json: #"{"autoPauseInterval":5,"autoDeleteInterval":0}"#, status: 400, code: "invalid_argument",
+                containing: "ephemeral")
+
+            // The sweeper: auto-pause after 5 idle minutes (before auto-stop at 15), TTL deletes.
+            _ = try await api.ok(SandboxDTO.self, .post, "/api/sandbox", json: #"{"name":"idle","autoPauseInterval":5}"#)
+            _ = try await api.ok(SandboxDTO.self, .post, "/api/sandbox", json: #"{"name":"short","ttlMinutes":1}"#)
+            f.clock.advance(by: 6 * 60)
+            let report = await f.manager.sweep()
+            #expect(report.paused.count == 1)
+            #expect(try await api.ok(SandboxDTO.self, .get, "/api/sandbox/idle").state == "paused")
+            try await api.fails(.get, "/api/sandbox/short", status: 404, code: "not_found", containing: "short")
+        }
     }
 }

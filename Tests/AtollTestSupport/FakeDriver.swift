@@ -68,6 +68,14 @@ public final class FakeDriver: SandboxDriving, @unchecked Sendable {
         try await enter("stop", machine.id.rawValue)
     }
 
+    public func pause(_ machine: SandboxMachine) async throws {
+        try await enter("pause", machine.id.rawValue)
+    }
+
+    public func resume(_ machine: SandboxMachine) async throws {
+        try await enter("resume", machine.id.rawValue)
+    }
+
     public func destroy(_ machine: SandboxMachine) async throws {
         try await enter("destroy", machine.id.rawValue)
         _ = lock.withLock { disks.remove(machine.id) }

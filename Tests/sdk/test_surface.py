@@ -292,6 +292,37 @@ class SmallCallTests(SDKTestCase):
             said = sandbox.process.exec("cat said-goodbye 2>/dev/null").result == "yes"
             self.assertEqual(said, expected, f"force={force}")
 
+    def test_pause_resume_ttl_auto_pause(self):
+        """pause freezes every process (memory kept), start thaws them where they were."""
+        sandbox = self.create()
+        from daytona import SessionExecuteRequest
+        sandbox.process.create_session("count")
+        sandbox.process.execute_session_command("count", SessionExecuteRequest(
+            command="python3 -c 'import time\nn = 0\nwhile True:\n    n += 1; open(\"/home/sandbox/n\", \"w\").write(str(n)); time.sleep(0.05)'",
+            run_async=True))
+        time.sleep(0.5)
+        sandbox.pause()
+        self.assertEqual(sandbox.state, "paused")
+        with self.assertRaises(DaytonaError) as refused:
+            sandbox.process.exec("true")
+        self.assertIn("paused", str(refused.exception))
+        usage_paused = http("GET", f"/api/sandbox/{sandbox.id}")[1]
+        self.assertEqual(usage_paused["desiredState"], "paused")
+        sandbox.start()
+        self.assertEqual(sandbox.state, "started")
+        first = int(sandbox.process.exec("cat n").result)
+        time.sleep(0.3)
+        self.assertGreater(int(sandbox.process.exec("cat n").result), first, "the same process carries on counting")
+        self.assertEqual(sandbox.process.exec("pgrep -c -f 'while True'").result.strip(), "1")
+        sandbox.set_auto_pause_interval(30)
+        sandbox.set_ttl(120)
+        fresh = self.daytona.get(sandbox.id)
+        self.assertEqual(fresh.auto_pause_interval, 30)
+        self.assertIsNotNone(fresh.auto_destroy_at)
+        sandbox.pause()
+        sandbox.stop()
+        self.assertEqual(sandbox.state, "stopped")
+
     def test_update_env_and_metrics(self):
         sandbox = self.create(env_vars={"KEEP": "1", "DROP": "x"})
         sandbox.update_env({"ADDED": "two words"}, unset=["DROP"])
@@ -337,7 +368,7 @@ class SmallCallTests(SDKTestCase):
         status, body = http("GET", f"/api/sandbox?sort=colour")
         self.assertEqual(status, 400)
         self.assertIn("sort", body["message"])
-        status, body = http("GET", f"/api/sandbox?autoDestroyAtAfter=2026-01-01T00:00:00Z")
+        status, body = http("GET", f"/api/sandbox?autoDestroyAtAfter=yesterday")
         self.assertEqual(status, 400)
         self.assertIn("autoDestroyAtAfter", body["message"])
 
