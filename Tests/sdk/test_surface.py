@@ -323,6 +323,20 @@ class SmallCallTests(SDKTestCase):
         sandbox.stop()
         self.assertEqual(sandbox.state, "stopped")
 
+    def test_daytona_drop_in_paths(self):
+        """Programs written for Daytona use /home/daytona and the user daytona: both lead to the
+        sandbox user and its home, while user-home-dir still tells the truth."""
+        sandbox = self.create()
+        sandbox.fs.upload_file(b"hi", "/home/daytona/dropin.txt")
+        self.assertEqual(sandbox.fs.download_file("/home/sandbox/dropin.txt"), b"hi")
+        self.assertEqual(sandbox.process.exec("cd /home/daytona && cat dropin.txt").result, "hi")
+        self.assertEqual(sandbox.get_user_home_dir(), "/home/sandbox")
+        self.assertEqual(sandbox.process.exec("id -un").result.strip(), "sandbox")
+        self.assertEqual(sandbox.process.exec("getent passwd daytona | cut -d: -f3,6").result.strip(), "1000:/home/sandbox")
+        as_daytona = self.create(user="daytona")
+        self.assertEqual(as_daytona.process.exec("id -u; echo $HOME").result.split(), ["1000", "/home/sandbox"])
+        self.assertEqual(as_daytona.get_user_home_dir(), "/home/sandbox")
+
     def test_update_env_and_metrics(self):
         sandbox = self.create(env_vars={"KEEP": "1", "DROP": "x"})
         sandbox.update_env({"ADDED": "two words"}, unset=["DROP"])
