@@ -6,6 +6,7 @@ import AtollWire
 import Foundation
 public import Hummingbird
 import HummingbirdCore
+import HummingbirdWebSocket
 public import Logging
 
 /// How the server describes itself to clients.
@@ -55,9 +56,15 @@ public struct ServerSettings: Sendable {
 /// `/toolbox/{id}/…`, `/metrics` (Prometheus), `/health`.
 public enum AtollServer {
     public static func router(manager: SandboxManager, settings: ServerSettings, metrics: RequestMetrics = RequestMetrics()) throws -> Router<AtollContext> {
+        try router(manager: manager, settings: settings, metrics: metrics, previewTokens: nil)
+    }
+
+    static func router(
+        manager: SandboxManager, settings: ServerSettings, metrics: RequestMetrics, previewTokens: PreviewTokens?
+    ) throws -> Router<AtollContext> {
         let router = Router(context: AtollContext.self)
         let redact = HostPathRedaction(configuration: manager.configuration)
-        let previewTokens = try PreviewTokens(dataDirectory: manager.configuration.dataDirectory, database: manager.database)
+        let previewTokens = try previewTokens ?? PreviewTokens(dataDirectory: manager.configuration.dataDirectory, database: manager.database)
         router.add(middleware: ErrorMiddleware(metrics: metrics, redact: redact))
         // Before every route: a preview host or path is the sandbox's, whatever its path says.
         router.add(middleware: PreviewProxy(manager: manager, tokens: previewTokens, domain: settings.previewDomain))
@@ -95,9 +102,15 @@ public enum AtollServer {
             additionalChannelHandlers: [ConnectionGuard(peers: peers, limits: limits)],
             idleTimeout: .seconds(limits.idleSeconds),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 << 10, maxHeaderListSize: 64 << 10, maxHeaderFieldCount: 200))
+        let previewTokens = try PreviewTokens(dataDirectory: manager.configuration.dataDirectory, database: manager.database)
+        let preview = PreviewProxy(manager: manager, tokens: previewTokens, domain: previewDomain)
         return Application(
-            router: try router(manager: manager, settings: settings),
-            server: .http1(configuration: http1),
+            router: try router(manager: manager, settings: settings, metrics: RequestMetrics(), previewTokens: previewTokens),
+            // Requests that ask for a WebSocket upgrade are offered to the preview proxy first;
+            // those it does not take are ordinary HTTP requests.
+            server: .http1WebSocketUpgrade(
+                configuration: .init(http1: http1, ws: .init(maxFrameSize: PreviewProxy.maximumFrame)),
+                shouldUpgrade: { head, _, logger in await preview.shouldUpgrade(head, logger: logger) }),
             configuration: .init(
                 address: .hostname(host, port: port), serverName: "atolld",
                 availableConnectionsDelegate: MaximumAvailableConnections(limits.effectiveTotal(descriptorLimit: descriptorLimit))),

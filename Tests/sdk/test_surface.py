@@ -126,9 +126,6 @@ class PreviewTests(SDKTestCase):
         status, _, _ = fetch("/index.html", host=host)
         self.assertEqual(status, 401)
 
-        # WebSocket upgrades are not passed yet: said plainly, not a hang.
-        status, _, _ = fetch("/", host=host, headers={"x-daytona-preview-token": link.token, "Upgrade": "websocket", "Connection": "Upgrade"})
-        self.assertEqual(status, 501)
 
         # A large download streams: the daemon's memory stays flat.
         sandbox.process.exec("head -c 300000000 /dev/zero > /home/sandbox/www/big")
@@ -162,6 +159,132 @@ class PreviewTests(SDKTestCase):
         status, _, body = fetch("/", host=host, headers={"x-daytona-preview-token": link.token})
         self.assertEqual(status, 503, body)
         self.assertLess(time.monotonic() - start, 5)
+
+
+ECHO_SERVER = r"""
+import base64, hashlib, socket, struct, threading
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+def exact(c, n):
+    b = b""
+    while len(b) < n:
+        d = c.recv(n - len(b))
+        if not d:
+            raise EOFError
+        b += d
+    return b
+def handle(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += c.recv(4096)
+    lines = data.decode().split("\r\n")
+    headers = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip() for l in lines[1:] if ":" in l}
+    accept = base64.b64encode(hashlib.sha1((headers["sec-websocket-key"] + GUID).encode()).digest()).decode()
+    c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Accept: " + accept + "\r\n\r\n").encode())
+    path = lines[0].split()[1][:100].encode()
+    c.sendall(bytes([0x81, len(path)]) + path)  # greets with its path
+    while True:
+        b1, b2 = exact(c, 2)
+        op, n = b1 & 15, b2 & 127
+        if n == 126:
+            n = struct.unpack(">H", exact(c, 2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", exact(c, 8))[0]
+        mask = exact(c, 4) if b2 & 128 else b"\0\0\0\0"
+        raw = exact(c, n)
+        payload = bytes(x ^ mask[i % 4] for i, x in enumerate(raw))
+        if op == 8:
+            c.sendall(b"\x88\x00")
+            return
+        if op in (1, 2):
+            size = bytes([n]) if n < 126 else (bytes([126]) + struct.pack(">H", n) if n < 65536 else bytes([127]) + struct.pack(">Q", n))
+            c.sendall(bytes([0x80 | op]) + size + payload)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8765))
+s.listen()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+"""
+
+SSE_SERVER = r"""
+import http.server, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for i in range(3):
+            self.wfile.write(f"data: {i}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(1.5)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("0.0.0.0", 8766), H).serve_forever()
+"""
+
+
+class PreviewStreamingTests(SDKTestCase):
+    def test_websocket_and_server_sent_events(self):
+        import websocket  # websocket-client, installed with the SDK
+        from daytona import SessionExecuteRequest
+        sandbox = self.create()
+        sandbox.fs.upload_file(ECHO_SERVER.encode(), "echo.py")
+        sandbox.fs.upload_file(SSE_SERVER.encode(), "sse.py")
+        for script in ("echo.py", "sse.py"):
+            sandbox.process.create_session(script)
+            sandbox.process.execute_session_command(script, SessionExecuteRequest(command=f"python3 {script}", run_async=True))
+        for port in (8765, 8766):
+            for _ in range(100):
+                if "up" in sandbox.process.exec(
+                        f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 1)' 2>/dev/null && echo up").result:
+                    break
+                time.sleep(0.1)
+        token = sandbox.get_preview_link(8765).token
+
+        # WebSocket through the proxy: the server's greeting, text and a 200 kB binary echoed.
+        ws = websocket.create_connection(f"ws://{BASE.hostname}:{BASE.port}/chat", host=f"8765-{sandbox.id}.localhost",
+                                         header=[f"x-daytona-preview-token: {token}"], timeout=30)
+        self.assertEqual(ws.recv(), "/chat")
+        ws.send("hello")
+        self.assertEqual(ws.recv(), "hello")
+        blob = os.urandom(200_000)
+        ws.send_binary(blob)
+        self.assertEqual(ws.recv(), blob)
+        ws.close()
+        # The path form works too; without the token the upgrade is refused with the 401 page.
+        ws = websocket.create_connection(f"ws://{BASE.hostname}:{BASE.port}/preview/{sandbox.id}/8765/x?atoll-preview-token={token}", timeout=30)
+        self.assertEqual(ws.recv(), "/x")
+        ws.close()
+        def closed_with(url, **kwargs):
+            ws = websocket.create_connection(url, timeout=30, **kwargs)
+            opcode, data = ws.recv_data(control_frame=True)
+            ws.close()
+            self.assertEqual(opcode, websocket.ABNF.OPCODE_CLOSE)
+            return int.from_bytes(data[:2], "big"), data[2:].decode()
+        code, reason = closed_with(f"ws://{BASE.hostname}:{BASE.port}/", host=f"8765-{sandbox.id}.localhost")
+        self.assertEqual(code, 4401)
+        self.assertIn("needs its token", reason)
+        code, reason = closed_with(f"ws://{BASE.hostname}:{BASE.port}/", host=f"8766-{sandbox.id}.localhost",
+                                   header=[f"x-daytona-preview-token: {token}"])
+        self.assertEqual(code, 4502, reason)
+        self.assertIn("does not accept a WebSocket", reason)
+        code, _ = closed_with(f"ws://{BASE.hostname}:{BASE.port}/", host=f"8799-{sandbox.id}.localhost",
+                              header=[f"x-daytona-preview-token: {token}"])
+        self.assertEqual(code, 4502)
+
+        # Server-sent events stream as they are produced: the first arrives long before the last.
+        connection = httpclient.HTTPConnection(BASE.hostname, BASE.port, timeout=30)
+        start = time.monotonic()
+        connection.request("GET", "/events", headers={"Host": f"8766-{sandbox.id}.localhost", "x-daytona-preview-token": token})
+        response = connection.getresponse()
+        self.assertEqual(response.getheader("Content-Type"), "text/event-stream")
+        first = response.readline()
+        self.assertEqual(first, b"data: 0\n")
+        self.assertLess(time.monotonic() - start, 1.4, "the first event was held back")
+        rest = response.read()
+        self.assertIn(b"data: 2", rest)
+        connection.close()
 
 
 class GitTests(SharedSandboxTestCase):

@@ -76,43 +76,72 @@ struct PreviewProxy: RouterMiddleware {
         return await respond(request, target, context)
     }
 
-    func respond(_ request: Request, _ target: PreviewTarget, _ context: AtollContext) async -> Response {
+    /// Where an admitted preview request goes.
+    struct Admitted {
+        var sandbox: Sandbox
+        var address: String
+        var namespacePath: String?
+        /// The request's path and query without the token parameter.
+        var uri: String
+        /// The token, when it came as a query parameter (remembered in a cookie).
+        var queryToken: String?
+    }
+
+    /// Whether a request for `target` may go through: the sandbox exists, the token opens it (or
+    /// it is public), it runs and has an address of its own on the sandbox subnet. Otherwise the
+    /// page that says why. Shared by plain requests and WebSocket upgrades.
+    func admit(_ target: PreviewTarget, headers: HTTPFields) -> Result<Admitted, PreviewRefusal> {
         let what = "port \(target.port) of sandbox \(target.sandbox)"
         guard let sandbox = try? manager.sandbox(id: target.sandbox) else {
-            return Self.page(.notFound, "No such sandbox", "There is no sandbox \(target.sandbox).")
+            return .failure(PreviewRefusal(.notFound, "No such sandbox", "There is no sandbox \(target.sandbox)."))
         }
         let (uri, queryToken) = Self.takeToken(from: target.uri)
-        let offered = queryToken ?? request.headers[HTTPField.Name(Self.tokenHeader)!] ?? Self.cookie(request, name: cookieName(target))
+        let offered = queryToken ?? headers[HTTPField.Name(Self.tokenHeader)!] ?? Self.cookie(headers, name: cookieName(target))
         if !sandbox.isPublic {
             guard let offered, tokens.opens(offered, sandbox: sandbox.id, port: target.port, now: Date().timeIntervalSince1970) else {
-                return Self.page(
-                    .unauthorized, "Preview token needed",
-                    "The preview of \(what) needs its token: send it in the \(Self.tokenHeader) header or the \(Self.tokenParameter) query parameter (from the preview-url call), or make the sandbox public."
-                )
+                return .failure(
+                    PreviewRefusal(
+                        .unauthorized, "Preview token needed",
+                        "The preview of \(what) needs its token: send it in the \(Self.tokenHeader) header or the \(Self.tokenParameter) query parameter (from the preview-url call), or make the sandbox public."
+                    ))
             }
         }
         guard sandbox.state == .started else {
-            return Self.page(.serviceUnavailable, "Sandbox not running", "Sandbox \(sandbox.id) is \(sandbox.state.rawValue): start it to reach \(what).")
+            return .failure(
+                PreviewRefusal(.serviceUnavailable, "Sandbox not running", "Sandbox \(sandbox.id) is \(sandbox.state.rawValue): start it to reach \(what)."))
         }
         // Only a sandbox's own slot on the sandbox subnet (never its gateway, the host): a
         // damaged record cannot turn the proxy toward another network.
         guard let network = manager.configuration.driver.network, let text = sandbox.address, let parsed = IPv4Address(text),
             network.subnet.slot(of: parsed) != nil
         else {
-            return Self.page(
-                .serviceUnavailable, "No network", "Sandbox \(sandbox.id) has no network address (the host runs sandboxes with ATOLL_NETWORK=none).")
+            return .failure(
+                PreviewRefusal(
+                    .serviceUnavailable, "No network", "Sandbox \(sandbox.id) has no network address (the host runs sandboxes with ATOLL_NETWORK=none)."))
         }
-        let address = parsed.description
-        if request.headers[.upgrade] != nil {
-            return Self.page(.notImplemented, "Upgrade not supported", "Atoll's preview proxy does not pass protocol upgrades (WebSocket) yet.")
+        return .success(Admitted(sandbox: sandbox, address: parsed.description, namespacePath: network.namespacePath, uri: uri, queryToken: queryToken))
+    }
+
+    /// A connected socket to the sandbox's port (made on the work pool: connect may wait).
+    func connect(_ admitted: Admitted, port: Int) async throws -> OwnedFD {
+        try await WorkPool.shared.run {
+            try TCPConnection.connect(
+                address: admitted.address, port: UInt16(port), namespacePath: admitted.namespacePath, timeout: Self.connectTimeout)
         }
-        try? await manager.touch(sandbox.id.rawValue, organizationId: sandbox.organizationId)
-        let namespacePath = network.namespacePath
+    }
+
+    func respond(_ request: Request, _ target: PreviewTarget, _ context: AtollContext) async -> Response {
+        let what = "port \(target.port) of sandbox \(target.sandbox)"
+        let admitted: Admitted
+        switch admit(target, headers: request.headers) {
+        case .failure(let refusal): return refusal.page
+        case .success(let value): admitted = value
+        }
+        let (uri, queryToken) = (admitted.uri, admitted.queryToken)
+        try? await manager.touch(admitted.sandbox.id.rawValue, organizationId: admitted.sandbox.organizationId)
         let upstream: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
-            let socket = try await WorkPool.shared.run {
-                try TCPConnection.connect(address: address, port: UInt16(target.port), namespacePath: namespacePath, timeout: Self.connectTimeout)
-            }
+            let socket = try await connect(admitted, port: target.port)
             upstream = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).withConnectedSocket(socket.take()) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
@@ -163,8 +192,8 @@ struct PreviewProxy: RouterMiddleware {
         return (kept.isEmpty ? path : path + "?" + kept.joined(separator: "&"), token)
     }
 
-    static func cookie(_ request: Request, name: String) -> String? {
-        for header in request.headers[values: .cookie] {
+    static func cookie(_ headers: HTTPFields, name: String) -> String? {
+        for header in headers[values: .cookie] {
             for pair in header.split(separator: ";") {
                 let trimmed = pair.trimmingCharacters(in: .whitespaces)
                 if trimmed.hasPrefix(name + "=") { return String(trimmed.dropFirst(name.count + 1)) }
@@ -187,6 +216,9 @@ struct PreviewProxy: RouterMiddleware {
     }
 
     /// A short page saying why the preview cannot be shown (browsers render it; scripts get the status).
+    static func page(_ refusal: PreviewRefusal) -> Response { page(refusal.status, refusal.title, refusal.message) }
+
+    /// A short page saying why the preview cannot be shown (browsers render it; scripts get the status).
     static func page(_ status: HTTPResponse.Status, _ title: String, _ message: String) -> Response {
         func escape(_ s: String) -> String {
             s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
@@ -201,6 +233,19 @@ struct PreviewProxy: RouterMiddleware {
             status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
             body: .init(byteBuffer: ByteBuffer(string: html)))
     }
+}
+
+/// Why a preview request is refused: its status and the page's words.
+struct PreviewRefusal: Error {
+    var status: HTTPResponse.Status
+    var title: String
+    var message: String
+
+    init(_ status: HTTPResponse.Status, _ title: String, _ message: String) {
+        (self.status, self.title, self.message) = (status, title, message)
+    }
+
+    var page: Response { PreviewProxy.page(status, title, message) }
 }
 
 /// One request/response exchange with a sandbox's server over a connection of its own.
