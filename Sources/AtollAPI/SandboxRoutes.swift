@@ -68,6 +68,13 @@ struct SandboxRoutes {
             try await manager.touch(try context.parameters.require("idOrName"), organizationId: try context.organization())
             return JSON.empty(.created)
         }
+        // Daytona's signing key of signed file URLs: a JSON string.
+        api.get("sandbox/:idOrName/signing-key") { _, context in
+            try JSON.response(try await manager.signingKey(try context.parameters.require("idOrName"), organizationId: try context.organization()))
+        }
+        api.post("sandbox/:idOrName/signing-key/rotate") { _, context in
+            try JSON.response(try await manager.rotateSigningKey(try context.parameters.require("idOrName"), organizationId: try context.organization()))
+        }
         api.get("sandbox/:idOrName/toolbox-proxy-url") { request, context in
             _ = try await manager.get(try context.parameters.require("idOrName"), organizationId: try context.organization())
             return try JSON.response(URLBody(url: server.toolboxURL(for: request)))

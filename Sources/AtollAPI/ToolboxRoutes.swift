@@ -28,6 +28,8 @@ struct ToolboxRoutes {
         toolbox.post(":id/process/code-run", use: codeRun)
         toolbox.post(":id/process/session", use: createSession)
         toolbox.get(":id/process/session", use: listSessions)
+        toolbox.get(":id/process/session/entrypoint", use: entrypointSession)
+        toolbox.get(":id/process/session/entrypoint/logs", use: entrypointLogs)
         toolbox.get(":id/process/session/:session", use: getSession)
         toolbox.delete(":id/process/session/:session", use: deleteSession)
         toolbox.post(":id/process/session/:session/exec", use: sessionExec)
@@ -44,6 +46,7 @@ struct ToolboxRoutes {
         toolbox.post(":id/files/bulk-upload", use: bulkUpload)
         toolbox.post(":id/files/bulk-download", use: bulkDownload)
         toolbox.post(":id/files/upload", use: upload)
+        toolbox.post(":id/files/upload-v2", use: upload)  // the target of Daytona's upload_url
         toolbox.get(":id/files/download", use: download)
         toolbox.get(":id/user-home-dir") { _, context in try await directory(context) }
         toolbox.get(":id/work-dir") { _, context in try await directory(context) }
@@ -199,13 +202,35 @@ struct ToolboxRoutes {
 
     @Sendable func sessionLogs(_ request: Request, context: AtollContext) async throws -> Response {
         let (id, org) = try sandbox(context)
-        if try request.boolQuery("follow") == true {
-            throw AtollError(.invalidArgument, "follow=true needs a WebSocket, which Atoll does not serve yet; poll without follow")
-        }
+        try Self.refuseFollow(request)
         let logs = try await sessions.logs(
             id, sessionId: try context.parameters.require("session"),
             commandId: try context.parameters.require("command"), organizationId: org)
         return try JSON.response(["output": logs.output, "stdout": logs.stdout, "stderr": logs.stderr])
+    }
+
+    /// Following logs needs a WebSocket (the interactive toolbox, not served yet): a 501 that
+    /// says so, like every other call Atoll does not serve.
+    static func refuseFollow(_ request: Request) throws {
+        if try request.boolQuery("follow") == true {
+            throw AtollError(.notImplemented, "following logs (follow=true) needs a WebSocket, which Atoll does not serve yet; poll without follow")
+        }
+    }
+
+    /// Daytona's entrypoint session runs an image's entrypoint. Atoll's snapshots have none (PID 1
+    /// is Atoll's own init, which runs nothing of the sandbox's), so the session exists and is
+    /// empty, and its logs are empty: the truth, not a missing route.
+    @Sendable func entrypointSession(_ request: Request, context: AtollContext) async throws -> Response {
+        let (id, org) = try sandbox(context)
+        _ = try await manager.files(id, organizationId: org)  // a started sandbox of the caller's
+        return try JSON.response(SessionDTO(Session(id: "entrypoint", commands: [])))
+    }
+
+    @Sendable func entrypointLogs(_ request: Request, context: AtollContext) async throws -> Response {
+        try Self.refuseFollow(request)
+        let (id, org) = try sandbox(context)
+        _ = try await manager.files(id, organizationId: org)
+        return try JSON.response(["output": "", "stdout": "", "stderr": ""])
     }
 
     // MARK: - Files

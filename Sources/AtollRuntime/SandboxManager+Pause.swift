@@ -61,6 +61,22 @@ extension SandboxManager {
         return try change(idOrName, organizationId: organizationId) { $0.autoPause = minutes }
     }
 
+    /// The key that signs the sandbox's file URLs (Daytona's `download_url` / `upload_url`),
+    /// made on first use: 32 random bytes, hex.
+    public func signingKey(_ idOrName: String, organizationId: String? = nil) throws -> String {
+        let current = try row(idOrName, organizationId: organizationId)
+        if let key = current.signingKey { return key }
+        return try rotateSigningKey(current.id, organizationId: current.organizationId)
+    }
+
+    /// A new signing key: every URL signed with the old one stops working.
+    public func rotateSigningKey(_ idOrName: String, organizationId: String? = nil) throws -> String {
+        var random = SystemRandomNumberGenerator()
+        let key = Hex.string((0..<32).map { _ in UInt8.random(in: 0...255, using: &random) })
+        _ = try change(idOrName, organizationId: organizationId) { $0.signingKey = key }
+        return key
+    }
+
     /// Daytona's `set_ttl`: delete the sandbox `minutes` from now, whatever its state (0 = never).
     public func setTTL(_ idOrName: String, minutes: Int, organizationId: String? = nil) throws -> Sandbox {
         try Self.checkTTL(minutes)

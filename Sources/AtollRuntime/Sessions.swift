@@ -17,6 +17,11 @@ public struct SessionCommand: Sendable, Hashable {
 public struct Session: Sendable, Hashable {
     public var id: String
     public var commands: [SessionCommand]
+
+    public init(id: String, commands: [SessionCommand]) {
+        self.id = id
+        self.commands = commands
+    }
 }
 
 /// The output of a session command so far.

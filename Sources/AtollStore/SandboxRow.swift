@@ -64,6 +64,9 @@ public struct SandboxRow: Codable, Sendable, Hashable, FetchableRecord, Persista
     public var autoPause: Int = 0
     /// When the sandbox is deleted whatever its state (Daytona's TTL), seconds since 1970; nil = never.
     public var expiresAt: Double? = nil
+    /// The key of its signed file URLs (Daytona's signing key), made on first use; rotating it
+    /// ends every URL signed with the old one.
+    public var signingKey: String? = nil
 
     public init(
         id: String, organizationId: String, name: String, state: String, errorReason: String?, recoverable: Bool, snapshot: String, user: String, env: String,

@@ -446,6 +446,47 @@ class SmallCallTests(SDKTestCase):
         sandbox.stop()
         self.assertEqual(sandbox.state, "stopped")
 
+    def test_signed_file_urls(self):
+        """download_url / upload_url work without a key, only for their path and operation,
+        until they expire or the signing key is rotated."""
+        import urllib.request as request
+        import urllib.error
+        sandbox = self.create()
+        sandbox.fs.upload_file(b"signed payload", "report.txt")
+        url = sandbox.download_url("report.txt", ttl_seconds=60)
+        with request.urlopen(url, timeout=30) as response:
+            self.assertEqual(response.read(), b"signed payload")
+        def status(url, data=None, headers=None):
+            try:
+                with request.urlopen(request.Request(url, data=data, headers=headers or {}), timeout=30) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+        self.assertEqual(status(url.replace("report.txt", "other.txt")), 401, "the signature covers the path")
+        self.assertEqual(status(url.replace("/files/download", "/files/info")), 401, "and only downloads")
+        boundary = "atollboundary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\nuploaded\r\n--{boundary}--\r\n").encode()
+        upload = sandbox.upload_url("up/new.txt", ttl_seconds=60)
+        self.assertEqual(status(upload, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}), 200)
+        self.assertEqual(sandbox.fs.download_file("up/new.txt"), b"uploaded")
+        expired = sandbox.download_url("report.txt", ttl_seconds=1)
+        time.sleep(2.1)
+        self.assertEqual(status(expired), 401)
+        sandbox.rotate_signing_key()
+        self.assertEqual(status(url), 401, "a rotated key ends the old URLs")
+        sandbox._signing_key = None  # the SDK caches the key for 15 s
+        with request.urlopen(sandbox.download_url("report.txt"), timeout=30) as response:
+            self.assertEqual(response.read(), b"signed payload")
+
+    def test_entrypoint_session_is_empty(self):
+        sandbox = self.create()
+        session = sandbox.process.get_entrypoint_session()
+        self.assertEqual((session.session_id, session.commands or []), ("entrypoint", []))
+        logs = sandbox.process.get_entrypoint_logs()
+        self.assertEqual(logs.output, "")
+        status, body = http("GET", f"/toolbox/{sandbox.id}/process/session/entrypoint/logs?follow=true")
+        self.assertEqual((status, body["code"]), (501, "not_implemented"))
+
     def test_daytona_drop_in_paths(self):
         """Programs written for Daytona use /home/daytona and the user daytona: both lead to the
         sandbox user and its home, while user-home-dir still tells the truth."""

@@ -2,9 +2,10 @@ import AtollCore
 import Foundation
 import GRDB
 
-/// What preview URLs need kept: whether a sandbox is public (a column of `sandbox`) and the
-/// signed preview tokens expired early, until they would have expired anyway. Kept in the
-/// database so an expired token stays expired across daemon restarts.
+/// What the SDK's surface beyond the core keeps per sandbox: whether it is public (preview URLs
+/// without a token), the signed preview tokens expired early (until they would have expired
+/// anyway, so one stays expired across restarts), auto-pause and TTL, and the key of its signed
+/// file URLs.
 extension SandboxDatabase {
     static func registerPreviewMigrations(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v7-public-and-preview-revocations") { db in
@@ -19,6 +20,9 @@ extension SandboxDatabase {
                 t.add(column: "autoPause", .integer).notNull().defaults(to: 0)
                 t.add(column: "expiresAt", .double)
             }
+        }
+        migrator.registerMigration("v9-signing-keys") { db in
+            try db.alter(table: "sandbox") { t in t.add(column: "signingKey", .text) }
         }
     }
 
