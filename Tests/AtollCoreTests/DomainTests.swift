@@ -89,6 +89,8 @@ struct DomainTests {
         for state in SandboxState.allCases where state != .destroyed {
             #expect(!state.successors.isEmpty, "\(state) is a dead end")
         }
-        #expect(SandboxState.allCases.filter(\.isTransitional).count == 8)
+        #expect(SandboxState.allCases.filter(\.isTransitional).count == 10)
+        #expect(SandboxState.started.canTransition(to: .pausing) && SandboxState.paused.canTransition(to: .resuming))
+        #expect(!SandboxState.paused.canTransition(to: .archiving), "a paused sandbox holds memory: stop it first")
     }
 }
