@@ -19,6 +19,9 @@ public struct ServerSettings: Sendable {
     /// Preview URLs are `http://{port}-{sandbox id}.{previewDomain}[:port]/`. `localhost` works in
     /// browsers with no DNS set-up (they resolve every `*.localhost` to loopback).
     public var previewDomain: String
+    /// Seconds a sandbox's server gets to start answering a preview request.
+    public var previewAnswerTimeout: Int64 = ServerSettings.defaultPreviewAnswerTimeout
+    public static let defaultPreviewAnswerTimeout: Int64 = 60
 
     public init(publicURL: String, previewDomain: String = ServerSettings.defaultPreviewDomain) {
         self.publicURL = publicURL
@@ -67,7 +70,8 @@ public enum AtollServer {
         let previewTokens = try previewTokens ?? PreviewTokens(dataDirectory: manager.configuration.dataDirectory, database: manager.database)
         router.add(middleware: ErrorMiddleware(metrics: metrics, redact: redact))
         // Before every route: a preview host or path is the sandbox's, whatever its path says.
-        router.add(middleware: PreviewProxy(manager: manager, tokens: previewTokens, domain: settings.previewDomain))
+        router.add(
+            middleware: PreviewProxy(manager: manager, tokens: previewTokens, domain: settings.previewDomain, answerTimeout: settings.previewAnswerTimeout))
         router.get("health") { _, _ in try JSON.response(["status": "ok", "version": AtollVersion.current]) }
         // Prometheus scrapes with a bearer key too; a key sees its organization's sandboxes.
         router.group("metrics").add(middleware: AuthMiddleware(database: manager.database)).get { _, context in
@@ -94,16 +98,18 @@ public enum AtollServer {
     public static func application(
         manager: SandboxManager, host: String, port: Int, logger: Logger, limits: ConnectionLimits = ConnectionLimits(),
         descriptorLimit: Int = 1024, previewDomain: String = ServerSettings.defaultPreviewDomain,
+        previewAnswerTimeout: Int64 = ServerSettings.defaultPreviewAnswerTimeout,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
-        let settings = ServerSettings(publicURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)", previewDomain: previewDomain)
+        var settings = ServerSettings(publicURL: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)", previewDomain: previewDomain)
+        settings.previewAnswerTimeout = previewAnswerTimeout
         let peers = PeerCounter()
         let http1 = HTTP1Channel.Configuration(
             additionalChannelHandlers: [ConnectionGuard(peers: peers, limits: limits)],
             idleTimeout: .seconds(limits.idleSeconds),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 << 10, maxHeaderListSize: 64 << 10, maxHeaderFieldCount: 200))
         let previewTokens = try PreviewTokens(dataDirectory: manager.configuration.dataDirectory, database: manager.database)
-        let preview = PreviewProxy(manager: manager, tokens: previewTokens, domain: previewDomain)
+        let preview = PreviewProxy(manager: manager, tokens: previewTokens, domain: previewDomain, answerTimeout: previewAnswerTimeout)
         return Application(
             router: try router(manager: manager, settings: settings, metrics: RequestMetrics(), previewTokens: previewTokens),
             // Requests that ask for a WebSocket upgrade are offered to the preview proxy first;

@@ -43,6 +43,7 @@ public enum Settings {
         Setting("dataDir", "ATOLL_DATA_DIR", .string),
         Setting("listen", "ATOLLD_LISTEN", .string),
         Setting("previewDomain", "ATOLLD_PREVIEW_DOMAIN", .string),
+        Setting("previewAnswerTimeout", "ATOLLD_PREVIEW_ANSWER_TIMEOUT", .integer),
         Setting("logLevel", "ATOLLD_LOG_LEVEL", .string),
         Setting("sweepInterval", "ATOLLD_SWEEP_INTERVAL", .number),
         Setting("snapshotsDir", "ATOLL_SNAPSHOTS_DIR", .string),

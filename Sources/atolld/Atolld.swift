@@ -149,9 +149,16 @@ struct Atolld: AsyncParsableCommand {
         guard !previewDomain.isEmpty, previewDomain.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }) else {
             throw ValidationError("previewDomain must be a DNS name such as localhost or preview.example.com, got \(previewDomain)")
         }
+        var previewAnswerTimeout = ServerSettings.defaultPreviewAnswerTimeout
+        if let text = settings[environment: "ATOLLD_PREVIEW_ANSWER_TIMEOUT"] {
+            guard let seconds = Int64(text), seconds > 0 else {
+                throw ValidationError("previewAnswerTimeout must be a positive number of seconds, got \(text)")
+            }
+            previewAnswerTimeout = seconds
+        }
         let app = try AtollServer.application(
             manager: manager, host: host, port: port, logger: logger, limits: limits,
-            descriptorLimit: Int(clamping: files.soft), previewDomain: previewDomain
+            descriptorLimit: Int(clamping: files.soft), previewDomain: previewDomain, previewAnswerTimeout: previewAnswerTimeout
         ) { actualPort in
             let url = "http://\(host.contains(":") ? "[\(host)]" : host):\(actualPort)"
             Self.writeEndpoint(url: url, dataDirectory: dataDirectory)

@@ -73,9 +73,24 @@ struct CreateRequestTests {
         body = CreateSandboxRequest()
         body.gpu = 1
         #expect { try body.intent(organizationId: nil) } throws: { ($0 as? AtollError)?.message.contains("gpu") == true }
+        for (field, change) in [
+            ("target", { (b: inout CreateSandboxRequest) in b.target = "eu" }), ("kvm", { $0.kvm = true }), ("gpuType", { $0.gpuType = "A100" }),
+            ("secrets", { $0.secrets = [.present] }),
+        ] as [(String, (inout CreateSandboxRequest) -> Void)] {
+            body = CreateSandboxRequest()
+            change(&body)
+            #expect { try body.intent(organizationId: nil) } throws: { ($0 as? AtollError)?.message.contains(field) == true }
+        }
+        // Honoured now: a TTL, auto-pause and public reach the runner's parameters.
         body = CreateSandboxRequest()
         body.ttlMinutes = 5
-        #expect { try body.intent(organizationId: nil) } throws: { ($0 as? AtollError)?.message.contains("ttlMinutes") == true }
+        body.autoPauseInterval = 7
+        body.public = true
+        guard case .sandbox(let parameters) = try? body.intent(organizationId: nil) else {
+            Issue.record("a TTL and auto-pause are honoured")
+            return
+        }
+        #expect(parameters.ttlMinutes == 5 && parameters.autoPause == 7 && parameters.isPublic)
     }
 
     @Test("a failed image build goes through the same validation as any create")

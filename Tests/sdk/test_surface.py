@@ -153,6 +153,19 @@ class PreviewTests(SDKTestCase):
         status, _, _ = fetch("/index.html", host=host, headers={"x-daytona-preview-token": link.token})
         self.assertEqual(status, 200)
 
+        # A server that accepts and never answers: a 504 after the deadline (3 s in this suite).
+        from daytona import SessionExecuteRequest
+        sandbox.process.create_session("silent")
+        sandbox.process.execute_session_command("silent", SessionExecuteRequest(
+            command="exec python3 -c 'import socket, time\ns = socket.socket(); s.bind((\"0.0.0.0\", 8767)); s.listen(); c = s.accept(); time.sleep(3600)'",
+            run_async=True))
+        time.sleep(0.5)
+        start = time.monotonic()
+        status, _, body = fetch("/", host=f"8767-{sandbox.id}.localhost", headers={"x-daytona-preview-token": link.token})
+        self.assertEqual(status, 504, body)
+        self.assertIn(b"did not answer within 3 s", body)
+        self.assertLess(time.monotonic() - start, 10)
+
         # A stopped sandbox answers 503 at once.
         sandbox.stop()
         start = time.monotonic()

@@ -5,6 +5,7 @@ import AtollSandbox
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -68,6 +69,9 @@ struct PreviewProxy: RouterMiddleware {
     static let tokenParameter = "atoll-preview-token"
     /// How long the sandbox gets to accept a connection.
     static let connectTimeout = 5.0
+    /// How long the sandbox's server gets to start its answer once the request is sent (a
+    /// streaming answer may then take as long as it likes): `ATOLLD_PREVIEW_ANSWER_TIMEOUT`.
+    var answerTimeout: Int64 = ServerSettings.defaultPreviewAnswerTimeout
 
     func handle(_ request: Request, context: AtollContext, next: (Request, AtollContext) async throws -> Response) async throws -> Response {
         guard let target = PreviewTarget.match(host: request.head.authority, uri: request.uri.description, domain: domain) else {
@@ -153,7 +157,7 @@ struct PreviewProxy: RouterMiddleware {
         }
         let exchange = UpstreamExchange(upstream)
         do {
-            let head = try await exchange.send(request, uri: uri, forwardedHost: request.head.authority)
+            let head = try await exchange.send(request, uri: uri, forwardedHost: request.head.authority, answerTimeout: answerTimeout)
             var headers = HTTPFields()
             for (name, value) in head.headers where !Self.hopByHop(name, in: head.headers) {
                 if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
@@ -169,6 +173,9 @@ struct PreviewProxy: RouterMiddleware {
                     while let chunk = try await exchange.nextBodyChunk() { try await writer.write(chunk) }
                     try await writer.finish(nil)
                 })
+        } catch UpstreamExchange.Failure.noAnswer(let seconds) {
+            exchange.close()
+            return Self.page(.gatewayTimeout, "No answer", "\(what) did not answer within \(seconds) s.")
         } catch {
             exchange.close()
             return Self.page(.badGateway, "Bad answer", "\(what) did not answer with HTTP.")
@@ -262,13 +269,17 @@ final class UpstreamExchange: @unchecked Sendable {
     let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
     var iterator: NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
 
+    enum Failure: Error {
+        case noAnswer(seconds: Int64)
+    }
+
     init(_ channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>) {
         self.channel = channel
         iterator = channel.inbound.makeAsyncIterator()
     }
 
     /// Sends the request (its body streamed) and reads the response head.
-    func send(_ request: Request, uri: String, forwardedHost: String?) async throws -> HTTPResponseHead {
+    func send(_ request: Request, uri: String, forwardedHost: String?, answerTimeout: Int64) async throws -> HTTPResponseHead {
         var headers = HTTPHeaders()
         var length: String?
         var chunked = false
@@ -298,10 +309,24 @@ final class UpstreamExchange: @unchecked Sendable {
         for try await chunk in request.body { try await channel.outbound.write(.body(.byteBuffer(chunk))) }
         try await channel.outbound.write(.end(nil))
         channel.outbound.finish()
-        while let part = try await iterator.next() {
-            // 1xx interim answers (100 Continue) are not passed on; the final head follows.
-            if case .head(let head) = part, head.status.code >= 200 { return head }
+        // A server that never answers: the connection is closed after the deadline, which ends
+        // the wait below.
+        let timedOut = NIOLockedValueBox(false)
+        let seconds = answerTimeout
+        let timer = channel.channel.eventLoop.scheduleTask(in: .seconds(seconds)) { [channel] in
+            timedOut.withLockedValue { $0 = true }
+            channel.channel.close(promise: nil)
         }
+        defer { timer.cancel() }
+        do {
+            while let part = try await iterator.next() {
+                // 1xx interim answers (100 Continue) are not passed on; the final head follows.
+                if case .head(let head) = part, head.status.code >= 200 { return head }
+            }
+        } catch  where timedOut.withLockedValue({ $0 }) {
+            throw Failure.noAnswer(seconds: seconds)
+        }
+        if timedOut.withLockedValue({ $0 }) { throw Failure.noAnswer(seconds: seconds) }
         throw AtollError(.unavailable, "the connection closed before an answer")
     }
 
