@@ -519,6 +519,11 @@ class Probe:
             response = connection.getresponse()
             status = response.status
             payload = b"" if status == 101 else response.read(64 << 10)
+            if status == 101:
+                # atolld accepts a WebSocket it does not serve only to close it with 4501.
+                frame = response.fp.read(4)
+                if len(frame) == 4 and frame[0] & 0x0F == 0x8 and int.from_bytes(frame[2:4], "big") == 4501:
+                    return {"verdict": "not served", "status": 101, "message": "closed with 4501 (not implemented)"}
         finally:
             connection.close()
         if status == 401:
@@ -529,6 +534,9 @@ class Probe:
             message = payload[:200].decode(errors="replace")
         message = message if isinstance(message, str) else None
         unmatched = status == 501 or (status in (404, 405) and message in (None, "Not Found"))
+        # A WebSocket is served only if the upgrade happens (a declined one is an empty 400).
+        if route.ws and status != 101:
+            unmatched = True
         return {"verdict": "not served" if unmatched else "served", "status": status, "message": message}
 
 

@@ -377,6 +377,23 @@ class GitTests(SharedSandboxTestCase):
         self.assertEqual(leftovers.strip(), "end")
 
 
+class CoverageTests(unittest.TestCase):
+    def test_readme_states_the_coverage_this_daemon_has(self):
+        """scripts/sdk-coverage probes this suite's daemon; the README's count must be its result."""
+        import json as jsonlib
+        import re
+        import subprocess
+        root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+        result = subprocess.run([os.path.join(root, "scripts", "sdk-coverage"), "--json"], capture_output=True, text=True,
+                                timeout=300, env=dict(os.environ))
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        report = jsonlib.loads(result.stdout)
+        with open(os.path.join(root, "README.md")) as f:
+            stated = re.search(r"\*\*(\d+) of (\d+)\*\*", f.read())
+        self.assertIsNotNone(stated, "the README states the SDK coverage as **N of M**")
+        self.assertEqual((int(stated.group(1)), int(stated.group(2))), (report["served"], report["total"]))
+
+
 class SmallCallTests(SDKTestCase):
     def test_unknown_routes_are_501_naming_them(self):
         sandbox = self.create()
@@ -385,6 +402,14 @@ class SmallCallTests(SDKTestCase):
             status, body = http(method, path, {})
             self.assertEqual((status, body["code"]), (501, "not_implemented"), path)
             self.assertIn(path, body["message"])
+        # A WebSocket Atoll does not serve (PTY) is accepted only to be closed with 4501 naming it.
+        import websocket
+        ws = websocket.create_connection(f"ws://{BASE.hostname}:{BASE.port}/toolbox/{sandbox.id}/process/pty/create-connect?id=a",
+                                         header=[f"Authorization: Bearer {os.environ['DAYTONA_API_KEY']}"], timeout=30)
+        opcode, data = ws.recv_data(control_frame=True)
+        ws.close()
+        self.assertEqual((opcode, int.from_bytes(data[:2], "big")), (websocket.ABNF.OPCODE_CLOSE, 4501))
+        self.assertIn("process/pty/create-connect is not implemented", data[2:].decode())
 
     def test_refused_create_fields(self):
         for field, value in [("target", "eu"), ("kvm", True), ("gpuType", "A100"), ("domainAllowList", "example.com")]:

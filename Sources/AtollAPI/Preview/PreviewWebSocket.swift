@@ -31,7 +31,9 @@ extension PreviewProxy {
     /// would get (4401 no token, 4404 no such sandbox, 4503 not running, 4502 nothing there or no
     /// WebSocket there) and the reason: a declined upgrade could only be an empty 400.
     func shouldUpgrade(_ head: HTTPRequest, logger: Logger) async -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
-        guard let target = PreviewTarget.match(host: head.authority, uri: head.path ?? "/", domain: domain) else { return .dontUpgrade }
+        guard let target = PreviewTarget.match(host: head.authority, uri: head.path ?? "/", domain: domain) else {
+            return Self.notServed(head)
+        }
         let admitted: Admitted
         switch admit(target, headers: head.headerFields) {
         case .failure(let refusal): return Self.refuse(refusal)
@@ -100,6 +102,15 @@ extension PreviewProxy {
             }
             try? await manager.touch(sandbox.id.rawValue, organizationId: sandbox.organizationId)
         }
+    }
+
+    /// A WebSocket Atoll does not serve under `/api` or `/toolbox` (PTYs, log following, the
+    /// interpreter): closed at once with 4501 naming it, as a plain request gets a 501. Socket.IO
+    /// (the SDK's optional event channel) is declined quietly; anything else is not Atoll's.
+    static func notServed(_ head: HTTPRequest) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
+        let path = String((head.path ?? "/").split(separator: "?", maxSplits: 1).first ?? "/")
+        guard path.hasPrefix("/api/") || path.hasPrefix("/toolbox/"), !path.hasPrefix("/api/socket.io") else { return .dontUpgrade }
+        return refuse(PreviewRefusal(.notImplemented, "", "WebSocket \(path.prefix(80)) is not implemented by Atoll"))
     }
 
     /// Accepts the upgrade only to close it at once with the refusal's code and reason (a close
