@@ -3,6 +3,8 @@ public import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
+import HummingbirdWebSocket
+import Logging
 import NIOCore
 import NIOHTTPTypes
 import Synchronization
@@ -82,18 +84,21 @@ final class PeerCounter: Sendable {
     func count(_ peer: String) -> Int { counts.withLock { $0[peer] ?? 0 } }
 }
 
-/// Per connection: the per-peer cap, and the stall deadlines of request bodies and responses.
-final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+/// First on every connection, on its raw bytes, from the moment it is accepted: the per-peer
+/// cap, and a deadline for the first request's headers (idle time). Hummingbird's own HTTP
+/// handlers, and `ConnectionGuard`, are only added once a request head has been read (the
+/// WebSocket upgrade negotiation comes first), so a connection that sends nothing or dribbles its
+/// headers must be cut off here. Afterwards it only passes bytes on (and keeps the peer counted).
+final class EarlyConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
 
     let peers: PeerCounter
     let limits: ConnectionLimits
     var peer: String?
-    var bodyDeadline: Scheduled<Void>?
-    var writeDeadline: Scheduled<Void>?
+    var headerDeadline: Scheduled<Void>?
+    /// How many bytes of "\r\n\r\n" (the end of the headers) were seen last.
+    var matched = 0
 
     init(peers: PeerCounter, limits: ConnectionLimits) {
         self.peers = peers
@@ -102,16 +107,53 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
-        if peers.open(address, limit: limits.perPeer) {
-            peer = address
-        } else {
+        guard peers.open(address, limit: limits.perPeer) else {
             context.close(promise: nil)
+            return
         }
+        peer = address
+        let channel = context.channel
+        headerDeadline = context.eventLoop.scheduleTask(in: .seconds(limits.idleSeconds)) { channel.close(promise: nil) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         if let peer { peers.close(peer) }
         peer = nil
+        headerDeadline?.cancel()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if headerDeadline != nil {
+            let terminator: [UInt8] = [13, 10, 13, 10]
+            for byte in unwrapInboundIn(data).readableBytesView {
+                matched = byte == terminator[matched] ? matched + 1 : (byte == 13 ? 1 : 0)
+                if matched == 4 {
+                    headerDeadline?.cancel()
+                    headerDeadline = nil
+                    break
+                }
+            }
+        }
+        context.fireChannelRead(data)
+    }
+}
+
+/// Per request: the stall deadlines of request bodies and responses.
+final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    let limits: ConnectionLimits
+    var bodyDeadline: Scheduled<Void>?
+    var writeDeadline: Scheduled<Void>?
+
+    init(limits: ConnectionLimits) {
+        self.limits = limits
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
         bodyDeadline?.cancel()
         writeDeadline?.cancel()
     }
@@ -143,5 +185,27 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             writeDeadline = context.eventLoop.scheduleTask(in: .seconds(limits.stallSeconds)) { channel.close(promise: nil) }
         }
         context.fireChannelWritabilityChanged()
+    }
+}
+
+/// Atoll's server channel: Hummingbird's HTTP/1 channel with WebSocket upgrades, behind an
+/// `EarlyConnectionGuard` added the moment a connection is accepted.
+struct GuardedServerChannel: ServerChildChannel {
+    typealias Value = HTTP1WebSocketUpgradeChannel.Value
+    let inner: HTTP1WebSocketUpgradeChannel
+    let peers: PeerCounter
+    let limits: ConnectionLimits
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        do {
+            try channel.pipeline.syncOperations.addHandler(EarlyConnectionGuard(peers: peers, limits: limits), position: .first)
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+        return inner.setup(channel: channel, logger: logger)
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await inner.handle(value: value, logger: logger)
     }
 }

@@ -105,7 +105,7 @@ public enum AtollServer {
         settings.previewAnswerTimeout = previewAnswerTimeout
         let peers = PeerCounter()
         let http1 = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [ConnectionGuard(peers: peers, limits: limits)],
+            additionalChannelHandlers: [ConnectionGuard(limits: limits)],
             idleTimeout: .seconds(limits.idleSeconds),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 << 10, maxHeaderListSize: 64 << 10, maxHeaderFieldCount: 200))
         let previewTokens = try PreviewTokens(dataDirectory: manager.configuration.dataDirectory, database: manager.database)
@@ -114,9 +114,13 @@ public enum AtollServer {
             router: try router(manager: manager, settings: settings, metrics: RequestMetrics(), previewTokens: previewTokens),
             // Requests that ask for a WebSocket upgrade are offered to the preview proxy first;
             // those it does not take are ordinary HTTP requests.
-            server: .http1WebSocketUpgrade(
-                configuration: .init(http1: http1, ws: .init(maxFrameSize: PreviewProxy.maximumFrame)),
-                shouldUpgrade: { head, _, logger in await preview.shouldUpgrade(head, logger: logger) }),
+            server: HTTPServerBuilder { responder in
+                GuardedServerChannel(
+                    inner: HTTP1WebSocketUpgradeChannel(
+                        responder: responder, configuration: .init(http1: http1, ws: .init(maxFrameSize: PreviewProxy.maximumFrame)),
+                        shouldUpgrade: { head, _, logger in await preview.shouldUpgrade(head, logger: logger) }),
+                    peers: peers, limits: limits)
+            },
             configuration: .init(
                 address: .hostname(host, port: port), serverName: "atolld",
                 availableConnectionsDelegate: MaximumAvailableConnections(limits.effectiveTotal(descriptorLimit: descriptorLimit))),

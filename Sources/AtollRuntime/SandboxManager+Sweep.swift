@@ -185,14 +185,14 @@ extension SandboxManager {
             r.initProcess = nil
         }
         switch state {
-        case .started:
+        case .started, .paused:
             if let initProcess, initProcess.isRunning { return nil }
             try await driver.stop(machine, initProcess: initProcess)
             try database.update(id: row.id, reason: "PID 1 was gone when the runner started", at: now, boundary: .lastSample) { r in
                 r.state = SandboxState.stopping.rawValue
             }
             try settle(.stopped, "PID 1 was gone when the runner started", clearInit)
-            return "PID 1 gone: stopped"
+            return "\(state.rawValue), PID 1 gone: stopped"
         case .creating, .pendingBuild:
             try await driver.stop(machine, initProcess: initProcess)
             let reason = "interrupted while creating (the runner stopped)"
@@ -202,14 +202,6 @@ extension SandboxManager {
                 r.recoverable = true
             }
             return "interrupted create: error (recoverable)"
-        case .paused:
-            if let initProcess, initProcess.isRunning { return nil }
-            try await driver.stop(machine, initProcess: initProcess)
-            try database.update(id: row.id, reason: "PID 1 was gone when the runner started", at: now, boundary: .lastSample) { r in
-                r.state = SandboxState.stopping.rawValue
-            }
-            try settle(.stopped, "PID 1 was gone when the runner started", clearInit)
-            return "paused, PID 1 gone: stopped"
         case .pausing, .resuming:
             // Freezing and thawing are idempotent: finish what was asked.
             if let initProcess, initProcess.isRunning {

@@ -342,8 +342,9 @@ class TreeTests(SecurityTestCase):
 
 class CreateTests(SecurityTestCase):
     def test_8_restrictions_atoll_cannot_honour_are_refused(self):
-        for field, value in [("domainAllowList", "example.com"), ("outboundProxyUrl", "http://proxy.test:3128"), ("ttlMinutes", 5),
-                             ("autoPauseInterval", 5), ("secrets", [{"envVar": "X", "secretName": "y"}])]:
+        # (ttlMinutes and autoPauseInterval are honoured now: test_surface covers them.)
+        for field, value in [("domainAllowList", "example.com"), ("outboundProxyUrl", "http://proxy.test:3128"),
+                             ("secrets", [{"envVar": "X", "secretName": "y"}]), ("target", "eu"), ("kvm", True), ("gpuType", "A100")]:
             label = f"refused-{field.lower()}-{RUN}"
             status, reply = http("POST", "/api/sandbox", {field: value, "labels": {"sdk-suite": RUN, "probe": label}})
             self.assertEqual(status, 400, f"{field}: {reply}")
