@@ -126,12 +126,23 @@ struct PreviewProxy: RouterMiddleware {
         return .success(Admitted(sandbox: sandbox, address: parsed.description, namespacePath: network.namespacePath, uri: uri, queryToken: queryToken))
     }
 
-    /// A connected socket to the sandbox's port (made on the work pool: connect may wait).
+    /// A connected socket to the sandbox's port. The socket is made in the sandbox network's
+    /// namespace on the work pool (a short setns on a thread of its own); the connect itself is
+    /// polled from here, so a port that never answers holds no thread while it is waited for.
     func connect(_ admitted: Admitted, port: Int) async throws -> OwnedFD {
-        try await WorkPool.shared.run {
-            try TCPConnection.connect(
-                address: admitted.address, port: UInt16(port), namespacePath: admitted.namespacePath, timeout: Self.connectTimeout)
+        let (socket, connected) = try await WorkPool.shared.run {
+            try TCPConnection.start(address: admitted.address, port: UInt16(port), namespacePath: admitted.namespacePath)
         }
+        if connected { return socket }
+        let target = "\(admitted.address):\(port)"
+        let deadline = ContinuousClock.now + .milliseconds(Int(Self.connectTimeout * 1000))
+        var pause = Duration.milliseconds(1)
+        while try !TCPConnection.finished(socket, target: target) {
+            guard ContinuousClock.now < deadline else { throw AtollError(.unavailable, "connecting to \(target) timed out after \(Self.connectTimeout) s") }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(50))
+        }
+        return socket
     }
 
     func respond(_ request: Request, _ target: PreviewTarget, _ context: AtollContext) async -> Response {
