@@ -159,9 +159,13 @@ struct SandboxRoutes {
         request.uri.queryParameters.getAll(name).flatMap { $0.split(separator: ",").map(String.init) }.filter { !$0.isEmpty }
     }
 
-    static func optionalInteger(_ request: Request, _ name: String) throws -> Int? {
+    /// An integer parameter, nil when absent; out of `range` (when given) or not a number is a 400.
+    static func optionalInteger(_ request: Request, _ name: String, range: ClosedRange<Int>? = nil) throws -> Int? {
         guard let text = request.query(name), !text.isEmpty else { return nil }
-        guard let number = Int(text) else { throw AtollError(.invalidArgument, "\(name) must be an integer, got \"\(text.prefix(32))\"") }
+        guard let number = Int(text), range?.contains(number) ?? true else {
+            let expected = range.map { "an integer between \($0.lowerBound) and \($0.upperBound)" } ?? "an integer"
+            throw AtollError(.invalidArgument, "\(name) must be \(expected), got \"\(text.prefix(32))\"")
+        }
         return number
     }
 
@@ -242,11 +246,7 @@ struct SandboxRoutes {
     }
 
     static func integerQuery(_ request: Request, _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
-        guard let text = request.query(name), !text.isEmpty else { return value }
-        guard let number = Int(text), range.contains(number) else {
-            throw AtollError(.invalidArgument, "\(name) must be an integer between \(range.lowerBound) and \(range.upperBound), got \"\(text.prefix(32))\"")
-        }
-        return number
+        try optionalInteger(request, name, range: range) ?? value
     }
 
     @Sendable func resize(_ request: Request, context: AtollContext) async throws -> Response {

@@ -29,7 +29,7 @@ enum SignedFileURL {
             throw AtollError(.unauthenticated, "the signed URL expired at \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(expires))))")
         }
         guard let row = try database.sandbox(id: String(parts[1])), let key = row.signingKey,
-            PreviewTokens.equal(sign(key: key, method: method, path: path, expires: expires), signature)
+            SecureBytes.equal(sign(key: key, method: method, path: path, expires: expires), signature)
         else {
             throw AtollError(.unauthenticated, "the URL's signature is not valid (wrong sandbox, another path, or a rotated signing key)")
         }

@@ -33,9 +33,12 @@ public struct LifecycleIntervals: Sendable, Hashable, Codable {
         try Self.checkAutoDelete(autoDelete)
     }
 
-    public static func checkAutoStop(_ minutes: Int) throws(AtollError) {
+    public static func checkAutoStop(_ minutes: Int) throws(AtollError) { try checkNeverOrMinutes(minutes, field: "autoStopInterval") }
+
+    /// An interval where 0 means never: at most ten years (auto-stop, auto-pause, a TTL).
+    public static func checkNeverOrMinutes(_ minutes: Int, field: String) throws(AtollError) {
         guard minutes >= 0 && minutes <= 10 * 365 * 24 * 60 else {
-            throw AtollError(.invalidArgument, "autoStopInterval must be 0 (never) or a number of minutes, got \(minutes)")
+            throw AtollError(.invalidArgument, "\(field) must be 0 (never) or a number of minutes, got \(minutes)")
         }
     }
 

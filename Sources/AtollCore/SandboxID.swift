@@ -17,8 +17,7 @@ public struct SandboxID: Sendable, Hashable, Codable, CustomStringConvertible, C
 
     /// A fresh random identifier (a UUID, as Daytona uses).
     public static func random() -> SandboxID {
-        var generator = SystemRandomNumberGenerator()
-        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var bytes = SecureBytes.random(16)
         bytes[6] = (bytes[6] & 0x0F) | 0x40  // version 4
         bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
         let hex = Hex.string(bytes)

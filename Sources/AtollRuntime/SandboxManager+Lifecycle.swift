@@ -625,7 +625,7 @@ extension SandboxManager {
             opPid: nil, opStartTime: nil, opToken: nil, deadline: nil, createdAt: at, updatedAt: at, lastActivityAt: at)
         row.isPublic = plan.isPublic
         row.autoPause = plan.autoPause
-        row.expiresAt = plan.ttlMinutes > 0 ? at + Double(plan.ttlMinutes) * 60 : nil
+        row.expiresAt = expiry(ttlMinutes: plan.ttlMinutes, at: at)
         return row
     }
 }

@@ -8,20 +8,11 @@ import Foundation
 /// go with it: auto-pause after inactivity, and a TTL after which the sandbox is deleted
 /// whatever its state.
 extension SandboxManager {
-    /// The longest auto-pause interval and TTL: ten years, as for auto-stop.
-    static let maximumMinutes = 10 * 365 * 24 * 60
+    static func checkAutoPause(_ minutes: Int) throws(AtollError) { try LifecycleIntervals.checkNeverOrMinutes(minutes, field: "autoPauseInterval") }
+    static func checkTTL(_ minutes: Int) throws(AtollError) { try LifecycleIntervals.checkNeverOrMinutes(minutes, field: "ttlMinutes") }
 
-    static func checkAutoPause(_ minutes: Int) throws(AtollError) {
-        guard (0...maximumMinutes).contains(minutes) else {
-            throw AtollError(.invalidArgument, "autoPauseInterval must be 0 (never) or a number of minutes, got \(minutes)")
-        }
-    }
-
-    static func checkTTL(_ minutes: Int) throws(AtollError) {
-        guard (0...maximumMinutes).contains(minutes) else {
-            throw AtollError(.invalidArgument, "ttlMinutes must be 0 (never) or a number of minutes, got \(minutes)")
-        }
-    }
+    /// When a TTL of `minutes` set at `at` deletes the sandbox; nil for none (0).
+    static func expiry(ttlMinutes minutes: Int, at: Double) -> Double? { minutes > 0 ? at + Double(minutes) * 60 : nil }
 
     /// Freezes a started sandbox: `paused`. Pausing a paused sandbox is fine.
     public func pause(_ idOrName: String, organizationId: String? = nil) async throws -> Sandbox {
@@ -71,8 +62,7 @@ extension SandboxManager {
 
     /// A new signing key: every URL signed with the old one stops working.
     public func rotateSigningKey(_ idOrName: String, organizationId: String? = nil) throws -> String {
-        var random = SystemRandomNumberGenerator()
-        let key = Hex.string((0..<32).map { _ in UInt8.random(in: 0...255, using: &random) })
+        let key = Hex.string(SecureBytes.random(32))
         _ = try change(idOrName, organizationId: organizationId) { $0.signingKey = key }
         return key
     }
@@ -80,7 +70,7 @@ extension SandboxManager {
     /// Daytona's `set_ttl`: delete the sandbox `minutes` from now, whatever its state (0 = never).
     public func setTTL(_ idOrName: String, minutes: Int, organizationId: String? = nil) throws -> Sandbox {
         try Self.checkTTL(minutes)
-        let at = now
-        return try change(idOrName, organizationId: organizationId) { $0.expiresAt = minutes > 0 ? at + Double(minutes) * 60 : nil }
+        let expiresAt = Self.expiry(ttlMinutes: minutes, at: now)
+        return try change(idOrName, organizationId: organizationId) { $0.expiresAt = expiresAt }
     }
 }

@@ -202,22 +202,19 @@ extension SandboxManager {
                 r.recoverable = true
             }
             return "interrupted create: error (recoverable)"
-        case .pausing, .resuming:
-            // Freezing and thawing are idempotent: finish what was asked.
-            if let initProcess, initProcess.isRunning {
-                if state == .pausing {
-                    try await driver.pause(machine)
-                    try settle(.paused, "interrupted while pausing: paused")
-                } else {
-                    try await driver.resume(machine)
-                    try settle(.started, "interrupted while resuming: started")
-                }
-                return "interrupted \(state.rawValue): finished"
+        // A `where` binds to one pattern only, so each pattern has its own.
+        case .pausing where initProcess?.isRunning == true, .resuming where initProcess?.isRunning == true:
+            // Freezing and thawing are idempotent: finish what was asked (with PID 1 gone, the
+            // sandbox is stopped like an interrupted start or stop, below).
+            if state == .pausing {
+                try await driver.pause(machine)
+                try settle(.paused, "interrupted while pausing: paused")
+            } else {
+                try await driver.resume(machine)
+                try settle(.started, "interrupted while resuming: started")
             }
-            try await driver.stop(machine, initProcess: initProcess)
-            try settle(.stopped, "interrupted while \(state.rawValue), PID 1 gone: stopped", clearInit)
-            return "interrupted \(state.rawValue): stopped"
-        case .starting, .stopping:
+            return "interrupted \(state.rawValue): finished"
+        case .starting, .stopping, .pausing, .resuming:
             try await driver.stop(machine, initProcess: initProcess)
             try settle(.stopped, "interrupted while \(state.rawValue): stopped", clearInit)
             return "interrupted \(state.rawValue): stopped"

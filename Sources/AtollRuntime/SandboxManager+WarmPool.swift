@@ -96,7 +96,7 @@ extension SandboxManager {
                 row.autoDelete = plan.intervals.autoDelete
                 row.isPublic = plan.isPublic
                 row.autoPause = plan.autoPause
-                row.expiresAt = plan.ttlMinutes > 0 ? self.now + Double(plan.ttlMinutes) * 60 : nil
+                row.expiresAt = Self.expiry(ttlMinutes: plan.ttlMinutes, at: self.now)
                 row.ownerPid = plan.owner?.pid
                 row.ownerStartTime = plan.owner.map { Int64($0.startTime) }
             }

@@ -105,8 +105,6 @@ extension SandboxDatabase {
 
     /// A new random key: `atl_` and 48 hex digits (192 bits).
     public static func newKey() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let hex = Hex.string((0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) })
-        return "atl_" + hex
+        "atl_" + Hex.string(SecureBytes.random(24))
     }
 }

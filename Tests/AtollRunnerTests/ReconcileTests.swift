@@ -28,7 +28,7 @@ struct ReconcileTests {
         "each half-done transition ends in its documented state",
         arguments: [
             (SandboxState.creating, SandboxState.error), (.starting, .stopped), (.stopping, .stopped), (.archiving, .stopped),
-            (.restoring, .archived), (.resizing, .started),
+            (.restoring, .archived), (.resizing, .started), (.pausing, .paused), (.resuming, .started),
         ])
     func transitional(found: SandboxState, becomes: SandboxState) async throws {
         try await withRunner { f in
@@ -40,6 +40,18 @@ struct ReconcileTests {
             if becomes == .error { #expect(after.recoverable && after.errorReason?.contains("interrupted") == true) }
             let last = try await restarted.history(s.id.rawValue).last
             #expect(last?.reason?.isEmpty == false, "the reconciliation is recorded with its reason")
+            await restarted.close()
+        }
+    }
+
+    @Test("paused, pausing or resuming with PID 1 gone becomes stopped", arguments: [SandboxState.paused, .pausing, .resuming])
+    func frozenWithDeadInit(found: SandboxState) async throws {
+        try await withRunner { f in
+            let s = try await f.manager.create(CreateParameters())
+            try crash(f, s.id.rawValue, in: found) { row in row.initPid = Int32.max - 3 }
+            let restarted = try await f.reopen()
+            #expect(try await restarted.get(s.id.rawValue).state == .stopped)
+            #expect(f.driver.calls("pause").isEmpty && f.driver.calls("resume").isEmpty, "nothing is frozen or thawed for a dead PID 1")
             await restarted.close()
         }
     }

@@ -74,7 +74,10 @@ struct PreviewProxy: RouterMiddleware {
     var answerTimeout: Int64 = ServerSettings.defaultPreviewAnswerTimeout
 
     func handle(_ request: Request, context: AtollContext, next: (Request, AtollContext) async throws -> Response) async throws -> Response {
-        guard let target = PreviewTarget.match(host: request.head.authority, uri: request.uri.description, domain: domain) else {
+        // Every request passes here (create and exec too): only one that can be a preview is parsed.
+        guard request.uri.path.hasPrefix(PreviewTarget.pathPrefix) || request.head.authority?.lowercased().contains(".\(domain)") == true,
+            let target = PreviewTarget.match(host: request.head.authority, uri: request.uri.description, domain: domain)
+        else {
             return try await next(request, context)
         }
         return await respond(request, target, context)

@@ -24,8 +24,7 @@ struct PreviewTokens: Sendable {
         let created = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if created >= 0 {
             defer { close(created) }
-            var random = SystemRandomNumberGenerator()  // getrandom(2)
-            bytes = bytes.map { _ in UInt8.random(in: 0...255, using: &random) }
+            bytes = SecureBytes.random(32)
             guard write(created, bytes, bytes.count) == bytes.count, fsync(created) == 0 else { throw SystemError.last("write", path) }
         } else {
             guard errno == EEXIST else { throw SystemError.last("open", path) }
@@ -55,22 +54,16 @@ struct PreviewTokens: Sendable {
     func signedExpiry(_ token: String, sandbox: SandboxID, port: Int) -> Int? {
         let parts = token.split(separator: "-", maxSplits: 1)
         guard parts.count == 2, let expires = Int(parts[0], radix: 16), expires > 0,
-            Self.equal(signedToken(for: sandbox, port: port, expires: expires), token)
+            SecureBytes.equal(signedToken(for: sandbox, port: port, expires: expires), token)
         else { return nil }
         return expires
     }
 
     /// Whether `token` opens `port` of `sandbox` at `now`.
     func opens(_ token: String, sandbox: SandboxID, port: Int, now: Double) -> Bool {
-        if Self.equal(self.token(for: sandbox), token) { return true }
+        if SecureBytes.equal(self.token(for: sandbox), token) { return true }
         guard let expires = signedExpiry(token, sandbox: sandbox, port: port), Double(expires) > now else { return false }
         return (try? database.isPreviewTokenRevoked(token)) == false
     }
 
-    /// Compares in time independent of where the strings differ.
-    static func equal(_ a: String, _ b: String) -> Bool {
-        let (x, y) = (Array(a.utf8), Array(b.utf8))
-        guard x.count == y.count else { return false }
-        return zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
-    }
 }
