@@ -39,12 +39,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #ifndef PR_CAP_AMBIENT
@@ -120,8 +122,13 @@ static void out_str(struct out *o, const char *s) {
     out_strn(o, s ? s : "", s ? strlen(s) : 0);
 }
 
-/* Sends the message; the runtime being gone (EPIPE) ends the agent. */
+/* Sends the message with one descriptor (SCM_RIGHTS), or none when `fd` < 0; the runtime being
+ * gone (EPIPE) ends the agent. */
+static void out_send_fd(struct out *o, int fd);
 static void out_send(struct out *o) {
+    out_send_fd(o, -1);
+}
+static void out_send_fd(struct out *o, int fd) {
     atoll_agent_header h = {
         .magic = ATOLL_AGENT_MAGIC,
         .kind = o->kind,
@@ -131,6 +138,20 @@ static void out_send(struct out *o) {
     };
     struct iovec iov[3] = {{&h, sizeof h}, {o->nums, o->nnum * 8}, {o->strs, o->slen}};
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 3};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    if (fd >= 0) {
+        memset(&control, 0, sizeof control);
+        mh.msg_control = control.buf;
+        mh.msg_controllen = sizeof control.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
     ssize_t r;
     do {
         r = sendmsg(CONN, &mh, MSG_NOSIGNAL);
@@ -630,8 +651,26 @@ static int find_executable(const char *file, char **envp, char *out) {
     return saw_eacces ? EACCES : ENOENT;
 }
 
+/* A new terminal of the sandbox's own devpts instance (never a path the sandbox could have
+ * replaced: /dev/pts is a mount it cannot change, and the other end is opened from the master with
+ * TIOCGPTPEER, not by name). Returns the master; `*slave` gets the other end. */
+static int open_terminal(int64_t rows, int64_t cols, int *slave) {
+    if (rows < 1 || cols < 1 || rows > ATOLL_PTY_MAX_SIZE || cols > ATOLL_PTY_MAX_SIZE)
+        failf(EINVAL, "pty", "", "terminal size %lldx%lld is outside 1..%d", (long long)cols, (long long)rows, ATOLL_PTY_MAX_SIZE);
+    int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) fail(errno, "open", "/dev/pts/ptmx", "");
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0) fail(errno, "ioctl(TIOCSPTLCK)", "/dev/pts/ptmx", "");
+    struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+    if (ioctl(master, TIOCSWINSZ, &ws) < 0) fail(errno, "ioctl(TIOCSWINSZ)", "/dev/pts/ptmx", "");
+    *slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (*slave < 0) fail(errno, "ioctl(TIOCGPTPEER)", "/dev/pts/ptmx", "");
+    return master;
+}
+
 static __attribute__((noreturn)) void do_exec(struct msg *m) {
-    if (m->nnum < 3 || m->nfds != 3) fail(EINVAL, "exec", "", "malformed exec request");
+    int pty = m->nnum >= 3 && (m->nums[2] & ATOLL_EXEC_PTY);
+    if (m->nnum < (pty ? 5 : 3) || m->nfds != (pty ? 0 : 3)) fail(EINVAL, "exec", "", "malformed exec request");
     /* From here on, what the runtime sends is for PID 1 (signals for the process group, or the
      * runtime hanging up). The signal's sender pid tells PID 1 which connection is ours. */
     kill(1, ATOLL_AGENT_READY_SIGNAL);
@@ -661,8 +700,18 @@ static __attribute__((noreturn)) void do_exec(struct msg *m) {
     char cwd[PATH_CAP];
     normalize(a.home, m->strs[1][0] ? m->strs[1] : a.home, cwd);
 
+    int master = -1;
+    if (pty) {
+        int slave;
+        master = open_terminal(m->nums[3], m->nums[4], &slave);
+        /* The user owns its terminal, as login(1) arranges it (group tty kept from devpts). */
+        if (fchown(slave, a.uid, (gid_t)-1) < 0) fail(errno, "fchown", "terminal", "");
+        for (int i = 0; i < 3; i++) m->fds[i] = slave;
+    }
+
     /* A session of its own, so that a timeout kills everything the process starts. */
     if (setsid() < 0) fail(errno, "setsid", "", "");
+    if (pty && ioctl(m->fds[0], TIOCSCTTY, 0) < 0) fail(errno, "ioctl(TIOCSCTTY)", "terminal", "");
     for (int i = 0; i < 3; i++)
         if (dup2(m->fds[i], i) < 0) fail(errno, "dup2", "stdio", "");
     if (syscall(SYS_setgroups, (size_t)a.ngroups, a.groups) < 0) fail(errno, "setgroups", a.name, "");
@@ -697,7 +746,7 @@ static __attribute__((noreturn)) void do_exec(struct msg *m) {
     syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
     out_begin(&reply, ATOLL_AGENT_STARTED);
     out_num(&reply, getpid());
-    out_send(&reply);
+    out_send_fd(&reply, master); /* the master is close-on-exec here: only the runtime keeps it */
     execve(executable, argv, envp);
     fail(errno, "execve", executable, "");
 }
@@ -708,7 +757,7 @@ static __attribute__((noreturn)) void do_exec(struct msg *m) {
 
 struct file_request {
     int op, flags;
-    int64_t mode, limit;
+    int64_t mode, limit, offset;
     struct account owner;
     char path[PATH_CAP];
     const char *raw_path, *second, *third;
@@ -815,7 +864,11 @@ static void do_read(struct file_request *r) {
     if (fstat(fd, &st) < 0) fail(errno, "fstat", r->path, "");
     if (S_ISDIR(st.st_mode)) fail(EISDIR, "read", r->path, "is a directory");
     if (!S_ISREG(st.st_mode)) fail(EINVAL, "read", r->path, "not a regular file");
-    if (r->limit >= 0 && st.st_size > r->limit) failf(EFBIG, "read", r->path, "larger than %lld bytes", (long long)r->limit);
+    if (r->flags & ATOLL_FILE_PARTIAL) {
+        if (r->offset < 0 || lseek(fd, r->offset, SEEK_SET) < 0) fail(r->offset < 0 ? EINVAL : errno, "lseek", r->path, "");
+    } else if (r->limit >= 0 && st.st_size > r->limit) {
+        failf(EFBIG, "read", r->path, "larger than %lld bytes", (long long)r->limit);
+    }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     /* The first read happens before the answer: a file the kernel lets the sandbox open but not
      * read (/proc/<pid>/stack) is an error the caller gets as such, not a cut-off transfer. */
@@ -1254,6 +1307,23 @@ static void do_fifo_write(struct file_request *r) {
     reply_done((int64_t)n, 0, r->owner.home);
 }
 
+static void do_fifo_open(struct file_request *r) {
+    if (r->mode >= 0) {
+        if (mkfifo(r->path, (mode_t)(r->mode & 0777)) < 0) fail(errno, "mkfifo", r->path, "");
+        if (fchownat(AT_FDCWD, r->path, r->owner.uid, r->owner.gid, AT_SYMLINK_NOFOLLOW) < 0) fail(errno, "chown", r->path, "");
+    }
+    int fd = open(r->path, O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) fail(errno, "open", r->path, "");
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode)) fail(EINVAL, "open", r->path, "not a FIFO");
+    out_begin(&reply, ATOLL_AGENT_DONE);
+    out_num(&reply, 1);
+    out_num(&reply, 0);
+    out_str(&reply, r->owner.home);
+    out_send_fd(&reply, fd);
+    _exit(0);
+}
+
 static void do_account(struct file_request *r) {
     out_begin(&reply, ATOLL_AGENT_ACCOUNT);
     out_num(&reply, r->owner.uid);
@@ -1273,6 +1343,7 @@ static __attribute__((noreturn)) void do_file(struct msg *m) {
     r.flags = (int)m->nums[1];
     r.mode = m->nums[2];
     r.limit = m->nums[3];
+    r.offset = m->nnum > 4 ? m->nums[4] : 0;
     r.raw_path = m->strs[1];
     r.second = m->strs[2];
     r.third = m->strs[3];
@@ -1293,6 +1364,7 @@ static __attribute__((noreturn)) void do_file(struct msg *m) {
     case ATOLL_FILE_MKFIFO: do_mkfifo(&r); break;
     case ATOLL_FILE_FIFO_WRITE: do_fifo_write(&r); break;
     case ATOLL_FILE_ACCOUNT: do_account(&r); break;
+    case ATOLL_FILE_FIFO_OPEN: do_fifo_open(&r); break;
     default: break;
     }
     fail(EINVAL, "file", "", "unknown file operation");

@@ -47,7 +47,7 @@ enum atoll_agent_kind {
     /* Requests (runtime → agent); the first message of a connection. */
     ATOLL_AGENT_EXEC = 1, /* numbers: argc, envc, flags; strings: user, cwd, file, argv…, env…;
                              descriptors: stdin, stdout, stderr */
-    ATOLL_AGENT_FILE = 2, /* numbers: op, flags, mode (-1: none), limit;
+    ATOLL_AGENT_FILE = 2, /* numbers: op, flags, mode (-1: none), limit[, offset (READ with PARTIAL)];
                              strings: user, path, second, third (see enum atoll_agent_file_op);
                              descriptors: a pipe end for READ (write end) and WRITE (read end) */
 
@@ -57,7 +57,8 @@ enum atoll_agent_kind {
 
     /* Replies (agent → runtime). */
     ATOLL_AGENT_ERROR = 20,   /* numbers: errno; strings: call, path (inside the sandbox), detail */
-    ATOLL_AGENT_STARTED = 21, /* numbers: pid (inside the sandbox); the agent executes the process next */
+    ATOLL_AGENT_STARTED = 21, /* numbers: pid (inside the sandbox); the agent executes the process next;
+                                 with ATOLL_EXEC_PTY, the terminal's master end comes along (SCM_RIGHTS) */
     ATOLL_AGENT_EXIT = 22,    /* numbers: exited (1) or killed by a signal (0), code or signal — sent by
                                  PID 1 when it reaps the agent (or the process it became) */
     ATOLL_AGENT_ENTRY = 23,   /* per entry, numbers: mode, uid, gid, size, mtime s, mtime ns, nlink;
@@ -81,7 +82,15 @@ enum atoll_agent_kind {
 enum atoll_agent_exec_flags {
     /* Add HOME, USER, LOGNAME and SHELL from the user's account where the environment has none. */
     ATOLL_EXEC_ACCOUNT_ENV = 1,
+    /* A new pseudo-terminal of the sandbox's own devpts instead of the three descriptors (the
+       request carries none): numbers 4 and 5 are its rows and columns. The process gets the
+       terminal's other end as stdin, stdout, stderr and controlling terminal; the master end goes
+       back to the runtime with STARTED. */
+    ATOLL_EXEC_PTY = 2,
 };
+
+/// Largest terminal the agent makes (Daytona's limit too).
+#define ATOLL_PTY_MAX_SIZE 1000
 
 /// File operations. `user` names the account whose home relative paths start at and who owns
 /// what is created; paths are normalised lexically, then resolved by the kernel inside the
@@ -102,6 +111,10 @@ enum atoll_agent_file_op {
     ATOLL_FILE_MKFIFO = 11,     /* path, mode → DONE */
     ATOLL_FILE_FIFO_WRITE = 12, /* path, second: bytes written once, without blocking → DONE */
     ATOLL_FILE_ACCOUNT = 13,    /* → ACCOUNT of `user` */
+    ATOLL_FILE_FIFO_OPEN = 14,  /* path[, mode ≥ 0: made first, owned by `user`] → DONE with the FIFO
+                                   opened for writing (SCM_RIGHTS): opened
+                                   read-write, so it never waits for a reader and its holder is a
+                                   writer until it closes it (then readers see EOF) */
 };
 
 enum atoll_agent_file_flags {
@@ -109,6 +122,8 @@ enum atoll_agent_file_flags {
     ATOLL_FILE_RECURSIVE = 2,  /* DELETE: a directory and everything below it */
     ATOLL_FILE_EXCLUSIVE = 4,  /* WRITE: fail if the file exists */
     ATOLL_FILE_MISSING_OK = 8, /* DELETE: a missing path is not an error */
+    ATOLL_FILE_PARTIAL = 16,   /* READ: at most `limit` bytes from the offset in number 4 (a file
+                                  larger than that is not an error; the ENTRY has its size) */
 };
 
 /// Bounds of the agent's tree walks (search, find): it holds one directory open per level.

@@ -258,8 +258,16 @@ int atoll_agent_send(int fd, const void *data, size_t len, const int *fds, int n
  */
 long atoll_agent_peek(int fd, int timeout_ms, atoll_error *err);
 
-/// Receives the next message into `buf` (descriptors sent along are closed). Returns its size or -errno.
-long atoll_agent_recv(int fd, void *buf, size_t cap, atoll_error *err);
+/// Receives the next message into `buf`. Descriptors sent along go to `fds` (close-on-exec), at most
+/// `*nfds` of them, and `*nfds` becomes how many did; the rest are closed (pass NULLs to close all).
+/// Returns its size or -errno.
+long atoll_agent_recv(int fd, void *buf, size_t cap, int *fds, int *nfds, atoll_error *err);
+
+/// 0 when `fd` is a pseudo-terminal's master end (the device 5:2 answering TIOCGPTN), else -errno.
+int atoll_pty_check_master(int fd);
+
+/// Sets the terminal size of the master `fd` (the process on the other end gets SIGWINCH). 0 or -errno.
+int atoll_pty_resize(int fd, unsigned short rows, unsigned short cols);
 
 /// O_PATH, which Swift's Glibc module does not export (it needs _GNU_SOURCE).
 #define ATOLL_O_PATH 010000000

@@ -107,23 +107,34 @@ long atoll_agent_peek(int fd, int timeout_ms, atoll_error *err) {
     return (long)size;
 }
 
-long atoll_agent_recv(int fd, void *buf, size_t cap, atoll_error *err) {
+long atoll_agent_recv(int fd, void *buf, size_t cap, int *fds_out, int *nfds, atoll_error *err) {
     struct iovec iov = {buf, cap};
     char control[CMSG_SPACE(8 * sizeof(int))];
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    int capacity = nfds ? *nfds : 0;
+    if (nfds) *nfds = 0;
     ssize_t r;
     do {
         r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     } while (r < 0 && errno == EINTR);
     if (r < 0) return atoll_fail(err, errno, "recvmsg", "sandbox agent");
-    /* The agent sends no descriptors; any that arrive are closed, never used. */
+    /* Descriptors the caller has room for are handed over (close-on-exec); the rest are closed. */
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         int fds[8];
         memcpy(fds, CMSG_DATA(c), (n > 8 ? 8 : n) * sizeof(int));
-        for (size_t i = 0; i < n && i < 8; i++) close(fds[i]);
+        for (size_t i = 0; i < n && i < 8; i++) {
+            if (fds_out && nfds && *nfds < capacity)
+                fds_out[(*nfds)++] = fds[i];
+            else
+                close(fds[i]);
+        }
     }
-    if (mh.msg_flags & MSG_TRUNC) return atoll_fail(err, EMSGSIZE, "recvmsg", "sandbox agent");
+    if (mh.msg_flags & MSG_TRUNC) {
+        for (int i = 0; nfds && i < *nfds; i++) close(fds_out[i]);
+        if (nfds) *nfds = 0;
+        return atoll_fail(err, EMSGSIZE, "recvmsg", "sandbox agent");
+    }
     return (long)r;
 }

@@ -59,11 +59,11 @@ public struct ServerSettings: Sendable {
 /// `/toolbox/{id}/…`, `/metrics` (Prometheus), `/health`.
 public enum AtollServer {
     public static func router(manager: SandboxManager, settings: ServerSettings, metrics: RequestMetrics = RequestMetrics()) throws -> Router<AtollContext> {
-        try router(manager: manager, settings: settings, metrics: metrics, previewTokens: nil)
+        try router(manager: manager, settings: settings, metrics: metrics, previewTokens: nil, services: InteractiveServices(manager: manager))
     }
 
     static func router(
-        manager: SandboxManager, settings: ServerSettings, metrics: RequestMetrics, previewTokens: PreviewTokens?
+        manager: SandboxManager, settings: ServerSettings, metrics: RequestMetrics, previewTokens: PreviewTokens?, services: InteractiveServices
     ) throws -> Router<AtollContext> {
         let router = Router(context: AtollContext.self)
         let redact = HostPathRedaction(configuration: manager.configuration)
@@ -86,7 +86,8 @@ public enum AtollServer {
         TelemetryRoutes(manager: manager, server: settings).register(api)
         UsageRoutes(manager: manager).register(api)
         let toolbox = router.group("toolbox").add(middleware: AuthMiddleware(database: manager.database))
-        ToolboxRoutes(manager: manager, sessions: Sessions(runner: manager), redact: redact).register(toolbox)
+        ToolboxRoutes(manager: manager, sessions: services.sessions, redact: redact).register(toolbox)
+        InteractiveRoutes(manager: manager, services: services).register(toolbox)
         GitRoutes(manager: manager, redact: redact).register(toolbox)
         return router
     }
@@ -110,15 +111,24 @@ public enum AtollServer {
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 << 10, maxHeaderListSize: 64 << 10, maxHeaderFieldCount: 200))
         let previewTokens = try PreviewTokens(dataDirectory: manager.configuration.dataDirectory, database: manager.database)
         let preview = PreviewProxy(manager: manager, tokens: previewTokens, domain: previewDomain, answerTimeout: previewAnswerTimeout)
+        let services = InteractiveServices(manager: manager)
+        let sockets = ToolboxSockets(manager: manager, sessions: services.sessions, terminals: services.terminals, interpreters: services.interpreters)
         return Application(
-            router: try router(manager: manager, settings: settings, metrics: RequestMetrics(), previewTokens: previewTokens),
-            // Requests that ask for a WebSocket upgrade are offered to the preview proxy first;
-            // those it does not take are ordinary HTTP requests.
+            router: try router(manager: manager, settings: settings, metrics: RequestMetrics(), previewTokens: previewTokens, services: services),
+            // Requests that ask for a WebSocket upgrade: a preview host or path is the sandbox's;
+            // otherwise the toolbox's WebSockets; those neither takes are ordinary HTTP requests.
             server: HTTPServerBuilder { responder in
                 GuardedServerChannel(
                     inner: HTTP1WebSocketUpgradeChannel(
                         responder: responder, configuration: .init(http1: http1, ws: .init(maxFrameSize: PreviewProxy.maximumFrame)),
-                        shouldUpgrade: { head, _, logger in await preview.shouldUpgrade(head, logger: logger) }),
+                        shouldUpgrade: { head, _, logger in
+                            if PreviewTarget.match(host: head.authority, uri: head.path ?? "/", domain: previewDomain) == nil,
+                                let answer = await sockets.shouldUpgrade(head, logger: logger)
+                            {
+                                return answer
+                            }
+                            return await preview.shouldUpgrade(head, logger: logger)
+                        }),
                     peers: peers, limits: limits)
             },
             configuration: .init(

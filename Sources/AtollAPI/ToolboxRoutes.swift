@@ -209,11 +209,12 @@ struct ToolboxRoutes {
         return try JSON.response(["output": logs.output, "stdout": logs.stdout, "stderr": logs.stderr])
     }
 
-    /// Following logs needs a WebSocket (the interactive toolbox, not served yet): a 501 that
-    /// says so, like every other call Atoll does not serve.
+    /// Following logs (follow=true) is a WebSocket (`ToolboxSockets`); a plain request for it is
+    /// told so.
     static func refuseFollow(_ request: Request) throws {
         if try request.boolQuery("follow") == true {
-            throw AtollError(.notImplemented, "following logs (follow=true) needs a WebSocket, which Atoll does not serve yet; poll without follow")
+            throw AtollError(
+                .invalidArgument, "following logs (follow=true) is a WebSocket: send the request with an Upgrade: websocket header, or poll without follow")
         }
     }
 

@@ -24,6 +24,9 @@ public struct AtollError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let notFound = Code("not_found", 404)
         /// The operation conflicts with the current state, e.g. exec in a stopped sandbox (HTTP 409).
         public static let conflict = Code("conflict", 409)
+        /// The thing exists no longer, e.g. input for a command that has ended (HTTP 410, as
+        /// Daytona's daemon answers).
+        public static let gone = Code("gone", 410)
         /// A create or rename whose name is taken in the organization (HTTP 409).
         public static let nameTaken = Code("name_taken", 409)
         /// No valid credentials were presented (HTTP 401).
@@ -52,7 +55,7 @@ public struct AtollError: Error, Sendable, CustomStringConvertible, Equatable {
 
         /// Every code, for documentation and tests.
         public static let all: [Code] = [
-            .invalidArgument, .unauthenticated, .notFound, .conflict, .nameTaken, .forbidden, .timeout, .tooManyRequests, .quotaExceeded, .tooLarge,
+            .invalidArgument, .unauthenticated, .notFound, .conflict, .gone, .nameTaken, .forbidden, .timeout, .tooManyRequests, .quotaExceeded, .tooLarge,
             .resourceExhausted, .unavailable, .system, .internal, .notImplemented,
         ]
     }

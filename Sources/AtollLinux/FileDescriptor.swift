@@ -17,7 +17,7 @@ public final class OwnedFD: @unchecked Sendable {
     }
 
     /// Opens `path` with `flags | O_CLOEXEC`.
-    public convenience init(path: String, flags: Int32, mode: mode_t = 0) throws(AtollError) {
+    public convenience init(path: String, flags: Int32, mode: Glibc.mode_t = 0) throws(AtollError) {
         let fd = open(path, flags | O_CLOEXEC, mode)
         guard fd >= 0 else { throw SystemError.last("open", path) }
         self.init(fd)

@@ -554,6 +554,17 @@ extension SandboxManager {
         return try await driver.exec(machine, initProcess: process, request, onOutput: onOutput)
     }
 
+    /// Starts a process the caller talks to while it runs (`input`), optionally on a terminal of
+    /// `rows` × `columns`; its output goes to `onOutput` as it comes. Counts as activity.
+    public func startLive(
+        _ idOrName: String, _ request: ExecRequest, terminal: (rows: Int, columns: Int)?, input: LiveInput, organizationId: String? = nil,
+        onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> LiveProcess {
+        let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
+        noteActivity(machine.id.rawValue)
+        return try await driver.startLive(machine, initProcess: process, request, terminal: terminal, input: input, onOutput: onOutput)
+    }
+
     /// Runs code with the sandbox's interpreter for `request.language`. Counts as activity.
     public func runCode(
         _ idOrName: String, _ request: CodeRequest, organizationId: String? = nil,

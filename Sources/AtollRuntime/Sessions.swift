@@ -1,8 +1,9 @@
 import AtollCore
-import AtollLinux
+public import AtollLinux
 import AtollSandbox
 import AtollStore
 import Foundation
+import Glibc
 
 /// A command run in a session.
 public struct SessionCommand: Sendable, Hashable {
@@ -43,6 +44,9 @@ struct SessionState: Sendable {
     var id: String
     var shellPid: Int32
     var commands: [(id: String, command: String)]
+    /// The write ends of running commands' stdin FIFOs, by command id (closed when the command
+    /// is seen to end, on EOF, or with the session).
+    var inputs: [String: OwnedFD] = [:]
 }
 
 /// Daytona's process sessions, kept apart from the lifecycle actor: a session call waits on the
@@ -51,7 +55,7 @@ struct SessionState: Sendable {
 public actor Sessions {
     nonisolated let runner: SandboxManager
     /// Sessions by sandbox id: the PID 1 they belong to, and the sessions by id.
-    private var bySandbox: [String: (initProcess: InitProcess, sessions: [String: SessionState])] = [:]
+    var bySandbox: [String: (initProcess: InitProcess, sessions: [String: SessionState])] = [:]
 
     public init(runner: SandboxManager) {
         self.runner = runner
@@ -77,13 +81,16 @@ public actor Sessions {
     private func prune() {
         for (id, entry) in bySandbox {
             let row = try? runner.database.sandbox(id: id)
-            if row?.sandboxState != .started || row?.initProcess != entry.initProcess { bySandbox[id] = nil }
+            if row?.sandboxState != .started || row?.initProcess != entry.initProcess {
+                for session in entry.sessions.values { session.inputs.values.forEach { $0.close() } }
+                bySandbox[id] = nil
+            }
         }
     }
 
     static let sessionRoot = "/tmp/.atoll-sessions"
 
-    static func checkSessionID(_ id: String) throws {
+    public static func checkSessionID(_ id: String) throws {
         guard !id.isEmpty, id.utf8.count <= 64,
             id.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 95 || $0 == 46 }),
             id != ".", id != ".."
@@ -146,13 +153,15 @@ public actor Sessions {
         let files = try driver.files(machine, initProcess: process, user: nil)
         let dir = sessionDirectory(sessionId)
         let commands = state.commands
-        return try await WorkPool.shared.run {
+        let session = try await WorkPool.shared.run {
             Session(
                 id: sessionId,
                 commands: commands.map { command in
                     SessionCommand(id: command.id, command: command.command, exitCode: Self.exitCode(files, "\(dir)/\(command.id).exit"))
                 })
         }
+        for command in session.commands where command.exitCode != nil { closeInput(machine.id.rawValue, sessionId, command.id) }
+        return session
     }
 
     /// The exit code a command recorded, or nil while it runs. Blocking: call it on the work pool.
@@ -174,15 +183,31 @@ public actor Sessions {
         let id = UUID().uuidString.lowercased()
         let dir = sessionDirectory(sessionId)
         let files = try driver.files(machine, initProcess: process, user: nil)
+        // stdin is the command's own FIFO, whose write end atolld holds (opened before the
+        // command starts, so the shell's open never waits): input arrives through it
+        // (`sendInput`), and closing it is the command's EOF.
         let line =
-            "{ eval \"$(cat '\(dir)/\(id).cmd')\"; } > '\(dir)/\(id).out' 2> '\(dir)/\(id).err' < /dev/null; "
-            + "echo $? > '\(dir)/\(id).exit.tmp'; mv -f '\(dir)/\(id).exit.tmp' '\(dir)/\(id).exit'\n"
+            "{ eval \"$(cat '\(dir)/\(id).cmd')\"; } > '\(dir)/\(id).out' 2> '\(dir)/\(id).err' < '\(dir)/\(id).in'; "
+            + "echo $? > '\(dir)/\(id).exit.tmp'; mv -f '\(dir)/\(id).exit.tmp' '\(dir)/\(id).exit'; rm -f '\(dir)/\(id).in'\n"
         let text = Array(command.utf8)
-        try await WorkPool.shared.run {
+        let input = try await WorkPool.shared.run {
             try files.write("\(dir)/\(id).cmd", bytes: text, mode: 0o600)
-            try files.writeToFifo("\(dir)/in", line)
+            let input = try files.openFifo("\(dir)/\(id).in", create: 0o600)
+            do {
+                try files.writeToFifo("\(dir)/in", line)
+            } catch {
+                input.close()
+                throw error
+            }
+            return input
+        }
+        guard bySandbox[sandbox]?.sessions[sessionId] != nil else {
+            input.close()
+            throw AtollError(.conflict, "session \(sessionId) ended while the command started")
         }
         bySandbox[sandbox]?.sessions[sessionId]?.commands.append((id, command))
+        bySandbox[sandbox]?.sessions[sessionId]?.inputs[id] = input
+        closeFinishedInputs(sandbox, sessionId, keep: Self.openInputLimit)
         await noteActivity(sandbox)
         if runAsync { return (SessionCommand(id: id, command: command, exitCode: nil), nil) }
         var delay = 0.002
@@ -194,6 +219,7 @@ public actor Sessions {
                 throw AtollError(.timeout, "session command \(id) still runs after \(Int(ProcessIO.maximumSeconds)) s; follow it with its logs")
             }
             if let code = try await WorkPool.shared.run({ Self.exitCode(files, "\(dir)/\(id).exit") }) {
+                closeInput(sandbox, sessionId, id)
                 await noteActivity(sandbox)
                 let logs = try await WorkPool.shared.run { Self.logs(files, dir, id) }
                 return (SessionCommand(id: id, command: command, exitCode: code), logs)
@@ -248,6 +274,7 @@ public actor Sessions {
         let sandbox = machine.id.rawValue
         let state = try session(sandbox, sessionId)
         bySandbox[sandbox]?.sessions[sessionId] = nil
+        state.inputs.values.forEach { $0.close() }
         _ = try? await driver.exec(
             machine, initProcess: process,
             ExecRequest(
@@ -256,5 +283,116 @@ public actor Sessions {
         let dir = sessionDirectory(sessionId)
         _ = try? await WorkPool.shared.run { try files.delete(dir, recursive: true, missingOK: true) }
         await noteActivity(sandbox)
+    }
+}
+
+extension Sessions {
+    /// Input FIFOs held open per session at most: beyond it, those of the oldest commands are
+    /// closed (their commands read EOF), so commands nobody asks about cannot pile up descriptors.
+    static let openInputLimit = 256
+
+    func closeInput(_ sandbox: String, _ session: String, _ command: String) {
+        bySandbox[sandbox]?.sessions[session]?.inputs.removeValue(forKey: command)?.close()
+    }
+
+    /// Keeps at most `keep` input FIFOs of a session open (the newest commands').
+    func closeFinishedInputs(_ sandbox: String, _ session: String, keep: Int) {
+        guard let state = try? self.session(sandbox, session), state.inputs.count > keep else { return }
+        let order = state.commands.map(\.id)
+        let open = order.filter { state.inputs[$0] != nil }
+        for id in open.prefix(open.count - keep) { closeInput(sandbox, session, id) }
+    }
+
+    /// Sends `data` to a running command's stdin, with a newline added unless it ends with one
+    /// (as Daytona's daemon does, so that `read` gets its line). `data` of exactly Ctrl-D
+    /// ("\u{4}") closes the command's stdin instead: the command reads EOF (Atoll's addition; the
+    /// SDK has no call for it).
+    public func sendInput(
+        _ idOrName: String, sessionId: String, commandId: String, data: String, organizationId: String? = nil
+    ) async throws {
+        let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
+        let sandbox = machine.id.rawValue
+        let state = try session(sandbox, sessionId)
+        guard state.commands.contains(where: { $0.id == commandId }) else {
+            throw AtollError(.notFound, "command \(commandId.prefix(64)) not found in session \(sessionId)")
+        }
+        let files = try driver.files(machine, initProcess: process, user: nil)
+        let dir = sessionDirectory(sessionId)
+        if let code = try await WorkPool.shared.run({ Self.exitCode(files, "\(dir)/\(commandId).exit") }) {
+            closeInput(sandbox, sessionId, commandId)
+            throw AtollError(.gone, "command \(commandId) has already completed with exit code \(code)")
+        }
+        guard let input = state.inputs[commandId] else {
+            throw AtollError(.gone, "command \(commandId)'s input is closed")
+        }
+        await noteActivity(sandbox)
+        if data == "\u{4}" {
+            closeInput(sandbox, sessionId, commandId)
+            return
+        }
+        let bytes = Array((data.hasSuffix("\n") ? data : data + "\n").utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeBytes { Glibc.write(input.raw, $0.baseAddress, $0.count) }
+            if n > 0 {
+                written += n
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                let error = errno
+                throw error == EAGAIN
+                    ? AtollError(
+                        .resourceExhausted, "command \(commandId) is not reading its input (its pipe is full; \(written) of \(bytes.count) bytes sent)")
+                    : SystemError.error("write", "stdin of command \(commandId)", errno: error)
+            }
+        }
+    }
+
+    /// Follows a command's output: `onChunk` gets stdout and stderr as they are written (read
+    /// every `interval` seconds from where the last read ended), until the command has ended and
+    /// everything it wrote was delivered, or the session or sandbox ends (an error).
+    public func follow(
+        _ idOrName: String, sessionId: String, commandId: String, organizationId: String? = nil, interval: Double = 0.05,
+        onChunk: @Sendable (OutputChannel, [UInt8]) async throws -> Void
+    ) async throws {
+        let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
+        let sandbox = machine.id.rawValue
+        let state = try session(sandbox, sessionId)
+        guard state.commands.contains(where: { $0.id == commandId }) else {
+            throw AtollError(.notFound, "command \(commandId.prefix(64)) not found in session \(sessionId)")
+        }
+        let files = try driver.files(machine, initProcess: process, user: nil)
+        let dir = sessionDirectory(sessionId)
+        var offsets: [OutputChannel: Int64] = [.stdout: 0, .stderr: 0]
+        var lastActivity = now
+        while true {
+            // The exit file is written after the command's output is complete: read it first, so
+            // that the reads after it see everything.
+            let exited = try await WorkPool.shared.run { Self.exitCode(files, "\(dir)/\(commandId).exit") } != nil
+            for channel in [OutputChannel.stdout, .stderr] {
+                let path = "\(dir)/\(commandId).\(channel == .stdout ? "out" : "err")"
+                while true {
+                    let offset = offsets[channel]!
+                    let part = try? await WorkPool.shared.run { try files.readPart(path, offset: offset, limit: 256 << 10) }
+                    guard let part, !part.bytes.isEmpty else { break }
+                    offsets[channel]! += Int64(part.bytes.count)
+                    try await onChunk(channel, part.bytes)
+                    if part.bytes.count < 256 << 10 { break }
+                }
+            }
+            if exited {
+                closeInput(sandbox, sessionId, commandId)
+                return
+            }
+            if now - lastActivity > 30 {
+                lastActivity = now
+                await noteActivity(sandbox)
+            }
+            let (_, current) = try await runningMachine(idOrName, organizationId: organizationId)
+            guard current == process, (try? session(sandbox, sessionId)) != nil else {
+                throw AtollError(.conflict, "session \(sessionId) ended while its command's logs were followed")
+            }
+            try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+        }
     }
 }

@@ -1,5 +1,6 @@
 public import AtollCore
 public import AtollLinux
+import CRuntime
 
 /// A process to run inside a started sandbox.
 public struct ExecRequest: Sendable {
@@ -127,9 +128,15 @@ public struct LanguageRuntime: Sendable {
     public var esbuild: String
 
     public init(snapshot: Snapshot) {
-        python = snapshot.runtimes["python"] ?? "/usr/bin/python3"
-        node = snapshot.runtimes["javascript"] ?? "/usr/bin/node"
-        esbuild = snapshot.runtimes["typescript"] ?? "/usr/bin/esbuild"
+        self.init(
+            python: snapshot.runtimes["python"] ?? "/usr/bin/python3", node: snapshot.runtimes["javascript"] ?? "/usr/bin/node",
+            esbuild: snapshot.runtimes["typescript"] ?? "/usr/bin/esbuild")
+    }
+
+    public init(python: String = "/usr/bin/python3", node: String = "/usr/bin/node", esbuild: String = "/usr/bin/esbuild") {
+        self.python = python
+        self.node = node
+        self.esbuild = esbuild
     }
 
     /// The argv that runs the program stored at `file` with `arguments`.
@@ -151,4 +158,10 @@ public struct LanguageRuntime: Sendable {
     public func scratchFiles(_ language: Language, file: String) -> [String] {
         language == .typescript ? [file, file + ".js"] : [file]
     }
+}
+
+/// Terminals the agent makes (`ATOLL_PTY_MAX_SIZE`, Daytona's limit too).
+public enum TerminalSize {
+    /// The most rows and the most columns a terminal may have.
+    public static let maximum = Int(ATOLL_PTY_MAX_SIZE)
 }

@@ -59,6 +59,48 @@ extension SandboxDriver {
         )
     }
 
+    /// Starts a process that runs while the caller talks to it through `input` (stdin, signals,
+    /// terminal sizes), its output going to `onOutput` as it comes. With `terminal` (rows,
+    /// columns) it gets a new pseudo-terminal of the sandbox's own devpts as stdin, stdout, stderr
+    /// and controlling terminal (output arrives as `.stdout`); without, pipes. The request's
+    /// `stdin` is ignored (input is `input`).
+    public func startLive(
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest, terminal: (rows: Int, columns: Int)?,
+        input: LiveInput, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> LiveProcess {
+        try request.validate()
+        _ = try handles(machine, initProcess: initProcess)
+        var argv: [String]
+        switch request.command {
+        case .argv(let arguments): argv = arguments
+        case .shell(let script): argv = ["/bin/sh", "-c", script]
+        }
+        var flags = Int64(ATOLL_EXEC_ACCOUNT_ENV.rawValue)
+        var numbers: [Int64] = []
+        if let terminal {
+            let range = 1...TerminalSize.maximum
+            guard range.contains(terminal.rows), range.contains(terminal.columns) else {
+                throw AtollError(.invalidArgument, "terminal size \(terminal.columns)x\(terminal.rows) is outside 1..\(TerminalSize.maximum) columns and rows")
+            }
+            flags |= Int64(ATOLL_EXEC_PTY.rawValue)
+            numbers = [Int64(terminal.rows), Int64(terminal.columns)]
+        }
+        var extra = request.env
+        if terminal != nil && extra["TERM"] == nil && machine.env["TERM"] == nil { extra["TERM"] = "xterm-256color" }
+        let env = Self.environment(machine: machine, extra: extra)
+        let message = AgentMessage(
+            .exec, numbers: [Int64(argv.count), Int64(env.count), flags] + numbers,
+            strings: [request.user ?? machine.user, request.cwd ?? "", argv[0]] + argv + env)
+        return try await AgentProcess.startLive(
+            directory: configuration.sandboxDirectory(machine.id), sandbox: machine.id.rawValue, request: message,
+            pipes: terminal == nil ? try StdioPipes.make(mergeStderr: request.mergeOutput) : nil, input: input,
+            timeout: request.timeout, onOutput: onOutput)
+    }
+
+    public func languageRuntime(_ machine: SandboxMachine) throws -> LanguageRuntime {
+        LanguageRuntime(snapshot: try snapshots.snapshot(named: machine.snapshot))
+    }
+
     /// Runs code with the language's interpreter (a resolved path in the snapshot). The program
     /// is written by the agent to a new private file in the sandbox's `/tmp`, owned by the user,
     /// and removed after.

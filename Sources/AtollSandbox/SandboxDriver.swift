@@ -119,6 +119,13 @@ public protocol SandboxDriving: Sendable {
         _ machine: SandboxMachine, initProcess: InitProcess, _ request: CodeRequest,
         onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
     ) async throws -> ExecResult
+    /// The interpreters of the sandbox's snapshot.
+    func languageRuntime(_ machine: SandboxMachine) throws -> LanguageRuntime
+    /// A process the caller talks to while it runs (see `SandboxDriver.startLive`).
+    func startLive(
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest, terminal: (rows: Int, columns: Int)?,
+        input: LiveInput, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> LiveProcess
     /// File access inside a started sandbox (see `SandboxFiles`).
     func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String?) throws -> SandboxFiles
     /// Applies the machine's CPU, memory and task limits to its cgroup, live.

@@ -1,5 +1,5 @@
 import AtollCore
-import AtollLinux
+public import AtollLinux
 public import CRuntime
 public import Foundation
 import Glibc
@@ -111,7 +111,7 @@ public struct SandboxFiles: Sendable {
     /// Connects and sends a file request; the caller reads the replies.
     func request(
         _ op: atoll_agent_file_op, _ path: String, second: String = "", third: String = "", flags: Int32 = 0,
-        mode: Int64 = -1, limit: Int64 = -1, descriptor: Int32? = nil
+        mode: Int64 = -1, limit: Int64 = -1, offset: Int64? = nil, descriptor: Int32? = nil
     ) throws -> AgentConnection {
         for text in [path, second, third] where text.utf8.contains(0) {
             throw AtollError(.invalidArgument, "invalid path \"\(text.prefix(64))\": it contains a NUL byte")
@@ -119,7 +119,7 @@ public struct SandboxFiles: Sendable {
         guard path.utf8.count <= 4096 else { throw AtollError(.invalidArgument, "path is longer than 4096 bytes") }
         let connection = try AgentConnection.connect(directory: directory, sandbox: sandbox)
         try connection.send(
-            AgentMessage(.file, numbers: [Int64(op.rawValue), Int64(flags), mode, limit], strings: [user, path, second, third]),
+            AgentMessage(.file, numbers: [Int64(op.rawValue), Int64(flags), mode, limit] + (offset.map { [$0] } ?? []), strings: [user, path, second, third]),
             descriptors: descriptor.map { [$0] } ?? [])
         return connection
     }
@@ -244,6 +244,26 @@ public struct SandboxFiles: Sendable {
         }
     }
 
+    /// At most `limit` bytes of a regular file from `offset` on (fewer at its end; none past it),
+    /// and the file's size: what following a growing log needs.
+    public func readPart(_ path: String, offset: Int64, limit: Int) throws -> (bytes: [UInt8], size: UInt64) {
+        let pipe = try KernelPipe.make()
+        let connection = try request(
+            ATOLL_FILE_READ, path, flags: Int32(ATOLL_FILE_PARTIAL.rawValue), limit: Int64(limit), offset: offset, descriptor: pipe.write.raw)
+        pipe.write.close()
+        do {
+            let entry = try Self.entry(try Self.next(connection, "read \(path.prefix(200))"), connection)
+            let download = FileDownload(entry: entry, connection: connection, pipe: pipe.read, path: path)
+            var bytes: [UInt8] = []
+            while let chunk = try download.next() { bytes += chunk }
+            try download.finish()
+            return (bytes, entry.size)
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
     // MARK: - Writing
 
     /// Writes `bytes` to `path`, replacing an existing file (a symlink there is followed inside
@@ -360,6 +380,30 @@ public struct SandboxFiles: Sendable {
     public func writeToFifo(_ path: String, _ text: String) throws {
         _ = try single(ATOLL_FILE_FIFO_WRITE, path, expecting: .done, second: text)
     }
+
+    /// Opens an existing FIFO for writing and hands over the descriptor (checked to be a FIFO:
+    /// it comes from inside the sandbox), non-blocking. It is opened read-write, so it never
+    /// waits for a reader; readers see EOF once it (and every other writer) is closed.
+    /// With `create`, the FIFO is made first (owned by the user, `create` its mode).
+    public func openFifo(_ path: String, create: mode_t? = nil) throws -> OwnedFD {
+        let connection = try request(ATOLL_FILE_FIFO_OPEN, path, mode: create.map { Int64($0) } ?? -1)
+        defer { connection.close() }
+        guard let (message, descriptor) = try connection.receiveWithDescriptor(timeout: Self.replyTimeout, waitingFor: "open \(path.prefix(200))") else {
+            throw AtollError(.conflict, "sandbox \(sandbox)'s agent ended without answering (open \(path.prefix(200)))")
+        }
+        guard message.kind == .done, let descriptor else {
+            descriptor?.close()
+            if message.kind == .error { throw AgentFailure.error(message) }
+            throw Self.unexpected(message, connection)
+        }
+        var st = stat()
+        guard fstat(descriptor.raw, &st) == 0, st.st_mode & S_IFMT == S_IFIFO else {
+            descriptor.close()
+            throw AtollError(.internal, "sandbox \(sandbox)'s agent sent a descriptor that is not a FIFO for \(path.prefix(200))")
+        }
+        _ = fcntl(descriptor.raw, F_SETFL, fcntl(descriptor.raw, F_GETFL) | O_NONBLOCK)
+        return descriptor
+    }
 }
 
 extension atoll_agent_file_op {
@@ -377,6 +421,7 @@ extension atoll_agent_file_op {
         case ATOLL_FILE_FIND: return "find in"
         case ATOLL_FILE_MKFIFO: return "mkfifo"
         case ATOLL_FILE_FIFO_WRITE: return "write to"
+        case ATOLL_FILE_FIFO_OPEN: return "open"
         default: return "account"
         }
     }

@@ -101,6 +101,16 @@ public final class FakeDriver: SandboxDriving, @unchecked Sendable {
         return ExecResult(termination: .exited(0), timedOut: false, oomKilled: false, stdout: [], stderr: [], truncated: false, seconds: 0)
     }
 
+    public func languageRuntime(_ machine: SandboxMachine) throws -> LanguageRuntime { LanguageRuntime() }
+
+    public func startLive(
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest, terminal: (rows: Int, columns: Int)?,
+        input: LiveInput, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> LiveProcess {
+        try await enter("live", machine.id.rawValue)
+        throw AtollError(.unavailable, "the fake driver runs no live processes")
+    }
+
     public func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String?) throws -> SandboxFiles {
         throw AtollError(.unavailable, "the fake driver has no files")
     }

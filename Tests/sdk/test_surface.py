@@ -5,6 +5,7 @@ sorting, refusals of what Atoll cannot honour, 501 for what it does not serve).
 Run through Tests/sdk/run (see test_sdk.py for the environment). Traffic goes only to atolld on
 loopback and, through its proxy, to servers inside the suite's own sandboxes.
 """
+import asyncio
 import base64
 import http.client as httpclient
 import os
@@ -402,14 +403,14 @@ class SmallCallTests(SDKTestCase):
             status, body = http(method, path, {})
             self.assertEqual((status, body["code"]), (501, "not_implemented"), path)
             self.assertIn(path, body["message"])
-        # A WebSocket Atoll does not serve (PTY) is accepted only to be closed with 4501 naming it.
+        # A WebSocket Atoll does not serve (LSP) is accepted only to be closed with 4501 naming it.
         import websocket
-        ws = websocket.create_connection(f"ws://{BASE.hostname}:{BASE.port}/toolbox/{sandbox.id}/process/pty/create-connect?id=a",
+        ws = websocket.create_connection(f"ws://{BASE.hostname}:{BASE.port}/toolbox/{sandbox.id}/lsp/completions",
                                          header=[f"Authorization: Bearer {os.environ['DAYTONA_API_KEY']}"], timeout=30)
         opcode, data = ws.recv_data(control_frame=True)
         ws.close()
         self.assertEqual((opcode, int.from_bytes(data[:2], "big")), (websocket.ABNF.OPCODE_CLOSE, 4501))
-        self.assertIn("process/pty/create-connect is not implemented", data[2:].decode())
+        self.assertIn("lsp/completions is not implemented", data[2:].decode())
 
     def test_refused_create_fields(self):
         for field, value in [("target", "eu"), ("kvm", True), ("gpuType", "A100"), ("domainAllowList", "example.com")]:
@@ -522,8 +523,14 @@ class SmallCallTests(SDKTestCase):
         self.assertEqual((session.session_id, session.commands or []), ("entrypoint", []))
         logs = sandbox.process.get_entrypoint_logs()
         self.assertEqual(logs.output, "")
+        # Following them is a WebSocket that ends at once (there is nothing to follow); a plain
+        # request for it is told it needs the upgrade.
         status, body = http("GET", f"/toolbox/{sandbox.id}/process/session/entrypoint/logs?follow=true")
-        self.assertEqual((status, body["code"]), (501, "not_implemented"))
+        self.assertEqual((status, body["code"]), (400, "invalid_argument"))
+        self.assertIn("WebSocket", body["message"])
+        seen = []
+        asyncio.run(sandbox.process.get_entrypoint_logs_async(seen.append, seen.append))
+        self.assertEqual(seen, [])
 
     def test_daytona_drop_in_paths(self):
         """Programs written for Daytona use /home/daytona and the user daytona: both lead to the

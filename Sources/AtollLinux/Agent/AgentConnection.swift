@@ -61,7 +61,15 @@ public final class AgentConnection: @unchecked Sendable {
 
     /// The next message, or nil when the agent has closed the connection. `timeout` in seconds
     /// (nil: no limit); passing it is a `timeout` error naming the sandbox and `waitingFor`.
+    /// Descriptors sent along are closed.
     public func receive(timeout: Double?, waitingFor: String) throws(AtollError) -> AgentMessage? {
+        try receiveWithDescriptor(timeout: timeout, waitingFor: waitingFor)?.message
+    }
+
+    /// The next message and the descriptor sent along with it, if any (a terminal's master end,
+    /// an opened FIFO). The caller owns the descriptor and checks what it is: it comes from
+    /// inside the sandbox.
+    public func receiveWithDescriptor(timeout: Double?, waitingFor: String) throws(AtollError) -> (message: AgentMessage, descriptor: OwnedFD?)? {
         var failure = atoll_error()
         let ms = timeout.map { Int32(max(0, min(Double(Int32.max), ($0 * 1000).rounded(.up)))) } ?? -1
         let size = atoll_agent_peek(socket.raw, ms, &failure)
@@ -74,12 +82,23 @@ public final class AgentConnection: @unchecked Sendable {
             throw AtollError(.internal, "sandbox \(sandbox)'s agent sent a message of \(size) bytes (at most \(AgentMessage.maximumSize))")
         }
         var buffer = [UInt8](repeating: 0, count: size)
-        let got = buffer.withUnsafeMutableBytes { atoll_agent_recv(socket.raw, $0.baseAddress, $0.count, &failure) }
+        var fds: [Int32] = [-1]
+        var count: Int32 = 1
+        let got = buffer.withUnsafeMutableBytes { raw in
+            fds.withUnsafeMutableBufferPointer { atoll_agent_recv(socket.raw, raw.baseAddress, raw.count, $0.baseAddress, &count, &failure) }
+        }
+        let descriptor = count > 0 ? OwnedFD(fds[0]) : nil
         guard got == size else {
+            descriptor?.close()
             if got < 0 { throw SystemError.error(failure) }
             throw AtollError(.internal, "sandbox \(sandbox)'s agent: a message of \(size) bytes arrived as \(got)")
         }
-        return try AgentMessage.decode(buffer)
+        do {
+            return (try AgentMessage.decode(buffer), descriptor)
+        } catch {
+            descriptor?.close()
+            throw error
+        }
     }
 
     public func close() { socket.close() }

@@ -1,7 +1,8 @@
-import AtollCore
+public import AtollCore
 import CRuntime
 import Foundation
 import Glibc
+import Synchronization
 
 /// A process started by a sandbox's agent: the request goes out with the child's ends of the
 /// stdio pipes, the agent resolves the user, sets everything up and reports `STARTED` (or why it
@@ -21,7 +22,7 @@ public enum AgentProcess {
         try await withCheckedThrowingContinuation { continuation in
             let thread = Thread {
                 do {
-                    let agent = try start(directory: directory, sandbox: sandbox, request: request, pipes: pipes)
+                    let (agent, _) = try start(directory: directory, sandbox: sandbox, request: request, pipes: pipes)
                     let io = ProcessIO(
                         agent: agent, stdinWrite: pipes.stdinWrite, stdoutRead: pipes.stdoutRead, stderrRead: pipes.stderrRead,
                         stdin: stdin, timeout: timeout, captureLimit: captureLimit, onOutput: onOutput)
@@ -37,30 +38,132 @@ public enum AgentProcess {
         }
     }
 
-    static func start(directory: String, sandbox: String, request: AgentMessage, pipes: StdioPipes) throws -> AgentConnection {
+    /// Starts a process that runs while the caller talks to it through `input`: with `pipes`, on
+    /// those; without, on a new terminal of the sandbox (the request has `ATOLL_EXEC_PTY`), whose
+    /// master end the agent sends back. Returns once the process runs; its pump thread delivers
+    /// output to `onOutput` and the end to `LiveProcess.wait()`.
+    public static func startLive(
+        directory: String, sandbox: String, request: AgentMessage, pipes: StdioPipes?, input: LiveInput,
+        timeout: Double?, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> LiveProcess {
+        let process = LiveProcess(input: input)
+        try await withCheckedThrowingContinuation { (started: CheckedContinuation<Void, any Error>) in
+            let thread = Thread {
+                let io: ProcessIO
+                do {
+                    let (agent, master) = try start(directory: directory, sandbox: sandbox, request: request, pipes: pipes)
+                    if let pipes {
+                        io = ProcessIO(
+                            agent: agent, stdinWrite: pipes.stdinWrite, stdoutRead: pipes.stdoutRead, stderrRead: pipes.stderrRead,
+                            stdin: .live(input), timeout: timeout, captureLimit: 0, onOutput: onOutput)
+                    } else if let master {
+                        let writer = fcntl(master.raw, F_DUPFD_CLOEXEC, 0)
+                        guard writer >= 0 else {
+                            agent.close()
+                            throw SystemError.last("fcntl(F_DUPFD_CLOEXEC)", "terminal of sandbox \(sandbox)")
+                        }
+                        _ = fcntl(master.raw, F_SETFL, fcntl(master.raw, F_GETFL) | O_NONBLOCK)
+                        io = ProcessIO(
+                            agent: agent, stdinWrite: OwnedFD(writer), stdoutRead: master, stderrRead: nil,
+                            stdin: .live(input), timeout: timeout, captureLimit: 0, terminal: master, onOutput: onOutput)
+                    } else {
+                        agent.close()
+                        throw AtollError(.internal, "sandbox \(sandbox)'s agent started a terminal but sent no terminal")
+                    }
+                } catch {
+                    input.finish()
+                    started.resume(throwing: error)
+                    return
+                }
+                started.resume()
+                let outcome = io.pump()
+                process.finish(io.failure.map { .failure($0) } ?? .success(outcome))
+            }
+            thread.name = "atoll-live-\(sandbox.prefix(8))"
+            thread.start()
+        }
+        return process
+    }
+
+    /// Connects, sends the request (with the pipes' child ends, when there are pipes) and waits
+    /// for `STARTED`; returns the connection and the terminal's master end if one came along.
+    static func start(directory: String, sandbox: String, request: AgentMessage, pipes: StdioPipes?) throws -> (AgentConnection, OwnedFD?) {
         let agent = try AgentConnection.connect(directory: directory, sandbox: sandbox)
         do {
-            let stderr = pipes.stderrWrite?.raw ?? pipes.stdoutWrite.raw
-            try agent.send(request, descriptors: [pipes.stdinRead.raw, pipes.stdoutWrite.raw, stderr])
-            // Only the agent holds these ends now, so EOF arrives when the process (and its
-            // descendants) are done with them.
-            pipes.stdinRead.close()
-            pipes.stdoutWrite.close()
-            pipes.stderrWrite?.close()
-            guard let reply = try agent.receive(timeout: startTimeout, waitingFor: "the start of a process") else {
+            if let pipes {
+                let stderr = pipes.stderrWrite?.raw ?? pipes.stdoutWrite.raw
+                try agent.send(request, descriptors: [pipes.stdinRead.raw, pipes.stdoutWrite.raw, stderr])
+                // Only the agent holds these ends now, so EOF arrives when the process (and its
+                // descendants) are done with them.
+                pipes.stdinRead.close()
+                pipes.stdoutWrite.close()
+                pipes.stderrWrite?.close()
+            } else {
+                try agent.send(request)
+            }
+            guard let (reply, descriptor) = try agent.receiveWithDescriptor(timeout: startTimeout, waitingFor: "the start of a process") else {
                 throw AtollError(.conflict, "sandbox \(sandbox)'s agent ended before starting the process (the sandbox stopped, or reached its task limit?)")
             }
             switch reply.kind {
-            case .started: return agent
+            case .started where pipes != nil:
+                descriptor?.close()
+                return (agent, nil)
+            case .started:
+                // It comes from inside the sandbox: only a terminal's master end is used.
+                guard let descriptor else { throw AtollError(.internal, "sandbox \(sandbox)'s agent started a terminal but sent no terminal") }
+                let check = atoll_pty_check_master(descriptor.raw)
+                guard check == 0 else {
+                    descriptor.close()
+                    throw AtollError(
+                        .internal, "sandbox \(sandbox)'s agent sent a descriptor that is not a terminal's master (\(SystemError.describe(-check)))")
+                }
+                return (agent, descriptor)
             case .error:
+                descriptor?.close()
                 let failure = AgentFailure.error(reply, fileSemantics: false)
                 throw AtollError(failure.code, failure.message, cause: ProcessStartFailure())
-            case .exit: throw AtollError(.conflict, "sandbox \(sandbox)'s agent ended before starting the process: \(reply.endDescription)")
-            default: throw AtollError(.internal, "sandbox \(sandbox)'s agent sent \(reply.kind) instead of starting the process")
+            case .exit:
+                descriptor?.close()
+                throw AtollError(.conflict, "sandbox \(sandbox)'s agent ended before starting the process: \(reply.endDescription)")
+            default:
+                descriptor?.close()
+                throw AtollError(.internal, "sandbox \(sandbox)'s agent sent \(reply.kind) instead of starting the process")
             }
         } catch {
             agent.close()
             throw error
         }
     }
+}
+
+/// A process started with `AgentProcess.startLive`: talk to it through `input`, wait for its end.
+public final class LiveProcess: Sendable {
+    public let input: LiveInput
+    private let state = Mutex<(result: Result<ProcessOutcome, AtollError>?, waiters: [CheckedContinuation<Result<ProcessOutcome, AtollError>, Never>])>(
+        (nil, []))
+
+    init(input: LiveInput) { self.input = input }
+
+    func finish(_ result: Result<ProcessOutcome, AtollError>) {
+        let waiters = state.withLock { state in
+            state.result = result
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: result) }
+    }
+
+    /// How the process ended (or why it could not be run), once it has.
+    public func wait() async -> Result<ProcessOutcome, AtollError> {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state in
+                if state.result == nil { state.waiters.append(continuation) }
+                return state.result
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    /// How the process ended, if it has.
+    public var result: Result<ProcessOutcome, AtollError>? { state.withLock { $0.result } }
 }

@@ -25,6 +25,8 @@ public enum StdinSource: Sendable {
     case bytes([UInt8])
     /// Copied from this descriptor (for example the CLI's own stdin) until it reaches EOF.
     case forward(Int32)
+    /// Written as the caller sends it, with signals and terminal sizes, until it closes it.
+    case live(LiveInput)
 }
 
 /// Which stream a chunk of output came from.
@@ -61,6 +63,8 @@ public final class ProcessIO: @unchecked Sendable {
     let timeout: Double
     let captureLimit: Int
     let onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+    /// The master end of the process's terminal, when it has one (sizes are set on it).
+    let terminal: OwnedFD?
     /// Set when the agent reported, after `STARTED`, that the program could not be executed.
     public private(set) var failure: AtollError?
 
@@ -74,8 +78,9 @@ public final class ProcessIO: @unchecked Sendable {
 
     public init(
         agent: AgentConnection, stdinWrite: OwnedFD?, stdoutRead: OwnedFD, stderrRead: OwnedFD?, stdin: StdinSource,
-        timeout: Double?, captureLimit: Int, onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+        timeout: Double?, captureLimit: Int, terminal: OwnedFD? = nil, onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
     ) {
+        self.terminal = terminal
         self.agent = agent
         self.stdinWrite = stdinWrite
         self.stdoutRead = stdoutRead
@@ -96,8 +101,11 @@ public final class ProcessIO: @unchecked Sendable {
         switch stdinSource {
         case .none: break
         case .bytes(let bytes): stdinBuffer = bytes
-        case .forward: forwardOpen = true
+        case .forward, .live: forwardOpen = true
         }
+        var live: LiveInput?
+        if case .live(let input) = stdinSource { live = input }
+        defer { live?.finish() }
         if let w = stdinWrite { _ = fcntl(w.raw, F_SETFL, fcntl(w.raw, F_GETFL) | O_NONBLOCK) }
         var outputs: [(fd: OwnedFD, stream: OutputChannel, open: Bool)] = [(stdoutRead, .stdout, true)]
         if let e = stderrRead { outputs.append((e, .stderr, true)) }
@@ -136,6 +144,10 @@ public final class ProcessIO: @unchecked Sendable {
             } else if stdinOpen && forwardOpen, case .forward(let source) = stdinSource {
                 fds.append(pollfd(fd: source, events: Int16(POLLIN), revents: 0))
                 roles.append(-2)
+            }
+            if let live, termination == nil {
+                fds.append(pollfd(fd: live.wakeRead.raw, events: Int16(POLLIN), revents: 0))
+                roles.append(-4)
             }
             if agentOpen {
                 fds.append(pollfd(fd: agent.socket.raw, events: Int16(POLLIN), revents: 0))
@@ -178,6 +190,23 @@ public final class ProcessIO: @unchecked Sendable {
                         break  // nothing else is expected once the process runs
                     case nil:
                         ended(.signaled(SIGKILL))  // the agent is gone (the sandbox stopped)
+                    }
+                case -4:
+                    guard let live else { break }
+                    let request = live.take()
+                    if stdinOpen && !request.bytes.isEmpty {
+                        stdinBuffer = Array(stdinBuffer[stdinOffset...]) + request.bytes
+                        stdinOffset = 0
+                    }
+                    if request.closeRequested {
+                        forwardOpen = false
+                        if stdinOpen && stdinOffset >= stdinBuffer.count { closeStdin() }
+                    }
+                    for signal in request.signals {
+                        if (try? agent.send(AgentMessage(.signal, numbers: [Int64(signal)]))) == nil { ended(.signaled(SIGKILL)) }
+                    }
+                    if let size = request.size, let terminal {
+                        _ = atoll_pty_resize(terminal.raw, size.rows, size.columns)
                     }
                 case -1:
                     let n = stdinBuffer[stdinOffset...].withUnsafeBytes { write(fd.fd, $0.baseAddress, $0.count) }

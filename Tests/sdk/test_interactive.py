@@ -1,0 +1,188 @@
+"""The interactive toolbox through the unmodified SDK: PTY sessions, following a command's logs,
+input to a running command, and the stateful code interpreter (all WebSockets on atolld's port)."""
+
+import asyncio
+import re
+import threading
+import time
+
+from daytona import PtySize, SessionExecuteRequest
+from daytona.common.errors import DaytonaError
+
+from test_sdk import SDKTestCase, SharedSandboxTestCase, http
+
+
+class Collector:
+    """Gathers a PTY's output and waits for text to appear in it."""
+
+    def __init__(self):
+        self.data = b""
+        self.lock = threading.Condition()
+
+    def __call__(self, chunk):
+        with self.lock:
+            self.data += chunk
+            self.lock.notify_all()
+
+    def wait_for(self, pattern, timeout=20):
+        deadline = time.time() + timeout
+        with self.lock:
+            while not re.search(pattern, self.data):
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError(f"{pattern!r} did not appear in {self.data[-400:]!r}")
+                self.lock.wait(left)
+            return self.data
+
+
+class PtyTests(SharedSandboxTestCase):
+    def start(self, handle):
+        collector = Collector()
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(r=handle.wait(on_data=collector)), daemon=True)
+        thread.start()
+        return collector, result, thread
+
+    def test_python_repl_resize_interrupt_and_exit_code(self):
+        sid = f"py-{time.time_ns()}"
+        handle = self.shared.process.create_pty_session(sid, cwd="/tmp", envs={"ATOLL_MARK": "m1"}, pty_size=PtySize(rows=24, cols=80))
+        out, result, thread = self.start(handle)
+        handle.send_input("echo cwd=$(pwd) mark=$ATOLL_MARK tty=$(tty)\n")
+        out.wait_for(rb"cwd=/tmp mark=m1 tty=/dev/pts/\d+")
+        handle.send_input("stty size\n")
+        out.wait_for(rb"24 80")
+        info = handle.resize(PtySize(rows=40, cols=120))
+        self.assertEqual((info.rows, info.cols), (40, 120))
+        handle.send_input("stty size\n")
+        out.wait_for(rb"40 120")
+        # A real terminal: python3 -i reads lines, answers, and Ctrl-C interrupts it.
+        handle.send_input("python3 -i -q\n")
+        out.wait_for(rb">>> ")
+        handle.send_input("6 * 7\n")
+        out.wait_for(rb"\b42\b")
+        handle.send_input("while True: pass\n")
+        time.sleep(0.5)
+        handle.send_input("\x03")
+        out.wait_for(rb"KeyboardInterrupt")
+        handle.send_input("exit()\n")
+        handle.send_input("exit 7\n")
+        thread.join(30)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual(result["r"].exit_code, 7)
+        # Listed as ended until it is killed (forgotten).
+        sessions = {s.id: s for s in self.shared.process.list_pty_sessions()}
+        self.assertFalse(sessions[sid].active)
+        self.shared.process.kill_pty_session(sid)
+        self.assertNotIn(sid, [s.id for s in self.shared.process.list_pty_sessions()])
+
+    def test_output_before_connect_is_kept_and_reconnect_works(self):
+        sid = f"re-{time.time_ns()}"
+        handle = self.shared.process.create_pty_session(sid)
+        handle.send_input("stty -echo; sleep 1; for i in 1 2 3; do echo tick-$i; done; echo done-ticking\n")
+        handle.disconnect()  # output produced while nobody is connected is kept
+        time.sleep(2.0)
+        info = self.shared.process.get_pty_session_info(sid)
+        self.assertTrue(info.active)
+        again = self.shared.process.connect_pty_session(sid)
+        out, result, thread = self.start(again)
+        out.wait_for(rb"tick-3")
+        out.wait_for(rb"done-ticking")
+        again.kill()
+        thread.join(20)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual(result["r"].exit_code, 137)
+
+    def test_errors(self):
+        with self.assertRaises(DaytonaError) as caught:
+            self.shared.process.connect_pty_session("no-such-pty")
+        self.assertIn("not found", str(caught.exception))
+        status, body = http("POST", f"/toolbox/{self.shared.id}/process/pty/x/resize", {"cols": 10, "rows": 10})
+        self.assertEqual(status, 404, body)
+        status, body = http("GET", f"/toolbox/{self.shared.id}/process/pty/create-connect?id=a&cols=5000")
+        self.assertEqual((status, body["code"]), (400, "invalid_argument"))
+        self.assertIn("cols", body["message"])
+        status, body = http("GET", f"/toolbox/{self.shared.id}/process/pty/create-connect?id=a")
+        self.assertEqual(status, 400)
+        self.assertIn("WebSocket", body["message"])
+
+
+class SessionStreamingTests(SharedSandboxTestCase):
+    def test_follow_logs_arrive_as_printed(self):
+        sid = f"f-{time.time_ns()}"
+        self.shared.process.create_session(sid)
+        command = self.shared.process.execute_session_command(
+            sid, SessionExecuteRequest(command="for i in $(seq 1 10); do echo line-$i; echo err-$i >&2; sleep 0.1; done", run_async=True))
+        arrivals, errors = [], []
+        asyncio.run(self.shared.process.get_session_command_logs_async(
+            sid, command.cmd_id, lambda text: arrivals.append((time.time(), text)), lambda text: errors.append(text)))
+        text = "".join(t for _, t in arrivals)
+        self.assertEqual(re.findall(r"line-\d+", text), [f"line-{i}" for i in range(1, 11)])
+        self.assertEqual(re.findall(r"err-\d+", "".join(errors)), [f"err-{i}" for i in range(1, 11)])
+        # Streamed: the first line came well before the last (the command takes about a second).
+        first = next(at for at, t in arrivals if "line-1" in t)
+        last = next(at for at, t in arrivals if "line-10" in t)
+        self.assertGreater(last - first, 0.5)
+
+    def test_input_to_a_running_command(self):
+        sid = f"i-{time.time_ns()}"
+        self.shared.process.create_session(sid)
+        command = self.shared.process.execute_session_command(sid, SessionExecuteRequest(command="read x; echo got $x", run_async=True))
+        time.sleep(0.3)
+        self.assertIsNone(self.shared.process.get_session_command(sid, command.cmd_id).exit_code)
+        self.shared.process.send_session_command_input(sid, command.cmd_id, "Alice")
+        deadline = time.time() + 20
+        while self.shared.process.get_session_command(sid, command.cmd_id).exit_code is None and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.shared.process.get_session_command_logs(sid, command.cmd_id).stdout, "got Alice\n")
+        # Input for a command that has ended is refused (410, as Daytona's daemon answers).
+        status, body = http("POST", f"/toolbox/{self.shared.id}/process/session/{sid}/command/{command.cmd_id}/input", {"data": "late"})
+        self.assertEqual((status, body["code"]), (410, "gone"), body)
+        # Ctrl-D alone closes the command's stdin: cat sees EOF and ends.
+        cat = self.shared.process.execute_session_command(sid, SessionExecuteRequest(command="cat; echo eof-seen", run_async=True))
+        self.shared.process.send_session_command_input(sid, cat.cmd_id, "one")
+        self.shared.process.send_session_command_input(sid, cat.cmd_id, "\x04")
+        deadline = time.time() + 20
+        while self.shared.process.get_session_command(sid, cat.cmd_id).exit_code is None and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.shared.process.get_session_command_logs(sid, cat.cmd_id).stdout, "one\neof-seen\n")
+
+
+class InterpreterTests(SDKTestCase):
+    def test_contexts_keep_state_apart_and_survive_a_timeout(self):
+        sandbox = self.create()
+        ci = sandbox.code_interpreter
+        ctx = ci.create_context(cwd="/tmp")
+        self.assertEqual(ctx.cwd, "/tmp")
+        self.assertEqual(ci.run_code("counter = 1\nimport os", context=ctx).error, None)
+        ci.run_code("counter += 1", context=ctx)
+        result = ci.run_code("print(counter, os.getcwd())", context=ctx)
+        self.assertEqual(result.stdout, "2 /tmp\n")
+        other = ci.create_context()
+        isolated = ci.run_code("print(counter)", context=other)
+        self.assertEqual(isolated.error.name, "NameError")
+        self.assertIn("counter", isolated.error.value)
+        # Streaming callbacks and errors with tracebacks.
+        seen = []
+        failed = ci.run_code("import sys\nprint('out')\nprint('err', file=sys.stderr)\n1/0", context=ctx,
+                             on_stdout=lambda m: seen.append(("out", m.output)), on_stderr=lambda m: seen.append(("err", m.output)))
+        self.assertEqual(failed.error.name, "ZeroDivisionError")
+        self.assertIn("Traceback", failed.error.traceback)
+        self.assertIn(("out", "out\n"), seen)
+        self.assertIn(("err", "err\n"), seen)
+        # A runaway run is interrupted by its timeout; the context and its variables survive.
+        started = time.time()
+        with self.assertRaises(DaytonaError) as caught:
+            ci.run_code("while True: pass", context=ctx, timeout=2)
+        self.assertIn("timed out", str(caught.exception).lower())
+        self.assertLess(time.time() - started, 15)
+        self.assertEqual(ci.run_code("print(counter)", context=ctx).stdout, "2\n")
+        # The default context persists across calls without a context.
+        ci.run_code("default_value = 'kept'")
+        self.assertEqual(ci.run_code("print(default_value)").stdout, "kept\n")
+        ids = [c.id for c in ci.list_contexts()]
+        self.assertIn(ctx.id, ids)
+        self.assertIn(other.id, ids)
+        ci.delete_context(other)
+        self.assertNotIn(other.id, [c.id for c in ci.list_contexts()])
+        with self.assertRaises(DaytonaError):
+            ci.run_code("1", context=other)
