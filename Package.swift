@@ -123,6 +123,9 @@ let package = Package(
             dependencies: [
                 "AtollDaytona", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollWire", "AtollLinux", "CRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -336,9 +336,12 @@ struct ToolboxSockets: Sendable {
     struct ExecStreamRequest: Decodable {
         var argv: [String]?
         var command: String?
+        /// Code for `language`'s interpreter (default the sandbox's), with `arguments`.
+        var code: String?
+        var language: String?
+        var arguments: [String]?
         var env: [String: String]?
         var cwd: String?
-        var user: String?
         var timeout: Double?
         var rows: Int?
         var cols: Int?
@@ -358,22 +361,34 @@ struct ToolboxSockets: Sendable {
                 guard case .text(let text) = first, let request = try? JSONDecoder().decode(ExecStreamRequest.self, from: Data(text.utf8)) else {
                     throw AtollError(
                         .invalidArgument,
-                        "the first message must be JSON {\"argv\" or \"command\", \"env\"?, \"cwd\"?, \"user\"?, \"timeout\"?, \"rows\"?, \"cols\"?}")
+                        "the first message must be JSON {\"argv\", \"command\" or \"code\", \"env\"?, \"cwd\"?, \"timeout\"?, \"rows\"?, \"cols\"?}")
                 }
                 let command: ExecRequest.Command
-                if let argv = request.argv {
+                var scratch: [String] = []
+                if let code = request.code {
+                    let language = try request.language.map { name in
+                        guard let language = Language(rawValue: name.lowercased()) else {
+                            throw AtollError(.invalidArgument, "language \"\(name.prefix(32))\": use python, typescript or javascript")
+                        }
+                        return language
+                    }
+                    let prepared = try await manager.prepareCode(
+                        admitted.sandbox, language: language, code: code, arguments: request.arguments ?? [], organizationId: admitted.organization)
+                    command = .argv(prepared.argv)
+                    scratch = prepared.scratch
+                } else if let argv = request.argv {
                     command = .argv(argv)
                 } else if let shell = request.command {
                     command = .shell(shell)
                 } else {
-                    throw AtollError(.invalidArgument, "argv or command is required")
+                    throw AtollError(.invalidArgument, "argv, command or code is required")
                 }
                 let input = try LiveInput()
                 let terminal = request.rows.flatMap { rows in request.cols.map { (rows: rows, columns: $0) } }
                 let (chunks, sink) = AsyncStream<(OutputChannel, [UInt8])>.makeStream()
                 let process = try await manager.startLive(
                     admitted.sandbox,
-                    ExecRequest(command: command, env: request.env ?? [:], cwd: request.cwd, user: request.user, timeout: request.timeout),
+                    ExecRequest(command: command, env: request.env ?? [:], cwd: request.cwd, timeout: request.timeout),
                     terminal: terminal, input: input, organizationId: admitted.organization
                 ) { channel, bytes in sink.yield((channel, bytes)) }
                 let reader = Task {
@@ -410,7 +425,9 @@ struct ToolboxSockets: Sendable {
                     buffer.writeBytes(bytes)
                     try await outbound.write(.binary(buffer))
                 }
-                let outcome = try await waiter.value.get()
+                let result = await waiter.value
+                if !scratch.isEmpty { await manager.removeScratch(admitted.sandbox, scratch, organizationId: admitted.organization) }
+                let outcome = try result.get()
                 try await outbound.write(
                     .text(Self.json(["type": "exit", "exitCode": Int(outcome.termination.shellStatus), "timedOut": outcome.timedOut])))
                 try await outbound.close(.normalClosure, reason: nil)

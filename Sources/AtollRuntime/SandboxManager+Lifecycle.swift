@@ -565,6 +565,29 @@ extension SandboxManager {
         return try await driver.startLive(machine, initProcess: process, request, terminal: terminal, input: input, onOutput: onOutput)
     }
 
+    /// Stores `code` as a new private file in the sandbox's `/tmp` (owned by its user) and returns
+    /// the argv that runs it with `language`'s interpreter (default the sandbox's language), and
+    /// the files to remove after the run (`removeScratch`): code run live.
+    public func prepareCode(
+        _ idOrName: String, language: Language?, code: String, arguments: [String], organizationId: String? = nil
+    ) async throws -> (argv: [String], scratch: [String]) {
+        let current = try row(idOrName, organizationId: organizationId)
+        let (machine, process) = try runningMachine(current.id, organizationId: organizationId)
+        let language = language ?? Sandbox(current).language
+        let runtime = try driver.languageRuntime(machine)
+        let files = try driver.files(machine, initProcess: process, user: nil)
+        let file = "/tmp/atoll-code-\(SandboxID.random().rawValue.prefix(13)).\(language.fileExtension)"
+        let bytes = Array(code.utf8)
+        try await WorkPool.shared.run { try files.write(file, bytes: bytes, mode: 0o600, exclusive: true) }
+        return (runtime.command(language, file: file, arguments: arguments), runtime.scratchFiles(language, file: file))
+    }
+
+    /// Removes what `prepareCode` left (nothing to do once the sandbox has stopped).
+    public func removeScratch(_ idOrName: String, _ paths: [String], organizationId: String? = nil) async {
+        guard let files = try? files(idOrName, organizationId: organizationId) else { return }
+        _ = try? await WorkPool.shared.run { for path in paths { try files.delete(path, recursive: false, missingOK: true) } }
+    }
+
     /// Runs code with the sandbox's interpreter for `request.language`. Counts as activity.
     public func runCode(
         _ idOrName: String, _ request: CodeRequest, organizationId: String? = nil,

@@ -64,6 +64,11 @@ protocol Backend: Sendable {
         _ id: String, language: Language?, code: String, arguments: [String], env: [String: String], timeout: Double?,
         forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
     ) async throws -> RunOutcome
+    /// A process run live: output as it comes, stdin forwarded (with `forwardStdin`), a terminal
+    /// when the request has a size.
+    func execLive(
+        _ id: String, _ request: LiveExecRequest, forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
+    ) async throws -> RunOutcome
     func upload(_ id: String, _ data: Data, to path: String) async throws
     func download(_ id: String, _ path: String) async throws -> Data
     /// State history lines (embedded only; nil remotely).
@@ -316,34 +321,20 @@ struct RemoteBackend: Backend {
         if user != nil {
             throw AtollError(.invalidArgument, "--user is not available through atolld (the API runs as the sandbox's user); use --embedded as root")
         }
-        do {
-            let response = try await decode(
-                ExecuteResponse.self, "POST", toolbox(id) + "/process/execute",
-                json: ExecuteBody(command: command.shellText, cwd: cwd, envs: env, timeout: timeout.map { Int($0.rounded(.up)) }),
-                timeout: (timeout ?? 86400) + 30)
-            onOutput(.stdout, Array(response.result.utf8))
-            return RunOutcome(exitCode: response.exitCode, timedOut: false)
-        } catch let error as AtollError where error.code == .timeout {
-            return RunOutcome(exitCode: 124, timedOut: true)
+        var request = LiveExecRequest(env: env, cwd: cwd, timeout: timeout)
+        switch command {
+        case .shell(let text): request.command = text
+        case .argv(let words): request.argv = words
         }
+        return try await execLive(id, request, forwardStdin: forwardStdin, onOutput: onOutput)
     }
 
     func codeRun(
         _ id: String, language: Language?, code: String, arguments: [String], env: [String: String], timeout: Double?,
         forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
     ) async throws -> RunOutcome {
-        do {
-            let response = try await decode(
-                CodeRunResponse.self, "POST", toolbox(id) + "/process/code-run",
-                json: CodeRunBody(
-                    code: code, language: language?.rawValue, argv: arguments, envs: env,
-                    timeout: timeout.map { Int($0.rounded(.up)) }),
-                timeout: (timeout ?? 86400) + 30)
-            onOutput(.stdout, Array(response.result.utf8))
-            return RunOutcome(exitCode: response.exitCode, timedOut: false)
-        } catch let error as AtollError where error.code == .timeout {
-            return RunOutcome(exitCode: 124, timedOut: true)
-        }
+        let request = LiveExecRequest(code: code, language: language?.rawValue, arguments: arguments, env: env, timeout: timeout)
+        return try await execLive(id, request, forwardStdin: forwardStdin, onOutput: onOutput)
     }
 
     func upload(_ id: String, _ data: Data, to path: String) async throws {

@@ -226,7 +226,14 @@ struct Labels: AsyncParsableCommand {
 struct Exec: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a command in a started sandbox and exit with its status.",
-        discussion: "atoll exec my-box -- ls -la /\natoll exec my-box -c 'echo $HOME | tr a-z A-Z'")
+        discussion: """
+            Output is printed as the command produces it. A command given after -- gets this
+            terminal's standard input (-c only with -i).
+            atoll exec my-box -- ls -la /
+            atoll exec my-box -c 'echo $HOME | tr a-z A-Z'
+            atoll exec -it my-box              (a terminal: the user's login shell)
+            atoll exec -it my-box -- python3   (a terminal running python3)
+            """)
 
     @OptionGroup var runtime: RuntimeOptions
     @Argument(help: "Sandbox id or name.") var sandbox: String
@@ -236,16 +243,36 @@ struct Exec: AsyncParsableCommand {
     @Option(help: "Working directory.") var cwd: String?
     @Option(help: "Environment variable KEY=VALUE (repeatable).") var env: [String] = []
     @Option(help: "Kill the command after this many seconds.") var timeout: Double?
+    @Flag(name: .customShort("i"), help: "Forward standard input (always, for a command after --).") var interactive = false
+    @Flag(name: .customShort("t"), help: "Run on a terminal (the size of this one, followed); keys go to it as typed.") var tty = false
 
     func validate() throws {
-        if (shell == nil) == command.isEmpty { throw ValidationError("give either -c SHELL-COMMAND or -- COMMAND [ARGS...]") }
+        if shell != nil && !command.isEmpty { throw ValidationError("give either -c SHELL-COMMAND or -- COMMAND [ARGS...], not both") }
+        if shell == nil && command.isEmpty && !tty { throw ValidationError("give either -c SHELL-COMMAND or -- COMMAND [ARGS...] (or -t for a shell)") }
     }
 
     func run() async throws {
-        let outcome = try await withBackend(runtime) { backend in
-            try await backend.exec(
-                sandbox, shell.map { .shell($0) } ?? .argv(command), cwd: cwd, env: try parsePairs(env, option: "--env"),
-                user: user, timeout: timeout, forwardStdin: shell == nil, onOutput: OutputWriter.write)
+        let outcome: RunOutcome
+        if tty {
+            outcome = try await withBackend(runtime) { backend in
+                let size = LocalTerminal.size() ?? (24, 80)
+                var request = LiveExecRequest(
+                    env: try parsePairs(env, option: "--env"), cwd: cwd, user: user, timeout: timeout, rows: size.rows, cols: size.columns)
+                if let shell {
+                    request.command = shell
+                } else {
+                    request.argv = command.isEmpty ? LiveExecRequest.loginShell : command
+                }
+                let restore = LocalTerminal.makeRaw()
+                defer { restore?() }
+                return try await backend.execLive(sandbox, request, forwardStdin: true, onOutput: OutputWriter.write)
+            }
+        } else {
+            outcome = try await withBackend(runtime) { backend in
+                try await backend.exec(
+                    sandbox, shell.map { .shell($0) } ?? .argv(command), cwd: cwd, env: try parsePairs(env, option: "--env"),
+                    user: user, timeout: timeout, forwardStdin: shell == nil || interactive, onOutput: OutputWriter.write)
+            }
         }
         if outcome.timedOut {
             FileHandle.standardError.write(Data("atoll: killed after the \(timeout ?? 0) s timeout\n".utf8))

@@ -2,14 +2,18 @@
 input to a running command, and the stateful code interpreter (all WebSockets on atolld's port)."""
 
 import asyncio
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 
 from daytona import PtySize, SessionExecuteRequest
 from daytona.common.errors import DaytonaError
 
-from test_sdk import SDKTestCase, SharedSandboxTestCase, http
+from test_sdk import API_KEY, API_URL, BIN, SDKTestCase, SharedSandboxTestCase, http
 
 
 class Collector:
@@ -186,3 +190,67 @@ class InterpreterTests(SDKTestCase):
         self.assertNotIn(other.id, [c.id for c in ci.list_contexts()])
         with self.assertRaises(DaytonaError):
             ci.run_code("1", context=other)
+
+
+class CLILiveTests(SharedSandboxTestCase):
+    """`atoll exec` through atolld: output as it is produced, stdin forwarded, and `-it` a real
+    terminal, driven here through tmux (a terminal of the test's own)."""
+
+    def env(self):
+        return dict(os.environ, ATOLL_API_KEY=API_KEY)
+
+    def test_exec_streams_output_before_the_command_ends(self):
+        process = subprocess.Popen([f"{BIN}/atoll", "exec", "--url", API_URL, self.shared.id, "-c", "echo first; sleep 3; echo second"],
+                                   stdout=subprocess.PIPE, env=self.env())
+        started = time.time()
+        first = process.stdout.readline()
+        self.assertEqual(first, b"first\n")
+        self.assertLess(time.time() - started, 2.5, "the first line waited for the command to end")
+        self.assertEqual(process.stdout.read(), b"second\n")
+        process.stdout.close()
+        self.assertEqual(process.wait(30), 0)
+        # stdin reaches a command given after --.
+        piped = subprocess.run([f"{BIN}/atoll", "exec", "--url", API_URL, self.shared.id, "--", "tr", "a-z", "A-Z"],
+                               input=b"shout\n", capture_output=True, env=self.env(), timeout=60)
+        self.assertEqual((piped.returncode, piped.stdout), (0, b"SHOUT\n"))
+
+    def tmux(self, *args):
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, check=True, timeout=30).stdout.decode()
+
+    def screen_shows(self, pattern, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            screen = self.tmux("capture-pane", "-p", "-t", "cli")
+            if re.search(pattern, screen, re.M):
+                return screen
+            time.sleep(0.1)
+        self.fail(f"{pattern!r} did not appear on the screen:\n{screen}")
+
+    def test_exec_it_is_a_terminal_with_resize_and_exit_code(self):
+        if shutil.which("tmux") is None:
+            self.fail("tmux is missing (scripts/setup installs it)")
+        self.socket = f"atoll-test-{os.getpid()}-{time.time_ns()}"
+        status_file = tempfile.NamedTemporaryFile(delete=False)
+        status_file.close()
+        command = (f"ATOLL_API_KEY={API_KEY} {BIN}/atoll exec -it --url {API_URL} {self.shared.id} -- bash --norc --noprofile; "
+                   f"echo $? > {status_file.name}; sleep 60")
+        self.tmux("new-session", "-d", "-s", "cli", "-x", "100", "-y", "30", command)
+        try:
+            self.screen_shows(r"\$ *$")
+            self.tmux("send-keys", "-t", "cli", "tty; stty size", "Enter")
+            self.screen_shows(r"/dev/pts/\d+\s+30 100")
+            self.tmux("resize-window", "-t", "cli", "-x", "120", "-y", "40")
+            time.sleep(0.5)
+            self.tmux("send-keys", "-t", "cli", "stty size", "Enter")
+            self.screen_shows(r"40 120")
+            self.tmux("send-keys", "-t", "cli", "exit 3", "Enter")
+            def status():
+                with open(status_file.name) as f:
+                    return f.read().strip()
+            deadline = time.time() + 20
+            while time.time() < deadline and not status():
+                time.sleep(0.1)
+            self.assertEqual(status(), "3")
+        finally:
+            subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+            os.unlink(status_file.name)
