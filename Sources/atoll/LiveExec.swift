@@ -1,3 +1,4 @@
+import ArgumentParser
 import AtollCore
 import AtollLinux
 import AtollRuntime
@@ -208,4 +209,52 @@ final class OutcomeBox: @unchecked Sendable {
 
     func set(_ outcome: RunOutcome) { lock.withLock { stored = outcome } }
     var value: RunOutcome? { lock.withLock { stored } }
+}
+
+/// `atoll logs`
+struct Logs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the output of a command run in a session (through atolld; sessions live there).",
+        discussion: "atoll logs my-box my-session 3f0c… --follow   (until the command ends)")
+
+    @OptionGroup var runtime: RuntimeOptions
+    @Argument(help: "Sandbox id or name.") var sandbox: String
+    @Argument(help: "Session id.") var session: String
+    @Argument(help: "Command id.") var command: String
+    @Flag(name: [.customShort("f"), .long], help: "Print output as it is written, until the command ends.") var follow = false
+
+    func run() async throws {
+        try await withBackend(runtime) { backend in
+            guard let remote = backend as? RemoteBackend else {
+                throw AtollError(.invalidArgument, "sessions live in atolld: start it (or give --url) to read their logs")
+            }
+            let path = remote.toolbox(sandbox) + "/process/session/\(RemoteBackend.escape(session))/command/\(RemoteBackend.escape(command))/logs"
+            guard follow else {
+                let logs = try await remote.decode(SessionLogsBody.self, "GET", path)
+                OutputWriter.write(.stdout, Array(logs.stdout.utf8))
+                OutputWriter.write(.stderr, Array(logs.stderr.utf8))
+                return
+            }
+            var configuration = WebSocketClientConfiguration(maxFrameSize: 4 << 20)
+            configuration.additionalHeaders[.authorization] = "Bearer \(remote.apiKey)"
+            let url = remote.baseURL.replacingOccurrences(of: "http://", with: "ws://") + path + "?follow=true"
+            let close = try await WebSocketClient.connect(url: url, configuration: configuration, logger: Logger(label: "atoll")) { inbound, _, _ in
+                // Daytona's framing: 01 01 01 before stdout, 02 02 02 before stderr.
+                for try await message in inbound.messages(maxSize: 4 << 20) {
+                    guard case .binary(let buffer) = message else { continue }
+                    let bytes = Array(buffer.readableBytesView)
+                    guard bytes.count >= 3 else { continue }
+                    OutputWriter.write(bytes[0] == 2 ? .stderr : .stdout, Array(bytes.dropFirst(3)))
+                }
+            }
+            if let close, close.closeCode != .normalClosure {
+                throw AtollError(.conflict, close.reason ?? "atolld stopped following the logs (\(close.closeCode))")
+            }
+        }
+    }
+
+    struct SessionLogsBody: Decodable {
+        var stdout: String
+        var stderr: String
+    }
 }

@@ -214,6 +214,16 @@ class CLILiveTests(SharedSandboxTestCase):
                                input=b"shout\n", capture_output=True, env=self.env(), timeout=60)
         self.assertEqual((piped.returncode, piped.stdout), (0, b"SHOUT\n"))
 
+    def test_logs_follow(self):
+        sid = f"cli-{time.time_ns()}"
+        self.shared.process.create_session(sid)
+        command = self.shared.process.execute_session_command(
+            sid, SessionExecuteRequest(command="for i in 1 2 3; do echo out-$i; echo err-$i >&2; sleep 0.2; done", run_async=True))
+        followed = subprocess.run([f"{BIN}/atoll", "logs", "--url", API_URL, self.shared.id, sid, command.cmd_id, "--follow"],
+                                  capture_output=True, env=self.env(), timeout=60)
+        self.assertEqual((followed.returncode, followed.stdout, followed.stderr),
+                         (0, b"out-1\nout-2\nout-3\n", b"err-1\nerr-2\nerr-3\n"))
+
     def tmux(self, *args):
         return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, check=True, timeout=30).stdout.decode()
 
