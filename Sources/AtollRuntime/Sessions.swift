@@ -101,6 +101,13 @@ public actor Sessions {
 
     func sessionDirectory(_ session: String) -> String { "\(Self.sessionRoot)/\(session)" }
 
+    /// Commands' stdin FIFOs live on the sandbox's /dev/shm (a tmpfs), not its disk: atolld holds
+    /// their write ends, and a descriptor on the disk would keep its loop device bound after the
+    /// sandbox stops.
+    static let inputRoot = "/dev/shm/.atoll-sessions"
+
+    func inputDirectory(_ session: String) -> String { "\(Self.inputRoot)/\(session)" }
+
     func session(_ sandbox: String, _ session: String) throws -> SessionState {
         guard let state = bySandbox[sandbox]?.sessions[session] else { throw AtollError(.notFound, "session \(session.prefix(64)) not found") }
         return state
@@ -114,11 +121,15 @@ public actor Sessions {
         let sandbox = machine.id.rawValue
         if sessions(of: sandbox)[sessionId] != nil { throw AtollError(.conflict, "session \(sessionId) already exists") }
         let dir = sessionDirectory(sessionId)
+        let inputs = inputDirectory(sessionId)
         let files = try driver.files(machine, initProcess: process, user: nil)
         try await WorkPool.shared.run {
             try files.delete(dir, recursive: true, missingOK: true)  // left by an earlier run
             try files.createDirectory(Self.sessionRoot, mode: 0o1777)
             try files.createDirectory(dir, mode: 0o700)
+            try files.delete(inputs, recursive: true, missingOK: true)
+            try files.createDirectory(Self.inputRoot, mode: 0o1777)
+            try files.createDirectory(inputs, mode: 0o700)
             try files.makeFifo("\(dir)/in")
         }
         // The FIFO is opened read-write, so the shell never sees end-of-file between commands.
@@ -186,13 +197,14 @@ public actor Sessions {
         // stdin is the command's own FIFO, whose write end atolld holds (opened before the
         // command starts, so the shell's open never waits): input arrives through it
         // (`sendInput`), and closing it is the command's EOF.
+        let fifo = "\(inputDirectory(sessionId))/\(id)"
         let line =
-            "{ eval \"$(cat '\(dir)/\(id).cmd')\"; } > '\(dir)/\(id).out' 2> '\(dir)/\(id).err' < '\(dir)/\(id).in'; "
-            + "echo $? > '\(dir)/\(id).exit.tmp'; mv -f '\(dir)/\(id).exit.tmp' '\(dir)/\(id).exit'; rm -f '\(dir)/\(id).in'\n"
+            "{ eval \"$(cat '\(dir)/\(id).cmd')\"; } > '\(dir)/\(id).out' 2> '\(dir)/\(id).err' < '\(fifo)'; "
+            + "echo $? > '\(dir)/\(id).exit.tmp'; mv -f '\(dir)/\(id).exit.tmp' '\(dir)/\(id).exit'; rm -f '\(fifo)'\n"
         let text = Array(command.utf8)
         let input = try await WorkPool.shared.run {
             try files.write("\(dir)/\(id).cmd", bytes: text, mode: 0o600)
-            let input = try files.openFifo("\(dir)/\(id).in", create: 0o600)
+            let input = try files.openFifo(fifo, create: 0o600)
             do {
                 try files.writeToFifo("\(dir)/in", line)
             } catch {
@@ -281,7 +293,11 @@ public actor Sessions {
                 command: .argv(["/bin/kill", "-KILL", "--", "-\(state.shellPid)"]), user: "root", timeout: 10), onOutput: nil)
         let files = try driver.files(machine, initProcess: process, user: nil)
         let dir = sessionDirectory(sessionId)
-        _ = try? await WorkPool.shared.run { try files.delete(dir, recursive: true, missingOK: true) }
+        let inputs = inputDirectory(sessionId)
+        _ = try? await WorkPool.shared.run {
+            try files.delete(dir, recursive: true, missingOK: true)
+            try files.delete(inputs, recursive: true, missingOK: true)
+        }
         await noteActivity(sandbox)
     }
 }
