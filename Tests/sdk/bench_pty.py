@@ -1,0 +1,159 @@
+"""PTY load benchmark (scripts/bench-pty runs it; not part of the test suite): 100 concurrent PTY
+sessions across 20 sandboxes for a while, each typing one character at a time and timing its
+echo through atolld, side by side with the same measurement on a local pty pair (python's
+pty.fork running bash, the peer in the same run). Prints p50/p95 of both, atolld's RSS over the
+run, and checks that nothing is left once the sessions close: atolld's descriptors and threads
+back to where they were, no shell left in any sandbox, no /dev/pts entry left."""
+
+import os
+import pty
+import select
+import statistics
+import threading
+import time
+import unittest
+
+from daytona import CreateSandboxFromSnapshotParams, PtySize, Resources
+
+from test_sdk import RUN, client
+
+SANDBOXES = int(os.environ.get("ATOLL_PTY_SANDBOXES", "20"))
+SESSIONS = int(os.environ.get("ATOLL_PTY_SESSIONS", "100"))
+SECONDS = float(os.environ.get("ATOLL_PTY_SECONDS", "60"))
+
+
+def daemon_pid():
+    data = os.environ["ATOLL_DATA_DIR"]
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if args and args[0].endswith(b"atolld") and data.encode() in args:
+                return int(pid)
+    raise RuntimeError("atolld not found")
+
+
+def status(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))] * 1000
+
+
+class Echo:
+    """Types one character at a time and waits for it to come back."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.data = b""
+        self.cond = threading.Condition()
+        self.samples = []
+
+    def on_data(self, chunk):
+        with self.cond:
+            self.data += chunk
+            self.cond.notify_all()
+
+    def run(self, until):
+        import random
+        while time.time() < until:
+            ch = random.choice("abcdefghijklmnopqrstuvwxyz").encode()
+            with self.cond:
+                self.data = b""
+            start = time.perf_counter()
+            self.handle.send_input(ch)
+            with self.cond:
+                if self.cond.wait_for(lambda: ch in self.data, timeout=10):
+                    self.samples.append(time.perf_counter() - start)
+            time.sleep(0.05)
+        self.handle.send_input(b"\x15")  # Ctrl-U: drop the typed line
+
+
+def local_peer(until):
+    """The same measurement on a local pty pair: bash on python's pty.fork."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv("/bin/bash", ["bash", "--norc", "--noprofile"])
+    samples = []
+    time.sleep(0.3)
+    os.read(fd, 65536)
+    import random
+    while time.time() < until:
+        ch = random.choice("abcdefghijklmnopqrstuvwxyz").encode()
+        start = time.perf_counter()
+        os.write(fd, ch)
+        got = b""
+        while ch not in got:
+            ready, _, _ = select.select([fd], [], [], 10)
+            if not ready:
+                break
+            got += os.read(fd, 65536)
+        else:
+            samples.append(time.perf_counter() - start)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return samples
+
+
+class PtyLoadBenchmark(unittest.TestCase):
+    def test_load(self):
+        daytona = client()
+        atolld = daemon_pid()
+        fds_before = len(os.listdir(f"/proc/{atolld}/fd"))
+        threads_before = status(atolld, "Threads")
+        sandboxes = [daytona.create(CreateSandboxFromSnapshotParams(labels={"pty-bench": RUN}, resources=Resources(cpu=1, memory=1)))
+                     for _ in range(SANDBOXES)]
+        try:
+            echoes = []
+            for i in range(SESSIONS):
+                sandbox = sandboxes[i % len(sandboxes)]
+                handle = sandbox.process.create_pty_session(f"load-{i}", pty_size=PtySize(rows=24, cols=80))
+                echo = Echo(handle)
+                threading.Thread(target=handle.wait, kwargs={"on_data": echo.on_data}, daemon=True).start()
+                echoes.append((sandbox, handle, echo))
+            time.sleep(1)
+            until = time.time() + SECONDS
+            rss = []
+            workers = [threading.Thread(target=e.run, args=(until,)) for _, _, e in echoes]
+            for w in workers:
+                w.start()
+            peer = []
+            peer_thread = threading.Thread(target=lambda: peer.extend(local_peer(until)))
+            peer_thread.start()
+            while time.time() < until:
+                rss.append(status(atolld, "VmRSS"))
+                time.sleep(1)
+            for w in workers + [peer_thread]:
+                w.join()
+            samples = [s for _, _, e in echoes for s in e.samples]
+            for sandbox, handle, _ in echoes:
+                handle.kill()
+                handle.disconnect()
+            time.sleep(2)
+            leftovers = [sandbox.process.exec("pgrep -c -f -- '-bash|bash -l' || true").result.strip() for sandbox in sandboxes]
+            pts = [sandbox.process.exec("ls /dev/pts | grep -v ptmx | wc -l").result.strip() for sandbox in sandboxes]
+            fds_after = len(os.listdir(f"/proc/{atolld}/fd"))
+            threads_after = status(atolld, "Threads")
+            print(f"\nPTY load: {SESSIONS} sessions across {SANDBOXES} sandboxes for {SECONDS:.0f} s, {len(samples)} echoes")
+            print(f"  echo through atolld   p50 {percentile(samples, .5):.2f} ms   p95 {percentile(samples, .95):.2f} ms")
+            print(f"  local pty pair (peer) p50 {percentile(peer, .5):.2f} ms   p95 {percentile(peer, .95):.2f} ms   ({len(peer)} echoes)")
+            print(f"  atolld RSS MiB: first {rss[0] / 1024:.1f}, max {max(rss) / 1024:.1f}, last {rss[-1] / 1024:.1f}, "
+                  f"median {statistics.median(rss) / 1024:.1f}")
+            print(f"  atolld descriptors {fds_before} -> {fds_after}, threads {threads_before} -> {threads_after}")
+            print(f"  shells left per sandbox {sorted(set(leftovers))}, /dev/pts entries left {sorted(set(pts))}")
+            self.assertGreater(len(samples), SESSIONS)
+            self.assertEqual(set(pts), {"0"})
+            self.assertLessEqual(fds_after, fds_before + 5)
+        finally:
+            for sandbox in sandboxes:
+                daytona.delete(sandbox)
