@@ -115,6 +115,8 @@ enum atoll_agent_file_op {
                                    opened for writing (SCM_RIGHTS): opened
                                    read-write, so it never waits for a reader and its holder is a
                                    writer until it closes it (then readers see EOF) */
+    ATOLL_FILE_OPEN_READ = 15,  /* path → DONE with the regular file opened read-only (SCM_RIGHTS):
+                                   following a growing log without an agent per read */
 };
 
 enum atoll_agent_file_flags {

@@ -364,12 +364,14 @@ extension Sessions {
         }
     }
 
-    /// Follows a command's output: `onChunk` gets stdout and stderr as they are written (read
-    /// every `interval` seconds from where the last read ended), until the command has ended and
-    /// everything it wrote was delivered, or the session or sandbox ends (an error).
+    /// Follows a command's output: `onChunk` gets stdout and stderr as they are written, until
+    /// the command has ended and everything it wrote was delivered, or the session or sandbox ends
+    /// (an error). The output files are opened once by the agent and read here with `pread`
+    /// every `interval` seconds from where the last read ended; whether the command has ended is
+    /// asked of the agent every `exitInterval`.
     public func follow(
         _ idOrName: String, sessionId: String, commandId: String, organizationId: String? = nil, interval: Double = 0.05,
-        onChunk: @Sendable (OutputChannel, [UInt8]) async throws -> Void
+        exitInterval: Double = 0.2, onChunk: @Sendable (OutputChannel, [UInt8]) async throws -> Void
     ) async throws {
         let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
         let sandbox = machine.id.rawValue
@@ -379,21 +381,21 @@ extension Sessions {
         }
         let files = try driver.files(machine, initProcess: process, user: nil)
         let dir = sessionDirectory(sessionId)
-        var offsets: [OutputChannel: Int64] = [.stdout: 0, .stderr: 0]
+        let followers = OutputFollowers(paths: [.stdout: "\(dir)/\(commandId).out", .stderr: "\(dir)/\(commandId).err"])
+        defer { followers.close() }
         var lastActivity = now
+        var lastExitCheck = -Double.infinity
         while true {
-            // The exit file is written after the command's output is complete: read it first, so
+            // The exit file is written after the command's output is complete: asked first, so
             // that the reads after it see everything.
-            let exited = try await WorkPool.shared.run { Self.exitCode(files, "\(dir)/\(commandId).exit") } != nil
+            var exited = false
+            if now - lastExitCheck >= exitInterval {
+                lastExitCheck = now
+                exited = try await WorkPool.shared.run { Self.exitCode(files, "\(dir)/\(commandId).exit") } != nil
+            }
             for channel in [OutputChannel.stdout, .stderr] {
-                let path = "\(dir)/\(commandId).\(channel == .stdout ? "out" : "err")"
-                while true {
-                    let offset = offsets[channel]!
-                    let part = try? await WorkPool.shared.run { try files.readPart(path, offset: offset, limit: 256 << 10) }
-                    guard let part, !part.bytes.isEmpty else { break }
-                    offsets[channel]! += Int64(part.bytes.count)
-                    try await onChunk(channel, part.bytes)
-                    if part.bytes.count < 256 << 10 { break }
+                while let chunk = try await WorkPool.shared.run({ try followers.next(channel, files: files) }) {
+                    try await onChunk(channel, chunk)
                 }
             }
             if exited {
@@ -411,4 +413,38 @@ extension Sessions {
             try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
         }
     }
+}
+
+/// The output files of a followed command, each opened once (by the agent, as it appears) and
+/// read with `pread` from where the last read ended. Used from one task at a time.
+final class OutputFollowers: @unchecked Sendable {
+    // @unchecked: one follower uses it, one call at a time (on the work pool).
+    let paths: [OutputChannel: String]
+    private var descriptors: [OutputChannel: OwnedFD] = [:]
+    private var offsets: [OutputChannel: Int64] = [:]
+    static let chunk = 256 << 10
+
+    init(paths: [OutputChannel: String]) { self.paths = paths }
+
+    /// The next bytes written to `channel`'s file, or nil when there are none yet. Blocking.
+    func next(_ channel: OutputChannel, files: SandboxFiles) throws -> [UInt8]? {
+        if descriptors[channel] == nil {
+            // Not there until the command starts writing.
+            guard let path = paths[channel], let opened = try? files.openForReading(path) else { return nil }
+            descriptors[channel] = opened
+        }
+        guard let fd = descriptors[channel] else { return nil }
+        var buffer = [UInt8](repeating: 0, count: Self.chunk)
+        let offset = offsets[channel, default: 0]
+        let n = buffer.withUnsafeMutableBytes { pread(fd.raw, $0.baseAddress, $0.count, off_t(offset)) }
+        if n < 0 {
+            if errno == EINTR || errno == EAGAIN { return nil }
+            throw SystemError.last("pread", paths[channel] ?? "")
+        }
+        guard n > 0 else { return nil }
+        offsets[channel] = offset + Int64(n)
+        return Array(buffer[0..<n])
+    }
+
+    func close() { descriptors.values.forEach { $0.close() } }
 }

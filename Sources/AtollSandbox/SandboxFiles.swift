@@ -386,7 +386,20 @@ public struct SandboxFiles: Sendable {
     /// waits for a reader; readers see EOF once it (and every other writer) is closed.
     /// With `create`, the FIFO is made first (owned by the user, `create` its mode).
     public func openFifo(_ path: String, create: mode_t? = nil) throws -> OwnedFD {
-        let connection = try request(ATOLL_FILE_FIFO_OPEN, path, mode: create.map { Int64($0) } ?? -1)
+        let descriptor = try openDescriptor(ATOLL_FILE_FIFO_OPEN, path, mode: create.map { Int64($0) } ?? -1, expecting: S_IFIFO, what: "a FIFO")
+        _ = fcntl(descriptor.raw, F_SETFL, fcntl(descriptor.raw, F_GETFL) | O_NONBLOCK)
+        return descriptor
+    }
+
+    /// Opens an existing regular file for reading and hands over the descriptor (checked to be a
+    /// regular file): following a growing file with `pread`, without an agent per read.
+    public func openForReading(_ path: String) throws -> OwnedFD {
+        try openDescriptor(ATOLL_FILE_OPEN_READ, path, mode: -1, expecting: S_IFREG, what: "a regular file")
+    }
+
+    /// A request whose answer is `DONE` with a descriptor of the type `expecting` (S_IFMT bits).
+    func openDescriptor(_ op: atoll_agent_file_op, _ path: String, mode: Int64, expecting: mode_t, what: String) throws -> OwnedFD {
+        let connection = try request(op, path, mode: mode)
         defer { connection.close() }
         guard let (message, descriptor) = try connection.receiveWithDescriptor(timeout: Self.replyTimeout, waitingFor: "open \(path.prefix(200))") else {
             throw AtollError(.conflict, "sandbox \(sandbox)'s agent ended without answering (open \(path.prefix(200)))")
@@ -397,11 +410,10 @@ public struct SandboxFiles: Sendable {
             throw Self.unexpected(message, connection)
         }
         var st = stat()
-        guard fstat(descriptor.raw, &st) == 0, st.st_mode & S_IFMT == S_IFIFO else {
+        guard fstat(descriptor.raw, &st) == 0, st.st_mode & S_IFMT == expecting else {
             descriptor.close()
-            throw AtollError(.internal, "sandbox \(sandbox)'s agent sent a descriptor that is not a FIFO for \(path.prefix(200))")
+            throw AtollError(.internal, "sandbox \(sandbox)'s agent sent a descriptor that is not \(what) for \(path.prefix(200))")
         }
-        _ = fcntl(descriptor.raw, F_SETFL, fcntl(descriptor.raw, F_GETFL) | O_NONBLOCK)
         return descriptor
     }
 }
@@ -421,7 +433,7 @@ extension atoll_agent_file_op {
         case ATOLL_FILE_FIND: return "find in"
         case ATOLL_FILE_MKFIFO: return "mkfifo"
         case ATOLL_FILE_FIFO_WRITE: return "write to"
-        case ATOLL_FILE_FIFO_OPEN: return "open"
+        case ATOLL_FILE_FIFO_OPEN, ATOLL_FILE_OPEN_READ: return "open"
         default: return "account"
         }
     }
