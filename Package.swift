@@ -48,6 +48,8 @@ let package = Package(
         ),
         // Builds the sandbox's PID 1 (CRuntime/init) as a static binary and embeds it.
         .plugin(name: "EmbedInit", capability: .buildTool(), path: "Plugins/EmbedInit"),
+        // Embeds the dashboard (Dashboard/) into the API module.
+        .plugin(name: "EmbedDashboard", capability: .buildTool(), path: "Plugins/EmbedDashboard"),
 
         // Domain: pure Swift, no I/O.
         .target(name: "AtollCore", swiftSettings: swiftSettings),
@@ -103,7 +105,8 @@ let package = Package(
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            plugins: ["EmbedDashboard"]
         ),
         // The daemon.
         .executableTarget(

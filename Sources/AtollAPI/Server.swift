@@ -85,6 +85,7 @@ public enum AtollServer {
         PreviewRoutes(manager: manager, server: settings, tokens: previewTokens).register(api)
         TelemetryRoutes(manager: manager, server: settings).register(api)
         UsageRoutes(manager: manager).register(api)
+        DashboardRoutes(manager: manager).register(router, api: api)
         let toolbox = router.group("toolbox").add(middleware: AuthMiddleware(database: manager.database))
         ToolboxRoutes(manager: manager, sessions: services.sessions, redact: redact).register(toolbox)
         InteractiveRoutes(manager: manager, services: services).register(toolbox)

@@ -58,16 +58,43 @@ struct ToolboxSockets: Sendable {
         }
     }
 
-    /// The caller's organization, from the bearer key.
+    /// A browser cannot set headers on a WebSocket, so the dashboard offers its key as the
+    /// subprotocol `atoll.bearer.<key>` (never echoed back).
+    static let bearerProtocol = "atoll.bearer."
+
+    /// The caller's organization, from the bearer key (the Authorization header, or the
+    /// `atoll.bearer.` subprotocol).
     func organization(_ head: HTTPRequest) throws -> String {
-        guard let header = head.headerFields[.authorization] else {
+        let key: String
+        if let header = head.headerFields[.authorization] {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+                throw AtollError(.unauthenticated, "the Authorization header must be \"Bearer <API key>\"")
+            }
+            key = String(parts[1])
+        } else if let offered = Self.offeredSubprotocols(head).first(where: { $0.hasPrefix(Self.bearerProtocol) }) {
+            key = String(offered.dropFirst(Self.bearerProtocol.count))
+        } else {
             throw AtollError(.unauthenticated, "missing Authorization header: send \"Authorization: Bearer <API key>\"")
         }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer", let holder = try manager.database.holder(ofKey: String(parts[1])) else {
-            throw AtollError(.unauthenticated, "invalid or revoked API key")
-        }
+        guard let holder = try manager.database.holder(ofKey: key) else { throw AtollError(.unauthenticated, "invalid or revoked API key") }
         return holder.organizationId
+    }
+
+    /// The subprotocol answered: the first one offered that is not a credential or a payload (a
+    /// browser fails a handshake that offered subprotocols and got none back).
+    static func echoedSubprotocol(_ head: HTTPRequest) -> HTTPFields {
+        var headers = HTTPFields()
+        if let chosen = offeredSubprotocols(head).first(where: { !$0.hasPrefix(bearerProtocol) && !$0.hasPrefix(envsPrefix) }) {
+            headers[HTTPField.Name("Sec-WebSocket-Protocol")!] = chosen
+        }
+        return headers
+    }
+
+    static func offeredSubprotocols(_ head: HTTPRequest) -> [String] {
+        head.headerFields[values: HTTPField.Name("Sec-WebSocket-Protocol")!].flatMap { $0.split(separator: ",") }.map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
     }
 
     /// Checks without side effects that `head` may be upgraded: the error a plain request to the
@@ -113,11 +140,7 @@ struct ToolboxSockets: Sendable {
         var head: HTTPRequest
 
         /// The client's offered subprotocols.
-        var subprotocols: [String] {
-            head.headerFields[values: HTTPField.Name("Sec-WebSocket-Protocol")!].flatMap { $0.split(separator: ",") }.map {
-                $0.trimmingCharacters(in: .whitespaces)
-            }
-        }
+        var subprotocols: [String] { ToolboxSockets.offeredSubprotocols(head) }
     }
 
     /// Hummingbird's upgrade decision for a toolbox WebSocket path; nil when the path is not one
@@ -137,7 +160,7 @@ struct ToolboxSockets: Sendable {
                     if case .connectTerminal = $0.endpoint { return true }
                     return false
                 } ?? false
-            return .upgrade([:]) { _, outbound, _ in
+            return .upgrade(Self.echoedSubprotocol(head)) { _, outbound, _ in
                 if terminal {
                     let message = (error as? AtollError)?.message ?? "\(error)"
                     try? await outbound.write(.text(Self.json(["type": "control", "status": "error", "error": message])))
@@ -148,7 +171,8 @@ struct ToolboxSockets: Sendable {
         switch admitted.endpoint {
         case .createTerminal, .connectTerminal: return terminal(admitted)
         case .followLogs(let session, let command): return followLogs(admitted, session: session, command: command)
-        case .followEntrypoint: return .upgrade([:]) { _, outbound, _ in try await outbound.close(.normalClosure, reason: nil) }
+        case .followEntrypoint:
+            return .upgrade(Self.echoedSubprotocol(head)) { _, outbound, _ in try await outbound.close(.normalClosure, reason: nil) }
         case .interpreter: return interpreter(admitted)
         case .execStream: return execStream(admitted)
         }
@@ -188,8 +212,7 @@ struct ToolboxSockets: Sendable {
     }
 
     func terminal(_ admitted: Admitted) -> Upgrade {
-        var headers = HTTPFields()
-        if admitted.subprotocols.contains(Self.exitControl) { headers[HTTPField.Name("Sec-WebSocket-Protocol")!] = Self.exitControl }
+        let headers = Self.echoedSubprotocol(admitted.head)
         let terminals = self.terminals
         let manager = self.manager
         return .upgrade(headers) { inbound, outbound, _ in
@@ -262,7 +285,7 @@ struct ToolboxSockets: Sendable {
 
     func followLogs(_ admitted: Admitted, session: String, command: String) -> Upgrade {
         let sessions = self.sessions
-        return .upgrade([:]) { _, outbound, _ in
+        return .upgrade(Self.echoedSubprotocol(admitted.head)) { _, outbound, _ in
             do {
                 // Daytona's framing: every chunk carries its stream's prefix.
                 try await sessions.follow(admitted.sandbox, sessionId: session, commandId: command, organizationId: admitted.organization) {
@@ -289,7 +312,7 @@ struct ToolboxSockets: Sendable {
 
     func interpreter(_ admitted: Admitted) -> Upgrade {
         let interpreters = self.interpreters
-        return .upgrade([:]) { inbound, outbound, _ in
+        return .upgrade(Self.echoedSubprotocol(admitted.head)) { inbound, outbound, _ in
             do {
                 var iterator = inbound.messages(maxSize: 16 << 20).makeAsyncIterator()
                 guard let first = try await iterator.next() else { return }
@@ -354,7 +377,7 @@ struct ToolboxSockets: Sendable {
     /// 1000 close. With `rows` and `cols` the process gets a terminal (output is all stdout).
     func execStream(_ admitted: Admitted) -> Upgrade {
         let manager = self.manager
-        return .upgrade([:]) { inbound, outbound, _ in
+        return .upgrade(Self.echoedSubprotocol(admitted.head)) { inbound, outbound, _ in
             do {
                 var iterator = inbound.messages(maxSize: Self.maximumMessage).makeAsyncIterator()
                 guard let first = try await iterator.next() else { return }
