@@ -50,8 +50,12 @@ extension AtollBench {
             let report = try benchmark.run { line in
                 FileHandle.standardError.write(Data("==> \(line)\n".utf8))
             }
-            let text = report.markdown(rounds: rounds, density: density, loadSeconds: loadSeconds)
+            var text = report.markdown(rounds: rounds, density: density, loadSeconds: loadSeconds)
             print(text)
+            // Sections other benchmarks keep in the same report (scripts/bench-pty's) stay.
+            if let previous = try? String(contentsOfFile: out, encoding: .utf8), let start = previous.range(of: "<!-- bench-pty -->") {
+                text += "\n" + previous[start.lowerBound...]
+            }
             try text.write(toFile: out, atomically: true, encoding: .utf8)
         }
     }

@@ -65,6 +65,46 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(len(values) * p))] * 1000
 
 
+def report(sessions, sandboxes, seconds, samples, single, peer, rss, fds_before, fds_after, leftovers, pts):
+    """Writes the figures into BENCHMARKS.md, replacing the section an earlier run wrote
+    (scripts/bench keeps it when it rewrites the rest)."""
+    import platform
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "BENCHMARKS.md")
+    cpu = os.cpu_count()
+    build = "release" if "release" in os.environ.get("ATOLL_BIN", "") else "debug"
+    section = f"""<!-- bench-pty -->
+## PTY load
+
+Measured {time.strftime('%Y-%m-%d')} by `scripts/bench-pty` ({cpu} CPUs, Linux {platform.release()}; a {build} atolld): {sessions} PTY sessions across {sandboxes} sandboxes for {seconds:.0f} s through atolld, each typing one
+character every 50 ms and timing its echo (the SDK's PTY WebSocket, one Python client thread per session on the same
+machine); the peer is bash on a local pty pair (python's `pty.fork`) measured the same way in the same run.
+
+| figure | p50 ms | p95 ms | echoes |
+| --- | --- | --- | --- |
+| echo through atolld, one session alone (10 s before the load) | {percentile(single, .5):.2f} | {percentile(single, .95):.2f} | {len(single)} |
+| echo through atolld, {sessions} sessions at once | {percentile(samples, .5):.2f} | {percentile(samples, .95):.2f} | {len(samples)} |
+| local pty pair (peer, one session, during the load) | {percentile(peer, .5):.2f} | {percentile(peer, .95):.2f} | {len(peer)} |
+
+atolld RSS during the run: first {rss[0] / 1024:.1f} MiB, median {statistics.median(rss) / 1024:.1f} MiB, at most {max(rss) / 1024:.1f} MiB,
+last {rss[-1] / 1024:.1f} MiB. After the sessions closed: atolld's descriptors {fds_before} → {fds_after} (by kind, sandboxes still
+there), shells left per sandbox {sorted(set(leftovers))}, /dev/pts entries left {sorted(set(pts))}.
+<!-- /bench-pty -->
+"""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        text = "# Benchmarks\n"
+    if "<!-- bench-pty -->" in text:
+        head, rest = text.split("<!-- bench-pty -->", 1)
+        tail = rest.split("<!-- /bench-pty -->\n", 1)[1] if "<!-- /bench-pty -->\n" in rest else ""
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path, "w") as f:
+        f.write(text)
+
+
 class Echo:
     """Types one character at a time and waits for it to come back."""
 
@@ -143,6 +183,11 @@ class PtyLoadBenchmark(unittest.TestCase):
                 threading.Thread(target=handle.wait, kwargs={"on_data": echo.on_data}, daemon=True).start()
                 echoes.append((sandbox, handle, echo))
             time.sleep(1)
+            # One session alone first: the same measurement as the peer's, through atolld.
+            alone = echoes[0][2]
+            alone.run(time.time() + 10)
+            single = list(alone.samples)
+            alone.samples.clear()
             until = time.time() + SECONDS
             rss = []
             workers = [threading.Thread(target=e.run, args=(until,)) for _, _, e in echoes]
@@ -172,6 +217,8 @@ class PtyLoadBenchmark(unittest.TestCase):
                   f"median {statistics.median(rss) / 1024:.1f}")
             print(f"  atolld descriptors {fds_before} -> {fds_after}, threads {threads_before} -> {threads_after}")
             print(f"  shells left per sandbox {sorted(set(leftovers))}, /dev/pts entries left {sorted(set(pts))}")
+            print(f"  one session alone     p50 {percentile(single, .5):.2f} ms   p95 {percentile(single, .95):.2f} ms   ({len(single)} echoes)")
+            report(SESSIONS, SANDBOXES, SECONDS, samples, single, peer, rss, fds_before, fds_after, leftovers, pts)
             self.assertGreater(len(samples), SESSIONS)
             self.assertEqual(set(pts), {"0"})
             # Every terminal's master, wake pipe and agent connection is closed (client sockets the
