@@ -1307,6 +1307,16 @@ static void do_fifo_write(struct file_request *r) {
     reply_done((int64_t)n, 0, r->owner.home);
 }
 
+/* DONE with `fd` handed over (the runtime checks what it is before using it). */
+static __attribute__((noreturn)) void reply_descriptor(int fd, const char *home) {
+    out_begin(&reply, ATOLL_AGENT_DONE);
+    out_num(&reply, 1);
+    out_num(&reply, 0);
+    out_str(&reply, home);
+    out_send_fd(&reply, fd);
+    _exit(0);
+}
+
 static void do_fifo_open(struct file_request *r) {
     if (r->mode >= 0) {
         if (mkfifo(r->path, (mode_t)(r->mode & 0777)) < 0) fail(errno, "mkfifo", r->path, "");
@@ -1316,12 +1326,7 @@ static void do_fifo_open(struct file_request *r) {
     if (fd < 0) fail(errno, "open", r->path, "");
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode)) fail(EINVAL, "open", r->path, "not a FIFO");
-    out_begin(&reply, ATOLL_AGENT_DONE);
-    out_num(&reply, 1);
-    out_num(&reply, 0);
-    out_str(&reply, r->owner.home);
-    out_send_fd(&reply, fd);
-    _exit(0);
+    reply_descriptor(fd, r->owner.home);
 }
 
 static void do_open_read(struct file_request *r) {
@@ -1331,12 +1336,7 @@ static void do_open_read(struct file_request *r) {
     struct stat st;
     if (fstat(fd, &st) < 0) fail(errno, "fstat", r->path, "");
     if (!S_ISREG(st.st_mode)) fail(EINVAL, "open", r->path, "not a regular file");
-    out_begin(&reply, ATOLL_AGENT_DONE);
-    out_num(&reply, 1);
-    out_num(&reply, 0);
-    out_str(&reply, r->owner.home);
-    out_send_fd(&reply, fd);
-    _exit(0);
+    reply_descriptor(fd, r->owner.home);
 }
 
 static void do_account(struct file_request *r) {

@@ -128,7 +128,7 @@ struct AuthMiddleware: RouterMiddleware {
         guard let holder = try database.holder(ofKey: String(parts[1])) else {
             throw AtollError(.unauthenticated, "invalid or revoked API key")
         }
-        var context = context
+        let context = context
         context.organizationId = holder.organizationId
         context.isAdmin = holder.admin
         return try await next(request, context)

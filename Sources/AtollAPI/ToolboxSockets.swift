@@ -3,6 +3,7 @@ import AtollLinux
 import AtollRuntime
 import AtollSandbox
 import AtollStore
+import AtollWire
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -355,21 +356,6 @@ struct ToolboxSockets: Sendable {
 
     // MARK: - Live exec (Atoll's CLI)
 
-    /// The first message of a live exec.
-    struct ExecStreamRequest: Decodable {
-        var argv: [String]?
-        var command: String?
-        /// Code for `language`'s interpreter (default the sandbox's), with `arguments`.
-        var code: String?
-        var language: String?
-        var arguments: [String]?
-        var env: [String: String]?
-        var cwd: String?
-        var timeout: Double?
-        var rows: Int?
-        var cols: Int?
-    }
-
     /// Atoll's live exec: the client sends the request as JSON, then its stdin as binary
     /// messages and `{"type":"eof"}`, `{"type":"resize","rows","cols"}` or
     /// `{"type":"signal","signal"}` as text; the server sends output as binary messages whose
@@ -381,10 +367,13 @@ struct ToolboxSockets: Sendable {
             do {
                 var iterator = inbound.messages(maxSize: Self.maximumMessage).makeAsyncIterator()
                 guard let first = try await iterator.next() else { return }
-                guard case .text(let text) = first, let request = try? JSONDecoder().decode(ExecStreamRequest.self, from: Data(text.utf8)) else {
+                guard case .text(let text) = first, let request = try? JSONDecoder().decode(LiveExecRequest.self, from: Data(text.utf8)) else {
                     throw AtollError(
                         .invalidArgument,
                         "the first message must be JSON {\"argv\", \"command\" or \"code\", \"env\"?, \"cwd\"?, \"timeout\"?, \"rows\"?, \"cols\"?}")
+                }
+                if request.user != nil {
+                    throw AtollError(.invalidArgument, "user: processes started through the API run as the sandbox's user")
                 }
                 let command: ExecRequest.Command
                 var scratch: [String] = []

@@ -303,6 +303,19 @@ public actor Sessions {
 }
 
 extension Sessions {
+    /// The started sandbox, its PID 1 and the session, once `commandId` is known to be one of its
+    /// commands.
+    func command(
+        _ idOrName: String, sessionId: String, commandId: String, organizationId: String?
+    ) async throws -> (SandboxMachine, InitProcess, SessionState) {
+        let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
+        let state = try session(machine.id.rawValue, sessionId)
+        guard state.commands.contains(where: { $0.id == commandId }) else {
+            throw AtollError(.notFound, "command \(commandId.prefix(64)) not found in session \(sessionId)")
+        }
+        return (machine, process, state)
+    }
+
     /// Input FIFOs held open per session at most: beyond it, those of the oldest commands are
     /// closed (their commands read EOF), so commands nobody asks about cannot pile up descriptors.
     static let openInputLimit = 256
@@ -326,12 +339,8 @@ extension Sessions {
     public func sendInput(
         _ idOrName: String, sessionId: String, commandId: String, data: String, organizationId: String? = nil
     ) async throws {
-        let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
+        let (machine, process, state) = try await command(idOrName, sessionId: sessionId, commandId: commandId, organizationId: organizationId)
         let sandbox = machine.id.rawValue
-        let state = try session(sandbox, sessionId)
-        guard state.commands.contains(where: { $0.id == commandId }) else {
-            throw AtollError(.notFound, "command \(commandId.prefix(64)) not found in session \(sessionId)")
-        }
         let files = try driver.files(machine, initProcess: process, user: nil)
         let dir = sessionDirectory(sessionId)
         if let code = try await WorkPool.shared.run({ Self.exitCode(files, "\(dir)/\(commandId).exit") }) {
@@ -373,12 +382,8 @@ extension Sessions {
         _ idOrName: String, sessionId: String, commandId: String, organizationId: String? = nil, interval: Double = 0.05,
         exitInterval: Double = 0.2, onChunk: @Sendable (OutputChannel, [UInt8]) async throws -> Void
     ) async throws {
-        let (machine, process) = try await runningMachine(idOrName, organizationId: organizationId)
+        let (machine, process, _) = try await command(idOrName, sessionId: sessionId, commandId: commandId, organizationId: organizationId)
         let sandbox = machine.id.rawValue
-        let state = try session(sandbox, sessionId)
-        guard state.commands.contains(where: { $0.id == commandId }) else {
-            throw AtollError(.notFound, "command \(commandId.prefix(64)) not found in session \(sessionId)")
-        }
         let files = try driver.files(machine, initProcess: process, user: nil)
         let dir = sessionDirectory(sessionId)
         let followers = OutputFollowers(paths: [.stdout: "\(dir)/\(commandId).out", .stderr: "\(dir)/\(commandId).err"])

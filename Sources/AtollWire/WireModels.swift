@@ -300,3 +300,39 @@ public enum CodableValue: Codable, Sendable {
         try container.encodeNil()
     }
 }
+
+/// The first message of Atoll's live exec WebSocket (`/toolbox/{id}/process/exec-stream`, see
+/// docs/interactive.md): what to run (`argv`, a shell `command`, or `code` for `language`'s
+/// interpreter with `arguments`), its environment, directory and timeout, and a terminal size
+/// (`rows`, `cols`) for a process on a terminal. `user` is for the embedded CLI only; the API
+/// refuses it (processes run as the sandbox's user).
+public struct LiveExecRequest: Codable, Sendable {
+    public var argv: [String]?
+    public var command: String?
+    public var code: String?
+    public var language: String?
+    public var arguments: [String]?
+    public var env: [String: String]?
+    public var cwd: String?
+    public var user: String?
+    public var timeout: Double?
+    public var rows: Int?
+    public var cols: Int?
+
+    public init(
+        argv: [String]? = nil, command: String? = nil, code: String? = nil, language: String? = nil, arguments: [String]? = nil,
+        env: [String: String]? = nil, cwd: String? = nil, user: String? = nil, timeout: Double? = nil, rows: Int? = nil, cols: Int? = nil
+    ) {
+        self.argv = argv
+        self.command = command
+        self.code = code
+        self.language = language
+        self.arguments = arguments
+        self.env = env
+        self.cwd = cwd
+        self.user = user
+        self.timeout = timeout
+        self.rows = rows
+        self.cols = cols
+    }
+}

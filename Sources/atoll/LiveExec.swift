@@ -3,6 +3,7 @@ import AtollCore
 import AtollLinux
 import AtollRuntime
 import AtollSandbox
+import AtollWire
 import Dispatch
 import Foundation
 import Glibc
@@ -15,19 +16,7 @@ import NIOWebSocket
 /// A process run live from the CLI: output printed as it comes, the CLI's stdin forwarded, and
 /// with a terminal, the CLI's terminal in raw mode, its size followed (SIGWINCH) and the remote
 /// exit code as the CLI's own.
-struct LiveExecRequest: Encodable, Sendable {
-    var argv: [String]?
-    var command: String?
-    var code: String?
-    var language: String?
-    var arguments: [String]?
-    var env: [String: String]?
-    var cwd: String?
-    var user: String?
-    var timeout: Double?
-    var rows: Int?
-    var cols: Int?
-
+extension LiveExecRequest {
     /// The user's login shell, for `exec -it` without a command.
     static let loginShell = ["/bin/sh", "-c", "exec \"${SHELL:-/bin/sh}\" -l"]
 }
