@@ -82,4 +82,31 @@ extension RouteTests {
             try await api.fails(.get, "/toolbox/nosuch/process/pty", status: 404, code: "not_found", containing: "nosuch")
         }
     }
+
+    @Test("a terminal keeps output for an absent client (the newest 1 MiB), hands over to a new client, and is idle only without one")
+    func terminalClients() async throws {
+        let info = TerminalInfo(id: "t", cwd: "", env: [:], columns: 80, rows: 24, createdAt: Date(), active: true)
+        let terminal = Terminal(sandbox: "s", initProcess: InitProcess(pid: 1, startTime: 1), info: info, input: try LiveInput(), now: 100)
+        #expect(!terminal.idle(now: 150, limit: 60))
+        #expect(terminal.idle(now: 161, limit: 60))
+        terminal.deliver([1, 2, 3])
+        terminal.deliver([UInt8](repeating: 7, count: Terminal.backlogLimit))
+        let (first, firstClient) = terminal.connect(now: 200)
+        var iterator = first.makeAsyncIterator()
+        let kept = await iterator.next()
+        #expect(kept == .output([UInt8](repeating: 7, count: Terminal.backlogLimit)), "the oldest bytes went first")
+        #expect(!terminal.idle(now: 1000, limit: 60), "a connected client keeps it")
+        terminal.deliver([9])
+        #expect(await iterator.next() == .output([9]))
+        let (second, secondClient) = terminal.connect(now: 1000)
+        #expect(await iterator.next() == .replaced)
+        terminal.disconnect(firstClient, now: 1000)  // the replaced client going away changes nothing
+        #expect(!terminal.idle(now: 2000, limit: 60))
+        terminal.ended(.exited(code: 3, reason: nil), now: 2000)
+        var secondIterator = second.makeAsyncIterator()
+        #expect(await secondIterator.next() == .exited(code: 3, reason: nil))
+        terminal.disconnect(secondClient, now: 2000)
+        #expect(terminal.info.active == false)
+        #expect(terminal.idle(now: 2060, limit: 60))
+    }
 }

@@ -96,6 +96,24 @@ class PtyTests(SharedSandboxTestCase):
         self.assertFalse(thread.is_alive())
         self.assertEqual(result["r"].exit_code, 137)
 
+    def test_pings_are_answered(self):
+        import websocket
+        base = API_URL[:-len("/api")].replace("http://", "ws://")
+        ws = websocket.create_connection(f"{base}/toolbox/{self.shared.id}/process/pty/create-connect?id=ping-{time.time_ns()}",
+                                         header=[f"Authorization: Bearer {API_KEY}"], timeout=30)
+        try:
+            ws.ping(b"are-you-there")
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                opcode, data = ws.recv_data(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_PONG:
+                    self.assertEqual(data, b"are-you-there")
+                    break
+            else:
+                self.fail("no pong")
+        finally:
+            ws.close()
+
     def test_errors(self):
         with self.assertRaises(DaytonaError) as caught:
             self.shared.process.connect_pty_session("no-such-pty")
@@ -264,3 +282,24 @@ class CLILiveTests(SharedSandboxTestCase):
         finally:
             subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
             os.unlink(status_file.name)
+
+
+class InterpreterOOMTests(SDKTestCase):
+    def test_a_context_killed_by_oom_is_reported_and_can_be_recreated(self):
+        sandbox = self.create()
+        ci = sandbox.code_interpreter
+        ctx = ci.create_context()
+        ci.run_code("kept = 1", context=ctx)
+        # More than the sandbox's 1 GiB: the kernel's OOM killer ends the context's process.
+        result = ci.run_code("hog = bytearray(3 * 1024 ** 3)", context=ctx, timeout=60)
+        self.assertIsNotNone(result.error)
+        self.assertEqual(result.error.name, "ContextEnded", result.error)
+        self.assertIn("killed", result.error.value)
+        with self.assertRaises(DaytonaError) as caught:
+            ci.run_code("print(kept)", context=ctx)
+        self.assertIn("has ended", str(caught.exception))
+        ci.delete_context(ctx)
+        fresh = ci.create_context()
+        self.assertEqual(ci.run_code("print(40 + 2)", context=fresh).stdout, "42\n")
+        # The sandbox itself is fine.
+        self.assertEqual(sandbox.process.exec("echo alive").result, "alive\n")
