@@ -146,8 +146,9 @@ ${columns.map(([key, title]) => `<th scope="col" class="${["cpu", "memory", "dis
 <td>${escapeHTML(ago(s.createdAt))}</td><td>${escapeHTML(ago(s.lastActivityAt || s.updatedAt))}</td>
 <td class="actions">${sandboxActions(s)}</td></tr>`);
     // Only rows that changed are replaced: a refresh of an unchanged table touches no DOM.
-    const changed = rows.length === previous.length && body.rows.length === rows.length ? rows.filter((html, i) => html !== previous[i]).length : rows.length;
-    if (changed > 40) {
+    const sameShape = rows.length === previous.length && body.rows.length === rows.length;
+    const changed = sameShape ? rows.filter((html, i) => html !== previous[i]).length : rows.length;
+    if (!sameShape || changed > 40) {
       body.innerHTML = rows.join("");
     } else if (changed > 0) {
       rows.forEach((html, i) => { if (html !== previous[i]) body.rows[i].outerHTML = html; });
