@@ -87,7 +87,7 @@ let package = Package(
         .target(name: "AtollWire", swiftSettings: swiftSettings),
         // The Daytona adapter: wire bodies <-> runner parameters and reports, in both directions,
         // used by atolld and by both CLI backends (the one place the two vocabularies meet).
-        .target(name: "AtollDaytona", dependencies: ["AtollCore", "AtollRuntime", "AtollWire"], swiftSettings: swiftSettings),
+        .target(name: "AtollDaytona", dependencies: ["AtollCore", "AtollRuntime", "AtollSandbox", "AtollWire"], swiftSettings: swiftSettings),
         // The HTTP API: Daytona-compatible /api and /toolbox routes over the runner.
         .target(
             name: "AtollAPI",

@@ -757,7 +757,7 @@ static __attribute__((noreturn)) void do_exec(struct msg *m) {
 
 struct file_request {
     int op, flags;
-    int64_t mode, limit, offset;
+    int64_t mode, limit;
     struct account owner;
     char path[PATH_CAP];
     const char *raw_path, *second, *third;
@@ -864,11 +864,7 @@ static void do_read(struct file_request *r) {
     if (fstat(fd, &st) < 0) fail(errno, "fstat", r->path, "");
     if (S_ISDIR(st.st_mode)) fail(EISDIR, "read", r->path, "is a directory");
     if (!S_ISREG(st.st_mode)) fail(EINVAL, "read", r->path, "not a regular file");
-    if (r->flags & ATOLL_FILE_PARTIAL) {
-        if (r->offset < 0 || lseek(fd, r->offset, SEEK_SET) < 0) fail(r->offset < 0 ? EINVAL : errno, "lseek", r->path, "");
-    } else if (r->limit >= 0 && st.st_size > r->limit) {
-        failf(EFBIG, "read", r->path, "larger than %lld bytes", (long long)r->limit);
-    }
+    if (r->limit >= 0 && st.st_size > r->limit) failf(EFBIG, "read", r->path, "larger than %lld bytes", (long long)r->limit);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     /* The first read happens before the answer: a file the kernel lets the sandbox open but not
      * read (/proc/<pid>/stack) is an error the caller gets as such, not a cut-off transfer. */
@@ -1358,7 +1354,6 @@ static __attribute__((noreturn)) void do_file(struct msg *m) {
     r.flags = (int)m->nums[1];
     r.mode = m->nums[2];
     r.limit = m->nums[3];
-    r.offset = m->nnum > 4 ? m->nums[4] : 0;
     r.raw_path = m->strs[1];
     r.second = m->strs[2];
     r.third = m->strs[3];

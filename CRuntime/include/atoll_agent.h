@@ -47,7 +47,7 @@ enum atoll_agent_kind {
     /* Requests (runtime → agent); the first message of a connection. */
     ATOLL_AGENT_EXEC = 1, /* numbers: argc, envc, flags; strings: user, cwd, file, argv…, env…;
                              descriptors: stdin, stdout, stderr */
-    ATOLL_AGENT_FILE = 2, /* numbers: op, flags, mode (-1: none), limit[, offset (READ with PARTIAL)];
+    ATOLL_AGENT_FILE = 2, /* numbers: op, flags, mode (-1: none), limit;
                              strings: user, path, second, third (see enum atoll_agent_file_op);
                              descriptors: a pipe end for READ (write end) and WRITE (read end) */
 
@@ -124,8 +124,6 @@ enum atoll_agent_file_flags {
     ATOLL_FILE_RECURSIVE = 2,  /* DELETE: a directory and everything below it */
     ATOLL_FILE_EXCLUSIVE = 4,  /* WRITE: fail if the file exists */
     ATOLL_FILE_MISSING_OK = 8, /* DELETE: a missing path is not an error */
-    ATOLL_FILE_PARTIAL = 16,   /* READ: at most `limit` bytes from the offset in number 4 (a file
-                                  larger than that is not an error; the ENTRY has its size) */
 };
 
 /// Bounds of the agent's tree walks (search, find): it holds one directory open per level.

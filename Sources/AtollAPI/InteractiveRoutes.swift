@@ -1,5 +1,6 @@
 import AtollCore
 import AtollRuntime
+import AtollSandbox
 import Foundation
 import Hummingbird
 
@@ -47,13 +48,13 @@ struct InteractiveRoutes {
     /// 400 that says what is missing.
     @Sendable func webSocketOnly(_ request: Request, context: AtollContext) async throws -> Response {
         let sockets = ToolboxSockets(manager: manager, sessions: services.sessions, terminals: services.terminals, interpreters: services.interpreters)
-        _ = try await sockets.admit(request.head)
+        if let target = ToolboxSockets.target(request.head) { _ = try await sockets.admit(request.head, target) }
         throw ToolboxSockets.needsWebSocket(request.uri.path)
     }
 
     static func dto(_ info: TerminalInfo) -> [String: Any] {
         [
-            "id": info.id, "cwd": info.cwd, "envs": info.env, "cols": info.columns, "rows": info.rows,
+            "id": info.id, "cwd": info.cwd, "envs": info.env, "cols": info.size.columns, "rows": info.size.rows,
             "createdAt": ISO8601DateFormatter().string(from: info.createdAt), "active": info.active, "lazyStart": false,
         ]
     }
@@ -86,7 +87,7 @@ struct InteractiveRoutes {
         let (id, org) = try sandbox(context)
         let body = try await JSON.decode(ResizeBody.self, from: request, context: context)
         let info = try await services.terminals.resize(
-            id, id: try context.parameters.require("pty"), rows: body.rows, columns: body.cols, organizationId: org)
+            id, id: try context.parameters.require("pty"), to: try TerminalSize(rows: body.rows, columns: body.cols), organizationId: org)
         return try Self.json(Self.dto(info))
     }
 

@@ -112,6 +112,23 @@ struct AuthMiddleware: RouterMiddleware {
     typealias Context = AtollContext
     let database: SandboxDatabase
 
+    /// The key of an `Authorization: Bearer <key>` header.
+    static func bearerKey(_ header: String) throws(AtollError) -> String {
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
+            throw AtollError(.unauthenticated, "the Authorization header must be \"Bearer <API key>\"")
+        }
+        return String(parts[1])
+    }
+
+    /// Who holds `key`; an unknown or revoked key is a 401.
+    static func holder(ofKey key: String, database: SandboxDatabase) throws -> KeyHolder {
+        guard let holder = try database.holder(ofKey: key) else { throw AtollError(.unauthenticated, "invalid or revoked API key") }
+        return holder
+    }
+
+    static let missingKey = AtollError(.unauthenticated, "missing Authorization header: send \"Authorization: Bearer <API key>\"")
+
     func handle(_ request: Request, context: AtollContext, next: (Request, AtollContext) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization] else {
             // A signed file URL (Daytona's download_url / upload_url) stands in for a key.
@@ -119,15 +136,9 @@ struct AuthMiddleware: RouterMiddleware {
                 context.organizationId = organization
                 return try await next(request, context)
             }
-            throw AtollError(.unauthenticated, "missing Authorization header: send \"Authorization: Bearer <API key>\"")
+            throw Self.missingKey
         }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
-            throw AtollError(.unauthenticated, "the Authorization header must be \"Bearer <API key>\"")
-        }
-        guard let holder = try database.holder(ofKey: String(parts[1])) else {
-            throw AtollError(.unauthenticated, "invalid or revoked API key")
-        }
+        let holder = try Self.holder(ofKey: try Self.bearerKey(header), database: database)
         let context = context
         context.organizationId = holder.organizationId
         context.isAdmin = holder.admin

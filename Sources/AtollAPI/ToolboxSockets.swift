@@ -1,4 +1,5 @@
 import AtollCore
+import AtollDaytona
 import AtollLinux
 import AtollRuntime
 import AtollSandbox
@@ -39,7 +40,16 @@ struct ToolboxSockets: Sendable {
         case followEntrypoint
         case interpreter
         case execStream
+
+        var isTerminal: Bool {
+            switch self {
+            case .createTerminal, .connectTerminal: return true
+            default: return false
+            }
+        }
     }
+
+    typealias Target = (sandbox: String, endpoint: Endpoint, query: [String: String])
 
     /// The sandbox and endpoint of a toolbox WebSocket path, or nil when the path is none.
     static func endpoint(_ path: String) -> (sandbox: String, endpoint: Endpoint)? {
@@ -68,18 +78,13 @@ struct ToolboxSockets: Sendable {
     func organization(_ head: HTTPRequest) throws -> String {
         let key: String
         if let header = head.headerFields[.authorization] {
-            let parts = header.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-                throw AtollError(.unauthenticated, "the Authorization header must be \"Bearer <API key>\"")
-            }
-            key = String(parts[1])
+            key = try AuthMiddleware.bearerKey(header)
         } else if let offered = Self.offeredSubprotocols(head).first(where: { $0.hasPrefix(Self.bearerProtocol) }) {
             key = String(offered.dropFirst(Self.bearerProtocol.count))
         } else {
-            throw AtollError(.unauthenticated, "missing Authorization header: send \"Authorization: Bearer <API key>\"")
+            throw AuthMiddleware.missingKey
         }
-        guard let holder = try manager.database.holder(ofKey: key) else { throw AtollError(.unauthenticated, "invalid or revoked API key") }
-        return holder.organizationId
+        return try AuthMiddleware.holder(ofKey: key, database: manager.database).organizationId
     }
 
     /// The subprotocol answered: the first one offered that is not a credential or a payload (a
@@ -98,28 +103,28 @@ struct ToolboxSockets: Sendable {
         }
     }
 
-    /// Checks without side effects that `head` may be upgraded: the error a plain request to the
-    /// same path gets, or what the upgrade needs.
-    func admit(_ head: HTTPRequest) async throws -> Admitted? {
-        let uri = head.path ?? "/"
-        let components = URLComponents(string: uri)
-        guard let path = components?.percentEncodedPath, let (sandbox, endpoint) = Self.endpoint(path) else { return nil }
+    /// The sandbox, endpoint and query of a request for a toolbox WebSocket path, or nil.
+    static func target(_ head: HTTPRequest) -> Target? {
+        let components = URLComponents(string: head.path ?? "/")
+        guard let path = components?.percentEncodedPath, let (sandbox, endpoint) = endpoint(path) else { return nil }
         var query: [String: String] = [:]
         for item in components?.queryItems ?? [] { query[item.name] = item.value ?? "" }
+        return (sandbox, endpoint, query)
+    }
+
+    /// Checks, without starting anything, that `head` may be upgraded (a check of the sandbox
+    /// counts as activity, as every toolbox call does): the error a plain request to the same
+    /// path gets, or what the upgrade needs; nil when it is not a WebSocket request after all
+    /// (logs without `follow`).
+    func admit(_ head: HTTPRequest, _ target: Target) async throws -> Admitted? {
+        let (sandbox, endpoint, query) = target
         let organization = try organization(head)
         _ = try await manager.touch(sandbox, organizationId: organization)
         switch endpoint {
         case .createTerminal:
             guard let id = query["id"], !id.isEmpty else { throw AtollError(.invalidArgument, "id: the PTY session's id is required") }
             try Sessions.checkSessionID(id)
-            func size(_ name: String, _ fallback: Int) throws -> Int {
-                guard let text = query[name] else { return fallback }
-                guard let value = Int(text), (1...TerminalSize.maximum).contains(value) else {
-                    throw AtollError(.invalidArgument, "\(name) must be a whole number from 1 to \(TerminalSize.maximum), got \"\(text.prefix(16))\"")
-                }
-                return value
-            }
-            _ = (try size("cols", 80), try size("rows", 24))
+            _ = try Self.terminalSize(query)
         case .connectTerminal(let id):
             _ = try await terminals.terminal(sandbox, id: id, organizationId: organization)
         case .followLogs(let session, let command):
@@ -131,6 +136,21 @@ struct ToolboxSockets: Sendable {
             break
         }
         return Admitted(sandbox: sandbox, organization: organization, endpoint: endpoint, query: query, head: head)
+    }
+
+    /// The size a create-connect asks for (`rows`, `cols`; 24 × 80 by default, as the SDK's).
+    static func terminalSize(_ query: [String: String]) throws -> TerminalSize {
+        func number(_ name: String, _ fallback: Int) throws -> Int {
+            guard let text = query[name] else { return fallback }
+            guard let value = Int(text) else { throw AtollError(.invalidArgument, "\(name) must be a whole number, got \"\(text.prefix(16))\"") }
+            return value
+        }
+        let (rows, cols) = (try number("rows", 24), try number("cols", 80))
+        do {
+            return try TerminalSize(rows: rows, columns: cols)
+        } catch {
+            throw AtollError(.invalidArgument, "cols=\(cols) rows=\(rows): \(error.message)")
+        }
     }
 
     struct Admitted: Sendable {
@@ -147,22 +167,17 @@ struct ToolboxSockets: Sendable {
     /// Hummingbird's upgrade decision for a toolbox WebSocket path; nil when the path is not one
     /// (or the request fails the checks: the router answers it).
     func shouldUpgrade(_ head: HTTPRequest, logger: Logger) async -> Upgrade? {
+        guard let target = Self.target(head) else { return nil }
         let admitted: Admitted
         do {
-            guard let found = try await admit(head) else { return nil }
+            guard let found = try await admit(head, target) else { return nil }
             admitted = found
         } catch {
             // Hummingbird can only answer a declined upgrade with an empty 400, so the refusal
             // is told over the WebSocket: the PTY's control error (what the SDK shows), then a
             // close with 4000 + the HTTP status and the message.
-            let terminal =
-                Self.endpoint(URLComponents(string: head.path ?? "/")?.percentEncodedPath ?? "").map {
-                    if case .createTerminal = $0.endpoint { return true }
-                    if case .connectTerminal = $0.endpoint { return true }
-                    return false
-                } ?? false
             return .upgrade(Self.echoedSubprotocol(head)) { _, outbound, _ in
-                if terminal {
+                if target.endpoint.isTerminal {
                     let message = (error as? AtollError)?.message ?? "\(error)"
                     try? await outbound.write(.text(Self.json(["type": "control", "status": "error", "error": message])))
                 }
@@ -184,12 +199,10 @@ struct ToolboxSockets: Sendable {
         AtollError(.invalidArgument, "\(path.prefix(120)) is a WebSocket: send the request with an Upgrade: websocket header")
     }
 
-    /// Closes with 4000 + the error's HTTP status and its message (at most 123 bytes).
+    /// Closes with 4000 + the error's HTTP status and its message.
     static func close(_ outbound: WebSocketOutboundWriter, _ error: any Error) async {
         let atoll = error as? AtollError ?? AtollError(.internal, "\(error)")
-        var text = atoll.message
-        while text.utf8.count > 123 { text.removeLast() }
-        try? await outbound.close(WebSocketErrorCode(codeNumber: 4000 + atoll.code.httpStatus), reason: text)
+        await WebSocketRefusal.close(outbound, status: atoll.code.httpStatus, message: atoll.message)
     }
 
     static func json(_ object: [String: Any]) -> String {
@@ -224,8 +237,7 @@ struct ToolboxSockets: Sendable {
                     let env = try Self.terminalEnv(admitted.subprotocols)
                     let cwd = admitted.query["cwd"].flatMap { $0.isEmpty ? nil : $0 }
                     terminal = try await terminals.create(
-                        admitted.sandbox, id: admitted.query["id"] ?? "", cwd: cwd, env: env,
-                        rows: Int(admitted.query["rows"] ?? "") ?? 24, columns: Int(admitted.query["cols"] ?? "") ?? 80,
+                        admitted.sandbox, id: admitted.query["id"] ?? "", cwd: cwd, env: env, size: try Self.terminalSize(admitted.query),
                         organizationId: admitted.organization)
                 case .connectTerminal(let id):
                     terminal = try await terminals.terminal(admitted.sandbox, id: id, organizationId: admitted.organization)
@@ -375,34 +387,32 @@ struct ToolboxSockets: Sendable {
                 if request.user != nil {
                     throw AtollError(.invalidArgument, "user: processes started through the API run as the sandbox's user")
                 }
+                let terminal = try request.terminalSize()
                 let command: ExecRequest.Command
-                var scratch: [String] = []
-                if let code = request.code {
-                    let language = try request.language.map { name in
-                        guard let language = Language(rawValue: name.lowercased()) else {
-                            throw AtollError(.invalidArgument, "language \"\(name.prefix(32))\": use python, typescript or javascript")
-                        }
-                        return language
-                    }
-                    let prepared = try await manager.prepareCode(
-                        admitted.sandbox, language: language, code: code, arguments: request.arguments ?? [], organizationId: admitted.organization)
-                    command = .argv(prepared.argv)
-                    scratch = prepared.scratch
-                } else if let argv = request.argv {
-                    command = .argv(argv)
-                } else if let shell = request.command {
-                    command = .shell(shell)
+                var staged: StagedCode?
+                if let plain = try request.execCommand() {
+                    command = plain
                 } else {
-                    throw AtollError(.invalidArgument, "argv, command or code is required")
+                    let language = try request.language.map { try Language(parsing: $0) }
+                    let prepared = try await manager.prepareCode(
+                        admitted.sandbox, language: language, code: request.code ?? "", arguments: request.arguments ?? [],
+                        organizationId: admitted.organization)
+                    command = .argv(prepared.argv)
+                    staged = prepared
                 }
                 let input = try LiveInput()
-                let terminal = request.rows.flatMap { rows in request.cols.map { (rows: rows, columns: $0) } }
                 let (chunks, sink) = AsyncStream<(OutputChannel, [UInt8])>.makeStream()
-                let process = try await manager.startLive(
-                    admitted.sandbox,
-                    ExecRequest(command: command, env: request.env ?? [:], cwd: request.cwd, timeout: request.timeout),
-                    terminal: terminal, input: input, organizationId: admitted.organization
-                ) { channel, bytes in sink.yield((channel, bytes)) }
+                let process: LiveProcess
+                do {
+                    process = try await manager.startLive(
+                        admitted.sandbox,
+                        ExecRequest(command: command, env: request.env ?? [:], cwd: request.cwd, timeout: request.timeout),
+                        terminal: terminal, input: input, organizationId: admitted.organization
+                    ) { channel, bytes in sink.yield((channel, bytes)) }
+                } catch {
+                    await staged?.remove()
+                    throw error
+                }
                 let reader = Task {
                     while let message = try await iterator.next() {
                         switch message {
@@ -412,10 +422,9 @@ struct ToolboxSockets: Sendable {
                             switch object["type"] as? String {
                             case "eof": input.closeInput()
                             case "resize":
-                                if let rows = object["rows"] as? Int, let cols = object["cols"] as? Int, (1...TerminalSize.maximum).contains(rows),
-                                    (1...TerminalSize.maximum).contains(cols)
+                                if let rows = object["rows"] as? Int, let cols = object["cols"] as? Int, let size = try? TerminalSize(rows: rows, columns: cols)
                                 {
-                                    input.resize(rows: UInt16(rows), columns: UInt16(cols))
+                                    input.resize(rows: UInt16(size.rows), columns: UInt16(size.columns))
                                 }
                             case "signal":
                                 if let signal = object["signal"] as? Int, (1...64).contains(signal) { input.signal(Int32(signal)) }
@@ -438,7 +447,7 @@ struct ToolboxSockets: Sendable {
                     try await outbound.write(.binary(buffer))
                 }
                 let result = await waiter.value
-                if !scratch.isEmpty { await manager.removeScratch(admitted.sandbox, scratch, organizationId: admitted.organization) }
+                await staged?.remove()
                 let outcome = try result.get()
                 try await outbound.write(
                     .text(Self.json(["type": "exit", "exitCode": Int(outcome.termination.shellStatus), "timedOut": outcome.timedOut])))

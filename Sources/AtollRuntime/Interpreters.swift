@@ -39,7 +39,6 @@ final class InterpreterContext: Sendable {
     let input: LiveInput
 
     struct State {
-        var process: LiveProcess?
         var lineBuffer: [UInt8] = []
         var run: AsyncStream<DriverMessage>.Continuation?
         var busy = false
@@ -125,13 +124,14 @@ public actor Interpreters {
 
     nonisolated var now: Double { runner.clock.now().timeIntervalSince1970 }
 
+    /// Forgets the contexts of sandboxes that stopped or restarted.
     private func prune() {
         for (sandbox, contexts) in bySandbox {
-            let row = try? runner.database.sandbox(id: sandbox)
-            if row?.sandboxState != .started || contexts.values.first.map({ row?.initProcess != $0.initProcess }) ?? true {
-                contexts.values.forEach { $0.input.signal(SIGKILL) }
-                bySandbox[sandbox] = nil
+            for (id, context) in contexts where !runner.isRunning(sandbox, as: context.initProcess) {
+                context.input.signal(SIGKILL)
+                bySandbox[sandbox]?[id] = nil
             }
+            if bySandbox[sandbox]?.isEmpty ?? false { bySandbox[sandbox] = nil }
         }
     }
 
@@ -166,7 +166,6 @@ public actor Interpreters {
             bySandbox[sandbox]?[id] = nil
             throw error
         }
-        context.state.withLock { $0.process = live }
         Task {
             let reason: String
             switch await live.wait() {
@@ -208,9 +207,7 @@ public actor Interpreters {
         onEvent: @Sendable (InterpreterEvent) async throws -> Void
     ) async throws -> InterpreterRunEnd {
         try EnvironmentValidation.validate(env, field: "envs")
-        if let timeout, !(timeout > 0 && timeout <= 86400) {
-            throw AtollError(.invalidArgument, "timeout must be between 0 and 86400 seconds, got \(timeout)")
-        }
+        try ExecRequest.checkTimeout(timeout)
         prune()
         let (machine, _) = try await runner.runningMachine(idOrName, organizationId: organizationId)
         let sandbox = machine.id.rawValue

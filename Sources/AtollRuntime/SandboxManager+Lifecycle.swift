@@ -555,9 +555,9 @@ extension SandboxManager {
     }
 
     /// Starts a process the caller talks to while it runs (`input`), optionally on a terminal of
-    /// `rows` × `columns`; its output goes to `onOutput` as it comes. Counts as activity.
+    /// `terminal`'s size; its output goes to `onOutput` as it comes. Counts as activity.
     public func startLive(
-        _ idOrName: String, _ request: ExecRequest, terminal: (rows: Int, columns: Int)?, input: LiveInput, organizationId: String? = nil,
+        _ idOrName: String, _ request: ExecRequest, terminal: TerminalSize?, input: LiveInput, organizationId: String? = nil,
         onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
     ) async throws -> LiveProcess {
         let (machine, process) = try runningMachine(idOrName, organizationId: organizationId)
@@ -565,27 +565,19 @@ extension SandboxManager {
         return try await driver.startLive(machine, initProcess: process, request, terminal: terminal, input: input, onOutput: onOutput)
     }
 
-    /// Stores `code` as a new private file in the sandbox's `/tmp` (owned by its user) and returns
-    /// the argv that runs it with `language`'s interpreter (default the sandbox's language), and
-    /// the files to remove after the run (`removeScratch`): code run live.
+    /// Stores `code` in the sandbox to be run with `language`'s interpreter (default the sandbox's
+    /// language), as `runCode` does: code run live. Remove it after the run (`StagedCode.remove`).
     public func prepareCode(
         _ idOrName: String, language: Language?, code: String, arguments: [String], organizationId: String? = nil
-    ) async throws -> (argv: [String], scratch: [String]) {
+    ) async throws -> StagedCode {
         let current = try row(idOrName, organizationId: organizationId)
         let (machine, process) = try runningMachine(current.id, organizationId: organizationId)
         let language = language ?? Sandbox(current).language
         let runtime = try driver.languageRuntime(machine)
         let files = try driver.files(machine, initProcess: process, user: nil)
-        let file = "/tmp/atoll-code-\(SandboxID.random().rawValue.prefix(13)).\(language.fileExtension)"
-        let bytes = Array(code.utf8)
-        try await WorkPool.shared.run { try files.write(file, bytes: bytes, mode: 0o600, exclusive: true) }
-        return (runtime.command(language, file: file, arguments: arguments), runtime.scratchFiles(language, file: file))
-    }
-
-    /// Removes what `prepareCode` left (nothing to do once the sandbox has stopped).
-    public func removeScratch(_ idOrName: String, _ paths: [String], organizationId: String? = nil) async {
-        guard let files = try? files(idOrName, organizationId: organizationId) else { return }
-        _ = try? await WorkPool.shared.run { for path in paths { try files.delete(path, recursive: false, missingOK: true) } }
+        return try await WorkPool.shared.run {
+            try StagedCode.stage(code, language: language, arguments: arguments, runtime: runtime, files: files)
+        }
     }
 
     /// Runs code with the sandbox's interpreter for `request.language`. Counts as activity.
@@ -605,6 +597,14 @@ extension SandboxManager {
     /// CPU, memory and task usage of a sandbox's cgroup (zero when it has none).
     public func usage(_ idOrName: String, organizationId: String? = nil) async throws -> CgroupUsage {
         try await driver.usage(try Self.machine(try row(idOrName, organizationId: organizationId)))
+    }
+
+    /// Whether `process` is still the PID 1 of sandbox `id`, which still runs (started, or paused:
+    /// its processes are frozen, not gone). What the toolbox keeps per sandbox (sessions,
+    /// terminals, interpreter contexts) is forgotten once this is false.
+    nonisolated func isRunning(_ id: String, as process: InitProcess) -> Bool {
+        guard let row = try? database.sandbox(id: id), row.initProcess == process else { return false }
+        return [.started, .pausing, .paused, .resuming].contains(row.sandboxState)
     }
 
     func runningMachine(_ idOrName: String, organizationId: String?) throws -> (SandboxMachine, InitProcess) {

@@ -55,7 +55,7 @@ struct SessionState: Sendable {
 public actor Sessions {
     nonisolated let runner: SandboxManager
     /// Sessions by sandbox id: the PID 1 they belong to, and the sessions by id.
-    var bySandbox: [String: (initProcess: InitProcess, sessions: [String: SessionState])] = [:]
+    private var bySandbox: [String: (initProcess: InitProcess, sessions: [String: SessionState])] = [:]
 
     public init(runner: SandboxManager) {
         self.runner = runner
@@ -68,8 +68,16 @@ public actor Sessions {
     /// was stopped or restarted since) are forgotten here.
     func runningMachine(_ idOrName: String, organizationId: String?) async throws -> (SandboxMachine, InitProcess) {
         let (machine, process) = try await runner.runningMachine(idOrName, organizationId: organizationId)
-        if let known = bySandbox[machine.id.rawValue], known.initProcess != process { bySandbox[machine.id.rawValue] = nil }
+        if let known = bySandbox[machine.id.rawValue], known.initProcess != process { forget(machine.id.rawValue) }
         return (machine, process)
+    }
+
+    /// Drops a sandbox's sessions, closing the command inputs atolld held for them.
+    private func forget(_ sandbox: String) {
+        if let entry = bySandbox[sandbox] {
+            for session in entry.sessions.values { session.inputs.values.forEach { $0.close() } }
+        }
+        bySandbox[sandbox] = nil
     }
 
     func noteActivity(_ sandbox: String) async { await runner.noteActivity(sandbox) }
@@ -80,11 +88,7 @@ public actor Sessions {
     /// create, so the table never outgrows the sandboxes that have sessions).
     private func prune() {
         for (id, entry) in bySandbox {
-            let row = try? runner.database.sandbox(id: id)
-            if row?.sandboxState != .started || row?.initProcess != entry.initProcess {
-                for session in entry.sessions.values { session.inputs.values.forEach { $0.close() } }
-                bySandbox[id] = nil
-            }
+            if !runner.isRunning(id, as: entry.initProcess) { forget(id) }
         }
     }
 
@@ -219,7 +223,7 @@ public actor Sessions {
         }
         bySandbox[sandbox]?.sessions[sessionId]?.commands.append((id, command))
         bySandbox[sandbox]?.sessions[sessionId]?.inputs[id] = input
-        closeFinishedInputs(sandbox, sessionId, keep: Self.openInputLimit)
+        capOpenInputs(sandbox, sessionId, keep: Self.openInputLimit)
         await noteActivity(sandbox)
         if runAsync { return (SessionCommand(id: id, command: command, exitCode: nil), nil) }
         var delay = 0.002
@@ -325,7 +329,7 @@ extension Sessions {
     }
 
     /// Keeps at most `keep` input FIFOs of a session open (the newest commands').
-    func closeFinishedInputs(_ sandbox: String, _ session: String, keep: Int) {
+    func capOpenInputs(_ sandbox: String, _ session: String, keep: Int) {
         guard let state = try? self.session(sandbox, session), state.inputs.count > keep else { return }
         let order = state.commands.map(\.id)
         let open = order.filter { state.inputs[$0] != nil }

@@ -1,6 +1,6 @@
 import AtollCore
 public import AtollLinux
-import AtollSandbox
+public import AtollSandbox
 import AtollStore
 public import Foundation
 import Glibc
@@ -11,8 +11,7 @@ public struct TerminalInfo: Sendable, Hashable {
     public var id: String
     public var cwd: String
     public var env: [String: String]
-    public var columns: Int
-    public var rows: Int
+    public var size: TerminalSize
     public var createdAt: Date
     /// The shell still runs.
     public var active: Bool
@@ -40,7 +39,7 @@ public final class Terminal: Sendable {
     let created: TerminalInfo
 
     struct State {
-        var size: (rows: Int, columns: Int)
+        var size: TerminalSize
         var backlog: [UInt8] = []
         var client: AsyncStream<TerminalEvent>.Continuation?
         var clientID = 0
@@ -58,13 +57,13 @@ public final class Terminal: Sendable {
         self.initProcess = initProcess
         self.input = input
         self.created = info
-        self.state = Mutex(State(size: (info.rows, info.columns), lastUse: now))
+        self.state = Mutex(State(size: info.size, lastUse: now))
     }
 
     public var info: TerminalInfo {
         state.withLock { state in
             var info = created
-            (info.rows, info.columns) = state.size
+            info.size = state.size
             info.active = state.exit == nil
             return info
         }
@@ -124,9 +123,9 @@ public final class Terminal: Sendable {
         }
     }
 
-    func resize(rows: Int, columns: Int) {
-        state.withLock { $0.size = (rows, columns) }
-        input.resize(rows: UInt16(rows), columns: UInt16(columns))
+    func resize(_ size: TerminalSize) {
+        state.withLock { $0.size = size }
+        input.resize(rows: UInt16(size.rows), columns: UInt16(size.columns))
     }
 
     /// Idle: no client, and unused for `limit` seconds.
@@ -160,9 +159,9 @@ public actor Terminals {
     nonisolated var now: Double { runner.clock.now().timeIntervalSince1970 }
 
     /// Starts a terminal: the user's login shell (its `SHELL`) on a new pseudo-terminal of
-    /// `rows` × `columns`, in `cwd` (default the home directory) with `env` added.
+    /// `size`, in `cwd` (default the home directory) with `env` added.
     public func create(
-        _ idOrName: String, id: String, cwd: String?, env: [String: String], rows: Int, columns: Int, organizationId: String?
+        _ idOrName: String, id: String, cwd: String?, env: [String: String], size: TerminalSize, organizationId: String?
     ) async throws -> Terminal {
         try Sessions.checkSessionID(id)
         prune()
@@ -173,7 +172,7 @@ public actor Terminals {
             throw AtollError(.resourceExhausted, "sandbox \(sandbox) has \(Self.perSandboxLimit) PTY sessions already; kill one first")
         }
         let input = try LiveInput()
-        let info = TerminalInfo(id: id, cwd: cwd ?? "", env: env, columns: columns, rows: rows, createdAt: Date(timeIntervalSince1970: now), active: true)
+        let info = TerminalInfo(id: id, cwd: cwd ?? "", env: env, size: size, createdAt: Date(timeIntervalSince1970: now), active: true)
         let terminal = Terminal(sandbox: sandbox, initProcess: process, info: info, input: input, now: now)
         // A placeholder until the shell runs, so that a second create of the same id is refused.
         bySandbox[sandbox, default: [:]][id] = terminal
@@ -181,8 +180,8 @@ public actor Terminals {
         do {
             live = try await runner.driver.startLive(
                 machine, initProcess: process,
-                ExecRequest(command: .argv(["/bin/sh", "-c", "exec \"${SHELL:-/bin/sh}\" -l"]), env: env, cwd: cwd),
-                terminal: (rows, columns), input: input, onOutput: { _, bytes in terminal.deliver(bytes) })
+                ExecRequest(command: .argv(ExecRequest.loginShell), env: env, cwd: cwd),
+                terminal: size, input: input, onOutput: { _, bytes in terminal.deliver(bytes) })
         } catch {
             bySandbox[sandbox]?[id] = nil
             throw error
@@ -218,14 +217,10 @@ public actor Terminals {
         return (bySandbox[machine.id.rawValue] ?? [:]).values.filter { $0.initProcess == process }.map(\.info).sorted { $0.id < $1.id }
     }
 
-    public func resize(_ idOrName: String, id: String, rows: Int, columns: Int, organizationId: String?) async throws -> TerminalInfo {
-        let range = 1...TerminalSize.maximum
-        guard range.contains(rows), range.contains(columns) else {
-            throw AtollError(.invalidArgument, "terminal size \(columns)x\(rows) is outside 1..\(TerminalSize.maximum) columns and rows")
-        }
+    public func resize(_ idOrName: String, id: String, to size: TerminalSize, organizationId: String?) async throws -> TerminalInfo {
         let terminal = try await terminal(idOrName, id: id, organizationId: organizationId)
         guard !terminal.hasEnded else { throw AtollError(.gone, "PTY session \(id) has ended") }
-        terminal.resize(rows: rows, columns: columns)
+        terminal.resize(size)
         await runner.noteActivity(terminal.sandbox)
         return terminal.info
     }
@@ -242,15 +237,10 @@ public actor Terminals {
     private func prune() {
         let at = now
         for (sandbox, terminals) in bySandbox {
-            let row = try? runner.database.sandbox(id: sandbox)
-            for (id, terminal) in terminals {
-                if row?.sandboxState != .started || row?.initProcess != terminal.initProcess {
-                    terminal.input.signal(SIGKILL)
-                    bySandbox[sandbox]?[id] = nil
-                } else if terminal.idle(now: at, limit: idleLimit) {
-                    terminal.input.signal(SIGKILL)
-                    bySandbox[sandbox]?[id] = nil
-                }
+            for (id, terminal) in terminals
+            where !runner.isRunning(sandbox, as: terminal.initProcess) || terminal.idle(now: at, limit: idleLimit) {
+                terminal.input.signal(SIGKILL)
+                bySandbox[sandbox]?[id] = nil
             }
             if bySandbox[sandbox]?.isEmpty ?? false { bySandbox[sandbox] = nil }
         }
@@ -278,6 +268,4 @@ public actor Terminals {
         return true
     }
 
-    /// How many terminals are open (for tests and metrics).
-    public var count: Int { bySandbox.values.reduce(0) { $0 + $1.count } }
 }

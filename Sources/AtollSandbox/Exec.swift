@@ -11,6 +11,10 @@ public struct ExecRequest: Sendable {
         case shell(String)
     }
 
+    /// The user's login shell (its account's `SHELL`, which the agent sets), as a terminal starts
+    /// it.
+    public static let loginShell = ["/bin/sh", "-c", "exec \"${SHELL:-/bin/sh}\" -l"]
+
     public var command: Command
     /// Variables added to (and overriding) the sandbox's environment.
     public var env: [String: String]
@@ -38,6 +42,13 @@ public struct ExecRequest: Sendable {
         self.mergeOutput = mergeOutput
     }
 
+    /// A process's timeout: more than 0, at most a day (Daytona's longest).
+    public static func checkTimeout(_ timeout: Double?) throws(AtollError) {
+        if let timeout, !(timeout > 0 && timeout <= 86400) {
+            throw AtollError(.invalidArgument, "timeout must be between 0 and 86400 seconds, got \(timeout)")
+        }
+    }
+
     /// Checks what can be checked before touching the sandbox.
     func validate() throws {
         switch command {
@@ -54,9 +65,7 @@ public struct ExecRequest: Sendable {
             }
         }
         try EnvironmentValidation.validate(env, field: "env")
-        if let timeout, !(timeout > 0 && timeout <= 86400) {
-            throw AtollError(.invalidArgument, "timeout must be between 0 and 86400 seconds, got \(timeout)")
-        }
+        try Self.checkTimeout(timeout)
         if let cwd, cwd.utf8.contains(0) || cwd.isEmpty {
             throw AtollError(.invalidArgument, "cwd must be a non-empty path")
         }
@@ -160,8 +169,46 @@ public struct LanguageRuntime: Sendable {
     }
 }
 
-/// Terminals the agent makes (`ATOLL_PTY_MAX_SIZE`, Daytona's limit too).
-public enum TerminalSize {
+/// The size of a terminal the agent makes: 1 to `maximum` rows and columns
+/// (`ATOLL_PTY_MAX_SIZE`, Daytona's limit too), checked when made.
+public struct TerminalSize: Sendable, Hashable {
     /// The most rows and the most columns a terminal may have.
     public static let maximum = Int(ATOLL_PTY_MAX_SIZE)
+
+    public let rows: Int
+    public let columns: Int
+
+    public init(rows: Int, columns: Int) throws(AtollError) {
+        let range = 1...Self.maximum
+        guard range.contains(rows), range.contains(columns) else {
+            throw AtollError(.invalidArgument, "terminal size \(columns)x\(rows) is outside 1..\(Self.maximum) columns and rows")
+        }
+        self.rows = rows
+        self.columns = columns
+    }
+}
+
+/// A program stored in a sandbox to be run by its language's interpreter: a new private file in
+/// the sandbox's `/tmp` owned by the user, the argv that runs it, and the files to remove after.
+public struct StagedCode: Sendable {
+    public let argv: [String]
+    public let scratch: [String]
+    let files: SandboxFiles
+
+    /// Writes `code` through `files` (the agent, as the sandbox's user). Blocking: call it on the
+    /// work pool.
+    public static func stage(
+        _ code: String, language: Language, arguments: [String], runtime: LanguageRuntime, files: SandboxFiles
+    ) throws -> StagedCode {
+        let file = "/tmp/atoll-code-\(SandboxID.random().rawValue.prefix(13)).\(language.fileExtension)"
+        try files.write(file, bytes: Array(code.utf8), mode: 0o600, exclusive: true)
+        return StagedCode(argv: runtime.command(language, file: file, arguments: arguments), scratch: runtime.scratchFiles(language, file: file), files: files)
+    }
+
+    /// Removes the program's files (a sandbox stopped meanwhile has nothing left to remove).
+    public func remove() async {
+        let files = self.files
+        let scratch = self.scratch
+        _ = try? await WorkPool.shared.run { for path in scratch { try files.delete(path, recursive: false, missingOK: true) } }
+    }
 }

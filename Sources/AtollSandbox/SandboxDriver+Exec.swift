@@ -65,7 +65,7 @@ extension SandboxDriver {
     /// and controlling terminal (output arrives as `.stdout`); without, pipes. The request's
     /// `stdin` is ignored (input is `input`).
     public func startLive(
-        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest, terminal: (rows: Int, columns: Int)?,
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest, terminal: TerminalSize?,
         input: LiveInput, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
     ) async throws -> LiveProcess {
         try request.validate()
@@ -78,10 +78,6 @@ extension SandboxDriver {
         var flags = Int64(ATOLL_EXEC_ACCOUNT_ENV.rawValue)
         var numbers: [Int64] = []
         if let terminal {
-            let range = 1...TerminalSize.maximum
-            guard range.contains(terminal.rows), range.contains(terminal.columns) else {
-                throw AtollError(.invalidArgument, "terminal size \(terminal.columns)x\(terminal.rows) is outside 1..\(TerminalSize.maximum) columns and rows")
-            }
             flags |= Int64(ATOLL_EXEC_PTY.rawValue)
             numbers = [Int64(terminal.rows), Int64(terminal.columns)]
         }
@@ -109,12 +105,12 @@ extension SandboxDriver {
         onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
     ) async throws -> ExecResult {
         let files = try self.files(machine, initProcess: initProcess, user: request.user)
-        let runtime = LanguageRuntime(snapshot: try snapshots.snapshot(named: machine.snapshot))
-        let file = "/tmp/atoll-code-\(SandboxID.random().rawValue.prefix(13)).\(request.language.fileExtension)"
-        let code = Array(request.code.utf8)
-        try await WorkPool.shared.run { try files.write(file, bytes: code, mode: 0o600, exclusive: true) }
+        let runtime = try languageRuntime(machine)
+        let staged = try await WorkPool.shared.run {
+            try StagedCode.stage(request.code, language: request.language, arguments: request.arguments, runtime: runtime, files: files)
+        }
         let exec = ExecRequest(
-            command: .argv(runtime.command(request.language, file: file, arguments: request.arguments)),
+            command: .argv(staged.argv),
             env: request.env, user: request.user, timeout: request.timeout, stdin: request.stdin,
             mergeOutput: request.mergeOutput)
         let result: Result<ExecResult, any Error>
@@ -124,10 +120,7 @@ extension SandboxDriver {
             result = .failure(error)
         }
         // The sandbox may have been stopped meanwhile; then there is nothing to clean up.
-        if initProcess.isRunning {
-            let scratch = runtime.scratchFiles(request.language, file: file)
-            _ = try? await WorkPool.shared.run { for path in scratch { try files.delete(path, recursive: false, missingOK: true) } }
-        }
+        if initProcess.isRunning { await staged.remove() }
         return try result.get()
     }
 

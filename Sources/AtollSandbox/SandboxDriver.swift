@@ -123,7 +123,7 @@ public protocol SandboxDriving: Sendable {
     func languageRuntime(_ machine: SandboxMachine) throws -> LanguageRuntime
     /// A process the caller talks to while it runs (see `SandboxDriver.startLive`).
     func startLive(
-        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest, terminal: (rows: Int, columns: Int)?,
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest, terminal: TerminalSize?,
         input: LiveInput, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
     ) async throws -> LiveProcess
     /// File access inside a started sandbox (see `SandboxFiles`).

@@ -111,7 +111,7 @@ public struct SandboxFiles: Sendable {
     /// Connects and sends a file request; the caller reads the replies.
     func request(
         _ op: atoll_agent_file_op, _ path: String, second: String = "", third: String = "", flags: Int32 = 0,
-        mode: Int64 = -1, limit: Int64 = -1, offset: Int64? = nil, descriptor: Int32? = nil
+        mode: Int64 = -1, limit: Int64 = -1, descriptor: Int32? = nil
     ) throws -> AgentConnection {
         for text in [path, second, third] where text.utf8.contains(0) {
             throw AtollError(.invalidArgument, "invalid path \"\(text.prefix(64))\": it contains a NUL byte")
@@ -119,7 +119,7 @@ public struct SandboxFiles: Sendable {
         guard path.utf8.count <= 4096 else { throw AtollError(.invalidArgument, "path is longer than 4096 bytes") }
         let connection = try AgentConnection.connect(directory: directory, sandbox: sandbox)
         try connection.send(
-            AgentMessage(.file, numbers: [Int64(op.rawValue), Int64(flags), mode, limit] + (offset.map { [$0] } ?? []), strings: [user, path, second, third]),
+            AgentMessage(.file, numbers: [Int64(op.rawValue), Int64(flags), mode, limit], strings: [user, path, second, third]),
             descriptors: descriptor.map { [$0] } ?? [])
         return connection
     }
@@ -238,26 +238,6 @@ public struct SandboxFiles: Sendable {
         do {
             let entry = try Self.entry(try Self.next(connection, "read \(path.prefix(200))"), connection)
             return FileDownload(entry: entry, connection: connection, pipe: pipe.read, path: path)
-        } catch {
-            connection.close()
-            throw error
-        }
-    }
-
-    /// At most `limit` bytes of a regular file from `offset` on (fewer at its end; none past it),
-    /// and the file's size: what following a growing log needs.
-    public func readPart(_ path: String, offset: Int64, limit: Int) throws -> (bytes: [UInt8], size: UInt64) {
-        let pipe = try KernelPipe.make()
-        let connection = try request(
-            ATOLL_FILE_READ, path, flags: Int32(ATOLL_FILE_PARTIAL.rawValue), limit: Int64(limit), offset: offset, descriptor: pipe.write.raw)
-        pipe.write.close()
-        do {
-            let entry = try Self.entry(try Self.next(connection, "read \(path.prefix(200))"), connection)
-            let download = FileDownload(entry: entry, connection: connection, pipe: pipe.read, path: path)
-            var bytes: [UInt8] = []
-            while let chunk = try download.next() { bytes += chunk }
-            try download.finish()
-            return (bytes, entry.size)
         } catch {
             connection.close()
             throw error

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AtollCore
+import AtollDaytona
 import AtollLinux
 import AtollRuntime
 import AtollSandbox
@@ -16,10 +17,6 @@ import NIOWebSocket
 /// A process run live from the CLI: output printed as it comes, the CLI's stdin forwarded, and
 /// with a terminal, the CLI's terminal in raw mode, its size followed (SIGWINCH) and the remote
 /// exit code as the CLI's own.
-extension LiveExecRequest {
-    /// The user's login shell, for `exec -it` without a command.
-    static let loginShell = ["/bin/sh", "-c", "exec \"${SHELL:-/bin/sh}\" -l"]
-}
 
 /// The CLI's own terminal.
 enum LocalTerminal {
@@ -96,6 +93,8 @@ extension RemoteBackend {
             close = try await WebSocketClient.connect(url: url, configuration: configuration, logger: Logger(label: "atoll")) { inbound, outbound, _ in
                 try await outbound.write(.text(requestText))
                 try await withThrowingTaskGroup(of: Void.self) { group in
+                    // Stdin and window sizes go out while the server's messages come in; those
+                    // end the exchange (the child tasks are cancelled then).
                     group.addTask {
                         if forwardStdin {
                             for await chunk in LocalTerminal.stdinChunks() {
@@ -104,7 +103,6 @@ extension RemoteBackend {
                             }
                         }
                         if !terminal { try await outbound.write(.text(#"{"type":"eof"}"#)) }
-                        try await Task.sleep(for: .seconds(86400 * 365))
                     }
                     if terminal {
                         group.addTask {
@@ -115,25 +113,19 @@ extension RemoteBackend {
                             }
                         }
                     }
-                    group.addTask {
-                        for try await message in inbound.messages(maxSize: 4 << 20) {
-                            switch message {
-                            case .binary(let buffer):
-                                let bytes = Array(buffer.readableBytesView)
-                                guard let first = bytes.first else { continue }
-                                onOutput(first == 2 ? .stderr : .stdout, Array(bytes.dropFirst()))
-                            case .text(let text):
-                                if let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], object["type"] as? String == "exit"
-                                {
-                                    outcome.set(
-                                        RunOutcome(
-                                            exitCode: Int32(object["exitCode"] as? Int ?? 1), timedOut: object["timedOut"] as? Bool ?? false))
-                                }
+                    for try await message in inbound.messages(maxSize: 4 << 20) {
+                        switch message {
+                        case .binary(let buffer):
+                            let bytes = Array(buffer.readableBytesView)
+                            guard let first = bytes.first else { continue }
+                            onOutput(first == 2 ? .stderr : .stdout, Array(bytes.dropFirst()))
+                        case .text(let text):
+                            if let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], object["type"] as? String == "exit" {
+                                outcome.set(
+                                    RunOutcome(exitCode: Int32(object["exitCode"] as? Int ?? 1), timedOut: object["timedOut"] as? Bool ?? false))
                             }
                         }
                     }
-                    // The server's messages end the exchange.
-                    try await group.next()
                     group.cancelAll()
                 }
             }
@@ -157,14 +149,11 @@ extension EmbeddedBackend {
     func execLive(
         _ id: String, _ request: LiveExecRequest, forwardStdin: Bool, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
     ) async throws -> RunOutcome {
-        let command: ExecRequest.Command
-        if let argv = request.argv {
-            command = .argv(argv)
-        } else {
-            command = .shell(request.command ?? "")
+        guard let command = try request.execCommand() else {
+            throw AtollError(.invalidArgument, "code runs through code-run in the embedded runner")
         }
         let input = try LiveInput()
-        let terminal = request.rows.flatMap { rows in request.cols.map { (rows: rows, columns: $0) } }
+        let terminal = try request.terminalSize()
         let process = try await manager.startLive(
             id, ExecRequest(command: command, env: request.env ?? [:], cwd: request.cwd, user: request.user, timeout: request.timeout),
             terminal: terminal, input: input, onOutput: onOutput)

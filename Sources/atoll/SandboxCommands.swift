@@ -261,7 +261,7 @@ struct Exec: AsyncParsableCommand {
                 if let shell {
                     request.command = shell
                 } else {
-                    request.argv = command.isEmpty ? LiveExecRequest.loginShell : command
+                    request.argv = command.isEmpty ? ExecRequest.loginShell : command
                 }
                 let restore = LocalTerminal.makeRaw()
                 defer { restore?() }

@@ -85,7 +85,7 @@ extension RouteTests {
 
     @Test("a terminal keeps output for an absent client (the newest 1 MiB), hands over to a new client, and is idle only without one")
     func terminalClients() async throws {
-        let info = TerminalInfo(id: "t", cwd: "", env: [:], columns: 80, rows: 24, createdAt: Date(), active: true)
+        let info = TerminalInfo(id: "t", cwd: "", env: [:], size: try TerminalSize(rows: 24, columns: 80), createdAt: Date(), active: true)
         let terminal = Terminal(sandbox: "s", initProcess: InitProcess(pid: 1, startTime: 1), info: info, input: try LiveInput(), now: 100)
         #expect(!terminal.idle(now: 150, limit: 60))
         #expect(terminal.idle(now: 161, limit: 60))

@@ -104,7 +104,7 @@ public final class FakeDriver: SandboxDriving, @unchecked Sendable {
     public func languageRuntime(_ machine: SandboxMachine) throws -> LanguageRuntime { LanguageRuntime() }
 
     public func startLive(
-        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest, terminal: (rows: Int, columns: Int)?,
+        _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest, terminal: TerminalSize?,
         input: LiveInput, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
     ) async throws -> LiveProcess {
         try await enter("live", machine.id.rawValue)

@@ -116,11 +116,7 @@ extension PreviewProxy {
     /// Accepts the upgrade only to close it at once with the refusal's code and reason (a close
     /// reason has at most 123 bytes).
     static func refuse(_ refusal: PreviewRefusal) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
-        let code = WebSocketErrorCode(codeNumber: 4000 + refusal.status.code)
-        var text = refusal.message
-        while text.utf8.count > 123 { text.removeLast() }
-        let reason = text
-        return .upgrade([:]) { _, outbound, _ in try await outbound.close(code, reason: reason) }
+        .upgrade([:]) { _, outbound, _ in await WebSocketRefusal.close(outbound, status: refusal.status.code, message: refusal.message) }
     }
 
     /// Asks the sandbox's server, over `socket`, for the WebSocket upgrade the client asked for

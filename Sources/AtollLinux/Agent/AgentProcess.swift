@@ -19,23 +19,10 @@ public enum AgentProcess {
         timeout: Double?, captureLimit: Int,
         onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
     ) async throws -> ProcessOutcome {
-        try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                do {
-                    let (agent, _) = try start(directory: directory, sandbox: sandbox, request: request, pipes: pipes)
-                    let io = ProcessIO(
-                        agent: agent, stdinWrite: pipes.stdinWrite, stdoutRead: pipes.stdoutRead, stderrRead: pipes.stderrRead,
-                        stdin: stdin, timeout: timeout, captureLimit: captureLimit, onOutput: onOutput)
-                    let outcome = io.pump()
-                    if let failure = io.failure { throw failure }
-                    continuation.resume(returning: outcome)
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-            thread.name = "atoll-exec-\(sandbox.prefix(8))"
-            thread.start()
-        }
+        try await launch(
+            directory: directory, sandbox: sandbox, request: request, pipes: pipes, stdin: stdin, timeout: timeout, captureLimit: captureLimit,
+            onOutput: onOutput
+        ).wait().get()
     }
 
     /// Starts a process that runs while the caller talks to it through `input`: with `pipes`, on
@@ -46,17 +33,35 @@ public enum AgentProcess {
         directory: String, sandbox: String, request: AgentMessage, pipes: StdioPipes?, input: LiveInput,
         timeout: Double?, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
     ) async throws -> LiveProcess {
-        let process = LiveProcess(input: input)
+        do {
+            return try await launch(
+                directory: directory, sandbox: sandbox, request: request, pipes: pipes, stdin: .live(input), timeout: timeout, captureLimit: 0,
+                onOutput: onOutput)
+        } catch {
+            input.finish()  // what the caller queues now is refused
+            throw error
+        }
+    }
+
+    /// Starts the process and its `ProcessIO` pump on a thread of its own; returns once the
+    /// agent reported the start.
+    static func launch(
+        directory: String, sandbox: String, request: AgentMessage, pipes: StdioPipes?, stdin: StdinSource, timeout: Double?,
+        captureLimit: Int, onOutput: (@Sendable (OutputChannel, [UInt8]) -> Void)?
+    ) async throws -> LiveProcess {
+        let process = LiveProcess()
         try await withCheckedThrowingContinuation { (started: CheckedContinuation<Void, any Error>) in
             let thread = Thread {
                 let io: ProcessIO
                 do {
-                    let (agent, master) = try start(directory: directory, sandbox: sandbox, request: request, pipes: pipes)
-                    if let pipes {
+                    switch try start(directory: directory, sandbox: sandbox, request: request, pipes: pipes) {
+                    case .piped(let agent, let pipes):
                         io = ProcessIO(
                             agent: agent, stdinWrite: pipes.stdinWrite, stdoutRead: pipes.stdoutRead, stderrRead: pipes.stderrRead,
-                            stdin: .live(input), timeout: timeout, captureLimit: 0, onOutput: onOutput)
-                    } else if let master {
+                            stdin: stdin, timeout: timeout, captureLimit: captureLimit, onOutput: onOutput)
+                    case .terminal(let agent, let master):
+                        // Reads and writes go to the master; the writer is a second descriptor so
+                        // that closing stdin (a client's EOF) leaves the output open.
                         let writer = fcntl(master.raw, F_DUPFD_CLOEXEC, 0)
                         guard writer >= 0 else {
                             agent.close()
@@ -64,14 +69,10 @@ public enum AgentProcess {
                         }
                         _ = fcntl(master.raw, F_SETFL, fcntl(master.raw, F_GETFL) | O_NONBLOCK)
                         io = ProcessIO(
-                            agent: agent, stdinWrite: OwnedFD(writer), stdoutRead: master, stderrRead: nil,
-                            stdin: .live(input), timeout: timeout, captureLimit: 0, terminal: master, onOutput: onOutput)
-                    } else {
-                        agent.close()
-                        throw AtollError(.internal, "sandbox \(sandbox)'s agent started a terminal but sent no terminal")
+                            agent: agent, stdinWrite: OwnedFD(writer), stdoutRead: master, stderrRead: nil, stdin: stdin, timeout: timeout,
+                            captureLimit: captureLimit, terminal: master, onOutput: onOutput)
                     }
                 } catch {
-                    input.finish()
                     started.resume(throwing: error)
                     return
                 }
@@ -79,15 +80,22 @@ public enum AgentProcess {
                 let outcome = io.pump()
                 process.finish(io.failure.map { .failure($0) } ?? .success(outcome))
             }
-            thread.name = "atoll-live-\(sandbox.prefix(8))"
+            thread.name = "atoll-exec-\(sandbox.prefix(8))"
             thread.start()
         }
         return process
     }
 
+    /// How a process started: on the request's pipes, or on a terminal whose master end the
+    /// agent sent (checked to be one).
+    enum Started {
+        case piped(AgentConnection, StdioPipes)
+        case terminal(AgentConnection, master: OwnedFD)
+    }
+
     /// Connects, sends the request (with the pipes' child ends, when there are pipes) and waits
-    /// for `STARTED`; returns the connection and the terminal's master end if one came along.
-    static func start(directory: String, sandbox: String, request: AgentMessage, pipes: StdioPipes?) throws -> (AgentConnection, OwnedFD?) {
+    /// for `STARTED`.
+    static func start(directory: String, sandbox: String, request: AgentMessage, pipes: StdioPipes?) throws -> Started {
         let agent = try AgentConnection.connect(directory: directory, sandbox: sandbox)
         do {
             if let pipes {
@@ -105,10 +113,11 @@ public enum AgentProcess {
                 throw AtollError(.conflict, "sandbox \(sandbox)'s agent ended before starting the process (the sandbox stopped, or reached its task limit?)")
             }
             switch reply.kind {
-            case .started where pipes != nil:
-                descriptor?.close()
-                return (agent, nil)
             case .started:
+                if let pipes {
+                    descriptor?.close()
+                    return .piped(agent, pipes)
+                }
                 // It comes from inside the sandbox: only a terminal's master end is used.
                 guard let descriptor else { throw AtollError(.internal, "sandbox \(sandbox)'s agent started a terminal but sent no terminal") }
                 let check = atoll_pty_check_master(descriptor.raw)
@@ -117,7 +126,7 @@ public enum AgentProcess {
                     throw AtollError(
                         .internal, "sandbox \(sandbox)'s agent sent a descriptor that is not a terminal's master (\(SystemError.describe(-check)))")
                 }
-                return (agent, descriptor)
+                return .terminal(agent, master: descriptor)
             case .error:
                 descriptor?.close()
                 let failure = AgentFailure.error(reply, fileSemantics: false)
@@ -136,13 +145,13 @@ public enum AgentProcess {
     }
 }
 
-/// A process started with `AgentProcess.startLive`: talk to it through `input`, wait for its end.
+/// A process started with `AgentProcess.startLive` (talk to it through the `LiveInput` it was
+/// given): wait for its end.
 public final class LiveProcess: Sendable {
-    public let input: LiveInput
     private let state = Mutex<(result: Result<ProcessOutcome, AtollError>?, waiters: [CheckedContinuation<Result<ProcessOutcome, AtollError>, Never>])>(
         (nil, []))
 
-    init(input: LiveInput) { self.input = input }
+    init() {}
 
     func finish(_ result: Result<ProcessOutcome, AtollError>) {
         let waiters = state.withLock { state in
@@ -163,7 +172,4 @@ public final class LiveProcess: Sendable {
             if let ready { continuation.resume(returning: ready) }
         }
     }
-
-    /// How the process ended, if it has.
-    public var result: Result<ProcessOutcome, AtollError>? { state.withLock { $0.result } }
 }
