@@ -66,6 +66,12 @@ let package = Package(
             name: "AtollSandbox",
             dependencies: ["AtollCore", "AtollLinux", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
+        // Images: the content-addressed store, layer unpacking (hostile tars, as host root, safely)
+        // and pulls from OCI registries.
+        .target(
+            name: "AtollImage",
+            dependencies: ["AtollCore", "AtollLinux", "CRuntime", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings),
         // Persistence of the runner: SQLite through GRDB.
         .target(
             name: "AtollStore",
@@ -168,6 +174,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings),
+        .testTarget(name: "AtollImageTests", dependencies: ["AtollImage", "AtollCore", "AtollTestSupport", "CRuntime"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollWireTests", dependencies: ["AtollWire"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollStoreTests", dependencies: ["AtollStore"], swiftSettings: swiftSettings),
         .testTarget(name: "AtollSandboxTests", dependencies: ["AtollSandbox", "AtollLinux", "AtollCore"], swiftSettings: swiftSettings),

@@ -272,6 +272,20 @@ int atoll_pty_resize(int fd, unsigned short rows, unsigned short cols);
 /// O_PATH, which Swift's Glibc module does not export (it needs _GNU_SOURCE).
 #define ATOLL_O_PATH 010000000
 
+/// openat2(dir_fd, name, flags | O_CLOEXEC, mode) resolved beneath `dir_fd` with no symlink, magic
+/// link or mount crossing in any component (RESOLVE_BENEATH | NO_SYMLINKS | NO_MAGICLINKS | NO_XDEV):
+/// how image layers are unpacked, whatever names their tars carry. Returns the fd or -errno.
+int atoll_open_beneath(int dir_fd, const char *name, int flags, unsigned int mode);
+
+/// AT_EMPTY_PATH, which Swift's Glibc module does not export (it needs _GNU_SOURCE).
+#define ATOLL_AT_EMPTY_PATH 0x1000
+
+/// fsetxattr(fd, name, value, size, 0) (sys/xattr.h does not reach Swift). Returns 0 or -errno.
+int atoll_fsetxattr(int fd, const char *name, const void *value, size_t size);
+
+/// lgetxattr(path, name, value, size): the value's length or -errno.
+long atoll_lgetxattr(const char *path, const char *name, void *value, size_t size);
+
 /// pipe2(fds, O_CLOEXEC): both ends close-on-exec. Returns 0 or -errno.
 int atoll_pipe_cloexec(int fds[2]);
 

@@ -1,6 +1,6 @@
-import AtollCore
+public import AtollCore
 public import CRuntime
-import Glibc
+public import Glibc
 
 /// What a host program did: its exit status (or the signal that killed it) and its output.
 public struct HostProcessResult: Sendable {
@@ -105,5 +105,85 @@ public enum HostProcess {
         return HostProcessResult(
             exitStatus: termination == 0 ? (status >> 8) & 0xff : nil, signal: termination == 0 ? nil : termination,
             stdout: captured[0], stderr: captured[1])
+    }
+}
+
+/// A host program whose standard output is read as a stream (a decompressor feeding a layer
+/// unpack): started by `HostFilter.start`, read from `output`, then `finish()`ed.
+public final class HostFilter {
+    public let pid: pid_t
+    /// The program's standard output.
+    public let output: OwnedFD
+    private let errors: OwnedFD
+    private let executable: String
+    private var reaped = false
+
+    /// Starts `executable` with `arguments`, standard input from `inputPath`, an empty
+    /// environment, default signal dispositions; standard error kept for the failure message.
+    public init(_ executable: String, _ arguments: [String], inputPath: String) throws {
+        let out = try KernelPipe.make()
+        let err = try KernelPipe.make()
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, inputPath, O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out.write.raw, 1)
+        posix_spawn_file_actions_adddup2(&actions, err.write.raw, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var all = sigset_t()
+        var none = sigset_t()
+        sigfillset(&all)
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        out.write.close()
+        err.write.close()
+        guard rc == 0 else { throw SystemError.error("posix_spawn", executable, errno: rc) }
+        self.pid = pid
+        self.executable = executable
+        output = out.read
+        errors = err.read
+    }
+
+    /// Reads up to `buffer.count` bytes of output; 0 at its end.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        while true {
+            let n = Glibc.read(output.raw, buffer.baseAddress, buffer.count)
+            if n >= 0 { return n }
+            if errno != EINTR { throw SystemError.last("read", "output of \(executable)") }
+        }
+    }
+
+    /// Waits for the program; throws with its standard error unless it exited 0.
+    public func finish() throws {
+        output.close()
+        var message = [UInt8](repeating: 0, count: 4096)
+        let n = message.withUnsafeMutableBytes { Glibc.read(errors.raw, $0.baseAddress, $0.count) }
+        errors.close()
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw SystemError.error("waitpid", executable, errno: errno) }
+        }
+        reaped = true
+        guard status == 0 else {
+            let text = n > 0 ? String(decoding: message[0..<n], as: UTF8.self).split(whereSeparator: \.isNewline).joined(separator: "; ") : ""
+            throw AtollError(.system, "\(executable) failed (wait status \(status))\(text.isEmpty ? "" : ": \(text.prefix(400))")")
+        }
+    }
+
+    deinit {
+        if !reaped {
+            _ = kill(pid, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+        }
     }
 }
