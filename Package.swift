@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "AtollRuntime",
             dependencies: [
-                "AtollCore", "AtollLinux", "AtollSandbox", "AtollStore",
+                "AtollCore", "AtollLinux", "AtollSandbox", "AtollStore", "AtollImage",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -130,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "atoll",
             dependencies: [
-                "AtollDaytona", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollWire", "AtollLinux", "CRuntime",
+                "AtollDaytona", "AtollRuntime", "AtollSandbox", "AtollStore", "AtollWire", "AtollLinux", "CRuntime", "AtollImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),

@@ -82,6 +82,7 @@ public enum AtollServer {
         var settings = settings
         settings.redact = redact
         SandboxRoutes(manager: manager, server: settings).register(api)
+        SnapshotRoutes(manager: manager, server: settings).register(api)
         PreviewRoutes(manager: manager, server: settings, tokens: previewTokens).register(api)
         TelemetryRoutes(manager: manager, server: settings).register(api)
         UsageRoutes(manager: manager).register(api)

@@ -3,12 +3,14 @@ public import AtollRuntime
 public import AtollWire
 import Foundation
 
-/// What a Daytona create request asks the runner for: a sandbox from a snapshot, or (for a
-/// Dockerfile build, which Atoll cannot do yet) a sandbox recorded as `build_failed` with the
-/// reason, as Daytona records a build that cannot pull its base image.
+/// What a Daytona create request asks the runner for: a sandbox from a snapshot, one built from a
+/// Dockerfile first, or (for a build Atoll cannot do: a build context) a sandbox recorded as
+/// `build_failed` with the reason, as Daytona records a build that cannot pull its base image.
 public enum CreateIntent: Sendable {
     case sandbox(CreateParameters)
     case failedBuild(CreateParameters, reason: String)
+    /// A sandbox whose root is built from a Dockerfile first (Daytona's `buildInfo`).
+    case build(CreateParameters, dockerfile: String)
 }
 
 extension CreateSandboxRequest {
@@ -41,12 +43,15 @@ extension CreateSandboxRequest {
         parameters.autoPause = autoPauseInterval ?? 0
         parameters.ttlMinutes = ttlMinutes ?? 0
         guard let dockerfile = buildInfo?.dockerfileContent else { return .sandbox(parameters) }
-        let image = Self.baseImage(dockerfile) ?? "(no FROM line)"
         parameters.snapshot = nil
-        return .failedBuild(
-            parameters,
-            reason:
-                "cannot build from image \(image): Atoll has no image builder or registry; create sandboxes from a snapshot (default) instead")
+        if let hashes = buildInfo?.contextHashes, !hashes.isEmpty {
+            let image = Self.baseImage(dockerfile) ?? "(no FROM line)"
+            return .failedBuild(
+                parameters,
+                reason:
+                    "cannot build from image \(image): the image has local files (a build context), which need object storage Atoll does not serve yet")
+        }
+        return .build(parameters, dockerfile: dockerfile)
     }
 
     /// A field that narrows what a sandbox may do, or that its creator relies on, and that Atoll
@@ -95,6 +100,7 @@ extension SandboxManager {
         switch try request.intent(organizationId: organizationId) {
         case .sandbox(let parameters): return try await create(parameters)
         case .failedBuild(let parameters, let reason): return try createFailedBuild(parameters, reason: reason)
+        case .build(let parameters, let dockerfile): return try createFromBuild(parameters, dockerfile: dockerfile)
         }
     }
 }

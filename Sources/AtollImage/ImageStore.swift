@@ -393,3 +393,8 @@ struct OCIConfig: Decodable {
     var config: Settings?
     var rootfs: RootFS?
 }
+
+/// SHA-256 of bytes in memory (cache keys, names derived from content).
+public enum ImageDigest {
+    public static func sha256(_ bytes: [UInt8]) -> [UInt8] { Array(SHA256.hash(data: bytes)) }
+}

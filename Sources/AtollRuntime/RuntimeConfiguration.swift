@@ -1,4 +1,5 @@
 public import AtollCore
+public import AtollImage
 public import AtollLinux
 public import AtollSandbox
 public import Foundation
@@ -108,6 +109,12 @@ public struct RuntimeConfiguration: Sendable {
 
     public var dataDirectory: String { driver.dataDirectory }
 
+    /// The image store (`blobs/`, `layers/`, `images/`).
+    public var imagesDirectory: String { "\(dataDirectory)/images" }
+
+    /// Registry mirrors and plain-HTTP registries for pulls (Docker's daemon.json settings).
+    public var registry = RegistrySettings()
+
     /// The defaults, with overrides from the environment (for operators and test harnesses):
     /// `ATOLL_SNAPSHOTS_DIR`, `ATOLL_CGROUP_NAME`, `ATOLL_ID_RANGE_START`, `ATOLL_PIDS_MAX`,
     /// `ATOLL_MAX_CPU`, `ATOLL_MAX_MEMORY_GIB`, `ATOLL_MAX_DISK_GIB`, and for networking
@@ -116,7 +123,8 @@ public struct RuntimeConfiguration: Sendable {
     /// metering `ATOLL_USAGE_DETAIL_SECONDS`, `ATOLL_USAGE_RETENTION_DAYS` and the prices
     /// `ATOLL_PRICE_VCPU_SECOND`, `ATOLL_PRICE_MEMORY_GIB_SECOND`, `ATOLL_PRICE_DISK_GIB_SECOND`,
     /// `ATOLL_PRICE_ARCHIVE_GIB_MONTH`, `ATOLL_PRICE_CURRENCY`, and `ATOLL_WARM_POOL` (see
-    /// `WarmPoolConfiguration.parse`).
+    /// `WarmPoolConfiguration.parse`), and for pulls `ATOLL_REGISTRY_MIRRORS` (Docker Hub mirrors,
+    /// URLs, comma-separated) and `ATOLL_INSECURE_REGISTRIES` (host:port reached over plain HTTP).
     public static func fromEnvironment(
         dataDirectory: String, _ environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> RuntimeConfiguration {
@@ -175,6 +183,11 @@ public struct RuntimeConfiguration: Sendable {
             }
             config.metering.prices.currency = currency
         }
+        func list(_ key: String) -> [String] {
+            (environment[key] ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        config.registry = RegistrySettings(mirrors: list("ATOLL_REGISTRY_MIRRORS"), insecureRegistries: list("ATOLL_INSECURE_REGISTRIES"))
+        _ = try config.registry.registriesConf()
         switch environment["ATOLL_NETWORK"] ?? "bridge" {
         case "none":
             config.driver.network = nil

@@ -28,6 +28,8 @@ extension SandboxManager {
         var resources: Resources
         var pidsMax: Int
         var snapshot: String
+        /// The registered snapshot's directory (its id), when `snapshot` names one.
+        var snapshotRef: String? = nil
         var intervals: LifecycleIntervals
         var network: NetworkPolicy
         var owner: ProcessRef?
@@ -35,13 +37,25 @@ extension SandboxManager {
         var autoPause = 0
         var ttlMinutes = 0
 
-        var poolKey: WarmPoolKey { WarmPoolKey(snapshot: snapshot, resources: resources, user: user, pidsMax: pidsMax) }
+        var poolKey: WarmPoolKey { WarmPoolKey(snapshot: snapshotRef ?? snapshot, resources: resources, user: user, pidsMax: pidsMax) }
     }
 
     /// `snapshotMustExist` is false only for a failed image build, which records the request
     /// without a root to build from; every other field is validated the same either way.
     func createPlan(_ parameters: CreateParameters, snapshotMustExist: Bool = true) throws -> CreatePlan {
-        let resources = parameters.resources ?? .defaults
+        let organizationId = parameters.organizationId ?? configuration.organizationId
+        // A snapshot the organization registered (from an image or a Dockerfile) supplies the
+        // defaults its image config and record carry: environment, user, resources.
+        var registered: (directory: String, record: SnapshotRecord, snapshot: Snapshot)?
+        if snapshotMustExist, let name = parameters.snapshot, name != SnapshotStore.defaultName {
+            registered = try snapshots.resolve(name, organizationId: organizationId)
+            if registered == nil && !SandboxID.isValid(name) {
+                throw AtollError(.notFound, "snapshot \"\(name.prefix(128))\" not found")
+            }
+        }
+        let resources =
+            parameters.resources ?? registered.map { Resources(cpu: $0.record.cpu, memoryGiB: $0.record.memoryGiB, diskGiB: $0.record.diskGiB) }
+            ?? .defaults
         try configuration.limits.validate(resources)
         try EnvironmentValidation.validate(parameters.env)
         var labels = parameters.labels
@@ -63,7 +77,7 @@ extension SandboxManager {
         }
         try Self.checkAutoPause(parameters.autoPause)
         try Self.checkTTL(parameters.ttlMinutes)
-        let user = parameters.user ?? "sandbox"
+        let user = parameters.user ?? registered.map { $0.snapshot.user ?? "root" } ?? "sandbox"
         guard !user.isEmpty, user.utf8.count <= 64, !user.contains(where: { $0.isWhitespace || $0 == "/" }) else {
             throw AtollError(.invalidArgument, "user \"\(user.prefix(64))\" is not a valid user name")
         }
@@ -72,14 +86,18 @@ extension SandboxManager {
             throw AtollError(.invalidArgument, "pidsMax must be between 16 and \(1 << 22), got \(pidsMax)")
         }
         let snapshot = parameters.snapshot ?? (snapshotMustExist ? "default" : "")
-        if snapshotMustExist { try driver.checkSnapshot(snapshot) }
+        if snapshotMustExist && registered == nil { try driver.checkSnapshot(snapshot) }
         if let name = parameters.name { try Naming.validateName(name) }
-        return CreatePlan(
+        var env = parameters.env
+        if let registered { env = registered.snapshot.environment.merging(parameters.env) { $1 } }
+        var plan = CreatePlan(
             id: parameters.id ?? SandboxID.random(), name: parameters.name,
-            organizationId: parameters.organizationId ?? configuration.organizationId, labels: labels, env: parameters.env,
-            user: user, resources: resources, pidsMax: pidsMax, snapshot: snapshot, intervals: intervals,
+            organizationId: organizationId, labels: labels, env: env,
+            user: user, resources: resources, pidsMax: pidsMax, snapshot: registered?.record.name ?? snapshot, intervals: intervals,
             network: parameters.network, owner: parameters.ownedByCurrentProcess ? me : nil, isPublic: parameters.isPublic,
             autoPause: parameters.autoPause, ttlMinutes: parameters.ttlMinutes)
+        plan.snapshotRef = registered?.directory
+        return plan
     }
 
     /// The cold path: a new disk, cgroup, network and PID 1. `pool` marks a warm pool member.
@@ -108,6 +126,13 @@ extension SandboxManager {
             row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
             idRangeSlots: configuration.idRangeSlots, reason: pool == nil ? "create" : "create for the warm pool")
         Failpoint.hit("create.after-insert")
+        return try await provisionAndStart(row, token: token)
+    }
+
+    /// The second half of a create, on a row in `creating` this process owns (`token`): address,
+    /// disk, PID 1. A failure leaves the sandbox in `error` (recoverable) and is thrown.
+    func provisionAndStart(_ inserted: SandboxRow, token: String) async throws -> Sandbox {
+        var row = inserted
         let machine: SandboxMachine
         do {
             row = try withAddress(row)
@@ -130,6 +155,84 @@ extension SandboxManager {
             fail(row.id, token: token, error, recoverable: true)
             throw error
         }
+    }
+
+    // MARK: - Create from a Dockerfile
+
+    /// Daytona's create with `buildInfo`: the sandbox is recorded in `pending_build` at once and
+    /// returned; its snapshot is built in the background (an identical Dockerfile is built once
+    /// per organization and reused), then the sandbox is created on it and started. A failed
+    /// build leaves it in `build_failed` with the builder's reason.
+    public func createFromBuild(_ parameters: CreateParameters, dockerfile: String) throws -> Sandbox {
+        let organizationId = parameters.organizationId ?? configuration.organizationId
+        let snapshot = try snapshots.snapshot(forDockerfile: dockerfile, organizationId: organizationId)
+        var pending = parameters
+        pending.snapshot = nil
+        let plan = try createPlan(pending, snapshotMustExist: false)
+        var row = Self.newRow(plan, name: plan.name ?? plan.id.rawValue, state: .pendingBuild, at: now)
+        row.snapshot = snapshot.name
+        row.opPid = me.pid
+        row.opStartTime = Int64(me.startTime)
+        row.opToken = UUID().uuidString
+        try Naming.validateName(row.name)
+        row = try database.insert(
+            row, idRangeStart: Int64(configuration.idRangeStart), idRangeSize: 65536,
+            idRangeSlots: configuration.idRangeSlots, reason: "create from a Dockerfile: building snapshot \(snapshot.name)")
+        var resolved = parameters
+        resolved.id = plan.id
+        resolved.organizationId = organizationId
+        Task { [row] in await self.finishBuild(row, snapshotId: snapshot.id, parameters: resolved) }
+        return Sandbox(row)
+    }
+
+    /// Waits for the snapshot, then creates the sandbox on it (or records why it cannot be).
+    func finishBuild(_ pending: SandboxRow, snapshotId: String, parameters: CreateParameters) async {
+        let token = pending.opToken ?? ""
+        func failBuild(_ reason: String) {
+            _ = try? database.update(id: pending.id, reason: reason, at: now) { row in
+                guard row.sandboxState == .pendingBuild else { return }
+                row.state = SandboxState.buildFailed.rawValue
+                row.errorReason = reason
+                row.opPid = nil
+                row.opStartTime = nil
+                row.opToken = nil
+            }
+        }
+        let record: SnapshotRecord
+        do {
+            record = try await snapshots.settled(snapshotId)
+        } catch {
+            return failBuild("the snapshot being built was deleted")
+        }
+        guard record.state == SnapshotState.active.rawValue else {
+            return failBuild(record.errorReason ?? "the snapshot build ended in \(record.state)")
+        }
+        let row: SandboxRow
+        do {
+            var parameters = parameters
+            parameters.snapshot = record.name
+            let plan = try createPlan(parameters)
+            try admit(
+                AdmissionRequest(cpu: plan.resources.cpu, memoryGiB: plan.resources.memoryGiB, diskGiB: plan.resources.diskGiB, newSandbox: false),
+                organization: plan.organizationId)
+            let at = now
+            row = try database.update(id: pending.id, reason: "snapshot \(record.name) built: creating", at: at) { row in
+                guard row.opToken == token else { throw AtollError(.conflict, "sandbox \(row.id) changed while its snapshot was built") }
+                try Self.checkTable(from: row.sandboxState, to: .creating, id: row.id)
+                row.state = SandboxState.creating.rawValue
+                row.snapshot = plan.snapshot
+                row.snapshotRef = plan.snapshotRef
+                row.env = StringMapColumn.encode(plan.env)
+                row.user = plan.user
+                row.cpu = plan.resources.cpu
+                row.memoryGiB = plan.resources.memoryGiB
+                row.diskGiB = plan.resources.diskGiB
+                row.deadline = at + configuration.deadlines.creating
+            }
+        } catch {
+            return failBuild((error as? AtollError)?.message ?? "\(error)")
+        }
+        _ = try? await provisionAndStart(row, token: token)
     }
 
     // MARK: - Start
@@ -658,6 +761,7 @@ extension SandboxManager {
             archivePath: nil, archiveBytes: nil, archiveSHA256: nil, ownerPid: nil, ownerStartTime: nil,
             opPid: nil, opStartTime: nil, opToken: nil, deadline: nil, createdAt: at, updatedAt: at, lastActivityAt: at)
         row.isPublic = plan.isPublic
+        row.snapshotRef = plan.snapshotRef
         row.autoPause = plan.autoPause
         row.expiresAt = expiry(ttlMinutes: plan.ttlMinutes, at: at)
         return row

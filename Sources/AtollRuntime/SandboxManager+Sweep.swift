@@ -193,7 +193,11 @@ extension SandboxManager {
             }
             try settle(.stopped, "PID 1 was gone when the runner started", clearInit)
             return "\(state.rawValue), PID 1 gone: stopped"
-        case .creating, .pendingBuild:
+        case .pendingBuild:
+            let reason = "the build was interrupted (the runner stopped); create the sandbox again"
+            try settle(.buildFailed, reason) { r in r.errorReason = reason }
+            return "interrupted build: build_failed"
+        case .creating:
             try await driver.stop(machine, initProcess: initProcess)
             let reason = "interrupted while creating (the runner stopped)"
             try settle(.error, reason) { r in

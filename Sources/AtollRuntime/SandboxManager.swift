@@ -18,6 +18,8 @@ public actor SandboxManager {
     public nonisolated let driver: any SandboxDriving
     public nonisolated let database: SandboxDatabase
     public nonisolated let clock: any Clock
+    /// Registered snapshots and the image store under them.
+    public nonisolated let snapshots: SnapshotCatalog
     /// Bounds each organization's concurrent toolbox operations.
     public nonisolated let toolboxGate: ConcurrencyGate
 
@@ -39,7 +41,8 @@ public actor SandboxManager {
     /// This process, as recorded on the transitions it performs.
     nonisolated let me = ProcessRef.current()
 
-    init(configuration: RuntimeConfiguration, driver: any SandboxDriving, database: SandboxDatabase, clock: any Clock) {
+    init(configuration: RuntimeConfiguration, driver: any SandboxDriving, database: SandboxDatabase, clock: any Clock) throws {
+        self.snapshots = try SnapshotCatalog(configuration: configuration, database: database)
         self.configuration = configuration
         self.driver = driver
         self.database = database
@@ -59,8 +62,11 @@ public actor SandboxManager {
         try SettingsRecord.check(configuration)
         let driver = try driver ?? SandboxDriver(configuration: configuration.driver)
         let database = try SandboxDatabase(path: configuration.databasePath)
-        let manager = SandboxManager(configuration: configuration, driver: driver, database: database, clock: clock)
-        if reconcile { await manager.reconcile() }
+        let manager = try SandboxManager(configuration: configuration, driver: driver, database: database, clock: clock)
+        if reconcile {
+            await manager.reconcile()
+            manager.snapshots.resumeInterrupted()
+        }
         return manager
     }
 
@@ -107,7 +113,7 @@ public actor SandboxManager {
 
     static func machine(_ row: SandboxRow) throws -> SandboxMachine {
         SandboxMachine(
-            id: try SandboxID(row.id), snapshot: row.snapshot,
+            id: try SandboxID(row.id), snapshot: row.snapshotRef ?? row.snapshot,
             resources: row.resources, pidsMax: row.pidsMax,
             ids: row.ids, env: StringMapColumn.decode(row.env), user: row.user,
             network: row.address.flatMap { IPv4Address($0) }.map {

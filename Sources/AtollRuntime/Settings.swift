@@ -66,6 +66,8 @@ public enum Settings {
         Setting("quota.maxSandboxes", "ATOLL_ORG_MAX_SANDBOXES", .integer),
         Setting("toolbox.concurrency", "ATOLL_TOOLBOX_CONCURRENCY", .integer),
         Setting("warmPool", "ATOLL_WARM_POOL", .string),
+        Setting("registry.mirrors", "ATOLL_REGISTRY_MIRRORS", .string),
+        Setting("registry.insecure", "ATOLL_INSECURE_REGISTRIES", .string),
         Setting("usage.detailSeconds", "ATOLL_USAGE_DETAIL_SECONDS", .number),
         Setting("usage.retentionDays", "ATOLL_USAGE_RETENTION_DAYS", .number),
         Setting("prices.vcpuSecond", "ATOLL_PRICE_VCPU_SECOND", .number),

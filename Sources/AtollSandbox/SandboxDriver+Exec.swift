@@ -44,7 +44,7 @@ extension SandboxDriver {
         let env = Self.environment(machine: machine, extra: request.env)
         let message = AgentMessage(
             .exec, numbers: [Int64(argv.count), Int64(env.count), Int64(ATOLL_EXEC_ACCOUNT_ENV.rawValue)],
-            strings: [request.user ?? machine.user, request.cwd ?? "", argv[0]] + argv + env)
+            strings: [request.user ?? machine.user, request.cwd ?? workingDirectory(machine), argv[0]] + argv + env)
         let pipes = try StdioPipes.make(mergeStderr: request.mergeOutput)
         let group = machine.id.rawValue
         let oomBefore = (try? cgroups.oomKills(group)) ?? 0
@@ -86,11 +86,20 @@ extension SandboxDriver {
         let env = Self.environment(machine: machine, extra: extra)
         let message = AgentMessage(
             .exec, numbers: [Int64(argv.count), Int64(env.count), flags] + numbers,
-            strings: [request.user ?? machine.user, request.cwd ?? "", argv[0]] + argv + env)
+            strings: [request.user ?? machine.user, request.cwd ?? workingDirectory(machine), argv[0]] + argv + env)
         return try await AgentProcess.startLive(
             directory: configuration.sandboxDirectory(machine.id), sandbox: machine.id.rawValue, request: message,
             pipes: terminal == nil ? try StdioPipes.make(mergeStderr: request.mergeOutput) : nil, input: input,
             timeout: request.timeout, onOutput: onOutput)
+    }
+
+    /// The image's working directory for processes that name none ("" = the user's home). Cached:
+    /// a registered snapshot never changes under its id.
+    func workingDirectory(_ machine: SandboxMachine) -> String {
+        if let known = workingDirectories.withLock({ $0[machine.snapshot] }) { return known }
+        let directory = (try? snapshots.snapshot(named: machine.snapshot))?.workingDirectory ?? ""
+        workingDirectories.withLock { $0[machine.snapshot] = directory }
+        return directory
     }
 
     public func languageRuntime(_ machine: SandboxMachine) throws -> LanguageRuntime {

@@ -185,6 +185,8 @@ public final class SandboxDriver: SandboxDriving {
         var placement: CgroupPlacement
     }
     let live = Mutex<[SandboxID: Live]>([:])
+    /// Working directories of snapshots, by snapshot directory name.
+    let workingDirectories = Mutex<[String: String]>([:])
 
     /// Opens the driver on the host's real mechanisms. Needs root.
     public convenience init(configuration: DriverConfiguration) throws {
@@ -212,6 +214,9 @@ public final class SandboxDriver: SandboxDriving {
     }
 
     public func checkSnapshot(_ name: String) throws { _ = try snapshots.snapshot(named: name) }
+
+    /// The snapshot directory store (registered snapshots are written there by the runner).
+    public var snapshotStore: SnapshotStore { snapshots }
 
     // MARK: - Disk and processes
 
@@ -282,7 +287,7 @@ public final class SandboxDriver: SandboxDriving {
             let loop = try disks.attach(disk)
             let plan = try RootfsPlan(
                 diskDevice: loop.devicePath, diskMountPoint: configuration.mountPoint(id),
-                snapshotRoot: snapshot.root, ids: machine.ids
+                snapshotLayers: snapshot.layers, ids: machine.ids
             ).steps()
             let placement = try cgroups.placement(id.rawValue)
             let listener = try AgentSocket.listen(directory: configuration.sandboxDirectory(id))

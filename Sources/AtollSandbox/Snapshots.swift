@@ -5,13 +5,22 @@ import Foundation
 /// A read-only base image sandboxes are created from.
 public struct Snapshot: Sendable, Hashable {
     public var name: String
-    /// The snapshot's root directory (the overlay's lower layer).
-    public var root: String
+    /// The overlay's lower layers, top first: the snapshot's `rootfs`, or an image's unpacked layers.
+    public var layers: [String]
     /// Interpreter paths inside the snapshot, by language (from `snapshot.json`).
     public var runtimes: [String: String]
+    /// What the image's config says about running processes (none for the default snapshot).
+    public var environment: [String: String]
+    public var workingDirectory: String?
+    public var user: String?
+
+    /// The top layer (the only one of a directory snapshot).
+    public var root: String { layers[0] }
 }
 
-/// Snapshots on disk: `<directory>/<name>/rootfs` plus `snapshot.json`, built by `rootfs/build`.
+/// Snapshots on disk, each a directory `<directory>/<name>` with `snapshot.json`: either a root
+/// filesystem of its own (`rootfs/`, built by `rootfs/build`) or the image layers it stacks
+/// (`"layers"`, written when a registered snapshot becomes active).
 public struct SnapshotStore: Sendable {
     public let directory: String
 
@@ -22,8 +31,12 @@ public struct SnapshotStore: Sendable {
     /// The name of the snapshot sandboxes use unless told otherwise.
     public static let defaultName = "default"
 
-    struct Metadata: Decodable {
+    struct Metadata: Codable {
         var runtimes: [String: String]?
+        var layers: [String]?
+        var env: [String: String]?
+        var workingDir: String?
+        var user: String?
     }
 
     /// Looks up `name`; the error says how to build the default snapshot.
@@ -31,17 +44,68 @@ public struct SnapshotStore: Sendable {
         guard SandboxID.isValid(name) else {
             throw AtollError(.invalidArgument, "invalid snapshot name \"\(name.prefix(64))\"")
         }
-        let root = "\(directory)/\(name)/rootfs"
+        let base = "\(directory)/\(name)"
+        var metadata = Metadata()
+        if let data = FileManager.default.contents(atPath: "\(base)/snapshot.json") {
+            do {
+                metadata = try JSONDecoder().decode(Metadata.self, from: data)
+            } catch {
+                throw AtollError(.internal, "snapshot \"\(name)\": \(base)/snapshot.json is not valid: \(error)")
+            }
+        }
+        if let layers = metadata.layers {
+            guard !layers.isEmpty, layers.allSatisfy(KernelFile.isDirectory) else {
+                throw AtollError(.notFound, "snapshot \"\(name)\" is incomplete: a layer listed in \(base)/snapshot.json is missing")
+            }
+            return Snapshot(
+                name: name, layers: layers, runtimes: metadata.runtimes ?? [:], environment: metadata.env ?? [:],
+                workingDirectory: metadata.workingDir, user: metadata.user)
+        }
+        let root = "\(base)/rootfs"
         guard KernelFile.isDirectory(root) else {
-            let hint = name == Self.defaultName ? " (build it with scripts/setup or rootfs/build --output \(directory)/\(name))" : ""
+            let hint = name == Self.defaultName ? " (build it with scripts/setup or rootfs/build --output \(base))" : ""
             throw AtollError(.notFound, "snapshot \"\(name)\" not found: \(root) does not exist\(hint)")
         }
-        var runtimes: [String: String] = [:]
-        if let data = FileManager.default.contents(atPath: "\(directory)/\(name)/snapshot.json"),
-            let metadata = try? JSONDecoder().decode(Metadata.self, from: data)
-        {
-            runtimes = metadata.runtimes ?? [:]
+        return Snapshot(name: name, layers: [root], runtimes: metadata.runtimes ?? [:], environment: [:], workingDirectory: nil, user: nil)
+    }
+
+    /// Registers a snapshot made of image layers (top first), atomically: the directory appears
+    /// complete or not at all.
+    public func register(
+        name: String, layers: [String], runtimes: [String: String], environment: [String: String], workingDirectory: String?, user: String?
+    ) throws {
+        guard SandboxID.isValid(name) else { throw AtollError(.invalidArgument, "invalid snapshot directory name \"\(name.prefix(64))\"") }
+        let metadata = Metadata(runtimes: runtimes, layers: layers, env: environment, workingDir: workingDirectory, user: user)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let staging = "\(directory)/.\(name).tmp-\(UUID().uuidString.lowercased())"
+        do {
+            try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+            try encoder.encode(metadata).write(to: URL(fileURLWithPath: "\(staging)/snapshot.json"), options: .atomic)
+        } catch {
+            throw AtollError(.system, "cannot write snapshot \(name) in \(directory): \(error.localizedDescription)")
         }
-        return Snapshot(name: name, root: root, runtimes: runtimes)
+        try? FileManager.default.removeItem(atPath: "\(directory)/\(name)")
+        guard rename(staging, "\(directory)/\(name)") == 0 else { throw SystemError.last("rename", "\(directory)/\(name)") }
+    }
+
+    /// The image layers registered snapshots stack (what an image store must keep).
+    public func layersInUse() -> Set<String> {
+        var layers = Set<String>()
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where !name.hasPrefix(".") {
+            guard let data = FileManager.default.contents(atPath: "\(directory)/\(name)/snapshot.json"),
+                let metadata = try? JSONDecoder().decode(Metadata.self, from: data)
+            else { continue }
+            layers.formUnion(metadata.layers ?? [])
+        }
+        return layers
+    }
+
+    /// Removes a registered snapshot's directory (never a directory snapshot with its own rootfs).
+    public func unregister(name: String) throws {
+        guard SandboxID.isValid(name), name != Self.defaultName else { return }
+        let base = "\(directory)/\(name)"
+        guard !KernelFile.isDirectory("\(base)/rootfs") else { return }
+        try? FileManager.default.removeItem(atPath: base)
     }
 }

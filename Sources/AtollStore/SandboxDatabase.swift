@@ -81,6 +81,7 @@ public final class SandboxDatabase: Sendable {
         registerMeteringMigrations(&migrator)
         registerWarmPoolMigrations(&migrator)
         registerPreviewMigrations(&migrator)
+        registerSnapshotMigrations(&migrator)
         return migrator
     }
 

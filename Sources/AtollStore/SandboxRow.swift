@@ -67,6 +67,10 @@ public struct SandboxRow: Codable, Sendable, Hashable, FetchableRecord, Persista
     /// The key of its signed file URLs (Daytona's signing key), made on first use; rotating it
     /// ends every URL signed with the old one.
     public var signingKey: String? = nil
+    /// What the driver mounts, when it is not the snapshot directory named `snapshot`: the id of a
+    /// registered snapshot (its directory), so a snapshot renamed or re-created under the same
+    /// name never changes a sandbox's root.
+    public var snapshotRef: String? = nil
 
     public init(
         id: String, organizationId: String, name: String, state: String, errorReason: String?, recoverable: Bool, snapshot: String, user: String, env: String,

@@ -11,6 +11,7 @@ struct Atoll: AsyncParsableCommand {
         subcommands: [
             Run.self, Create.self, List.self, Info.self, Start.self, Stop.self, Archive.self, Recover.self, Resize.self,
             Delete.self, Labels.self, Network.self, Usage.self, Pool.self, Exec.self, Logs.self, CodeRun.self, Upload.self, Download.self, Keys.self, GC.self,
+            Image.self, SnapshotCommand.self,
         ]
     )
 }

@@ -71,6 +71,12 @@ protocol Backend: Sendable {
     ) async throws -> RunOutcome
     func upload(_ id: String, _ data: Data, to path: String) async throws
     func download(_ id: String, _ path: String) async throws -> Data
+    func createSnapshot(_ body: CreateSnapshotRequest) async throws -> SnapshotDTO
+    func snapshots() async throws -> [SnapshotDTO]
+    func snapshot(_ idOrName: String) async throws -> SnapshotDTO
+    func deleteSnapshot(_ idOrName: String) async throws
+    /// Prints the snapshot's log from byte `offset`; returns the new offset.
+    func printSnapshotLog(_ id: String, from offset: Int) async throws -> Int
     /// State history lines (embedded only; nil remotely).
     func history(_ id: String) async throws -> [String]?
     func close() async
@@ -180,6 +186,24 @@ struct EmbeddedBackend: Backend {
         return Data(try await WorkPool.shared.run { try files.read(path) })
     }
 
+    func createSnapshot(_ body: CreateSnapshotRequest) async throws -> SnapshotDTO {
+        SnapshotDTO(try manager.snapshots.create(try body.request(organizationId: nil)))
+    }
+
+    func snapshots() async throws -> [SnapshotDTO] {
+        try manager.snapshots.list(organizationId: nil, page: 1, limit: 200).items.map(SnapshotDTO.init)
+    }
+
+    func snapshot(_ idOrName: String) async throws -> SnapshotDTO { SnapshotDTO(try manager.snapshots.get(idOrName, organizationId: nil)) }
+
+    func deleteSnapshot(_ idOrName: String) async throws { try manager.snapshots.delete(idOrName, organizationId: nil) }
+
+    func printSnapshotLog(_ id: String, from offset: Int) async throws -> Int {
+        guard let data = FileManager.default.contents(atPath: manager.snapshots.logPath(id)), data.count > offset else { return offset }
+        FileHandle.standardOutput.write(data[offset...])
+        return data.count
+    }
+
     func history(_ id: String) async throws -> [String]? {
         let iso = ISO8601DateFormatter()
         return try await manager.history(id).map {
@@ -272,6 +296,25 @@ struct RemoteBackend: Backend {
     }
 
     func get(_ id: String) async throws -> SandboxDTO { try await decode(SandboxDTO.self, "GET", sandbox(id)) }
+
+    func createSnapshot(_ body: CreateSnapshotRequest) async throws -> SnapshotDTO {
+        try await decode(SnapshotDTO.self, "POST", "/api/snapshots", json: body)
+    }
+
+    func snapshots() async throws -> [SnapshotDTO] { try await decode(PaginatedSnapshots.self, "GET", "/api/snapshots?limit=200").items }
+
+    func snapshot(_ idOrName: String) async throws -> SnapshotDTO {
+        try await decode(SnapshotDTO.self, "GET", "/api/snapshots/\(Self.escape(idOrName))")
+    }
+
+    func deleteSnapshot(_ idOrName: String) async throws { _ = try await send("DELETE", "/api/snapshots/\(Self.escape(idOrName))") }
+
+    func printSnapshotLog(_ id: String, from offset: Int) async throws -> Int {
+        let (data, _) = try await send("GET", "/api/snapshots/\(Self.escape(id))/build-logs")
+        guard data.count > offset else { return offset }
+        FileHandle.standardOutput.write(data[offset...])
+        return data.count
+    }
     func start(_ id: String) async throws -> SandboxDTO { try await decode(SandboxDTO.self, "POST", sandbox(id) + "/start", timeout: 3600) }
     func stop(_ id: String, force: Bool) async throws -> SandboxDTO {
         try await decode(SandboxDTO.self, "POST", sandbox(id) + "/stop?force=\(force)", timeout: 600)

@@ -40,17 +40,28 @@ public struct RootfsPlan: Sendable {
     public var diskDevice: String
     /// Host directory the disk is mounted on (only inside the sandbox's mount namespace).
     public var diskMountPoint: String
-    /// The snapshot's root directory (read-only lower layer).
-    public var snapshotRoot: String
+    /// The snapshot's layers, top first (read-only lower layers; the default snapshot has one).
+    public var snapshotLayers: [String]
     /// The sandbox's host id range.
     public var ids: IDRange
 
-    public init(diskDevice: String, diskMountPoint: String, snapshotRoot: String, ids: IDRange) {
+    /// overlayfs stacks at most 500 lower layers; image stores keep to 128.
+    public static let maximumLayers = 128
+
+    public init(diskDevice: String, diskMountPoint: String, snapshotLayers: [String], ids: IDRange) {
         self.diskDevice = diskDevice
         self.diskMountPoint = diskMountPoint
-        self.snapshotRoot = snapshotRoot
+        self.snapshotLayers = snapshotLayers
         self.ids = ids
     }
+
+    public init(diskDevice: String, diskMountPoint: String, snapshotRoot: String, ids: IDRange) {
+        self.init(diskDevice: diskDevice, diskMountPoint: diskMountPoint, snapshotLayers: [snapshotRoot], ids: ids)
+    }
+
+    /// Where layer `index` (0 = top) is attached on the disk: the first where the single layer of
+    /// the default snapshot always was.
+    static func lowerTarget(_ index: Int) -> String { index == 0 ? DiskLayout.lower : "\(DiskLayout.lower)\(index)" }
 
     /// runc's default masked paths: kernel data a sandbox has no business reading. Plus the host's
     /// virtual block devices: `/sys/devices/virtual/block/loop*/loop/backing_file` names every
@@ -69,7 +80,10 @@ public struct RootfsPlan: Sendable {
     public static let devices = ["null", "zero", "full", "random", "urandom", "tty"]
 
     public func steps() throws -> [PlanStep] {
-        for path in [diskMountPoint, snapshotRoot] where path.contains(",") || path.contains(":") || path.contains("\\") {
+        guard !snapshotLayers.isEmpty, snapshotLayers.count <= Self.maximumLayers else {
+            throw AtollError(.invalidArgument, "a snapshot has \(snapshotLayers.count) layers; 1 to \(Self.maximumLayers) can be mounted")
+        }
+        for path in [diskMountPoint] + snapshotLayers where path.contains(",") || path.contains(":") || path.contains("\\") {
             // overlayfs options are comma-separated and lowerdir is colon-separated.
             throw AtollError(.invalidArgument, "path \(path) contains ',', ':' or '\\', which overlayfs options cannot carry")
         }
@@ -80,12 +94,20 @@ public struct RootfsPlan: Sendable {
             // From here on, paths are relative to the disk: the overlay's options show in the
             // sandbox's /proc/self/mountinfo exactly as given, so they must not name host paths.
             .changeDirectory(diskMountPoint),
-            .makeDirectory(target: DiskLayout.lower, mode: 0o755),
-            // Shift the snapshot's ids (0..65535 on disk) into the sandbox's range, without copying.
-            .idmapBind(source: snapshotRoot, target: DiskLayout.lower, attributes: MountFlag.attrReadOnly | MountFlag.attrNoSuid | MountFlag.attrNoDev),
+        ]
+        for (index, layer) in snapshotLayers.enumerated() {
+            steps += [
+                .makeDirectory(target: Self.lowerTarget(index), mode: 0o755),
+                // Shift the snapshot's ids (0..65535 on disk) into the sandbox's range, without copying.
+                .idmapBind(
+                    source: layer, target: Self.lowerTarget(index), attributes: MountFlag.attrReadOnly | MountFlag.attrNoSuid | MountFlag.attrNoDev),
+            ]
+        }
+        let lowers = snapshotLayers.indices.map(Self.lowerTarget).joined(separator: ":")
+        steps += [
             .mount(
                 source: "overlay", target: DiskLayout.root, fsType: "overlay", flags: nosuidNodev,
-                data: "lowerdir=\(DiskLayout.lower),upperdir=\(DiskLayout.upper),workdir=\(DiskLayout.work)"
+                data: "lowerdir=\(lowers),upperdir=\(DiskLayout.upper),workdir=\(DiskLayout.work)"
             ),
             .changeDirectory(DiskLayout.root),
             .bind(source: "\(diskMountPoint)/\(DiskLayout.tmp)", target: "tmp", flags: nosuidNodev),

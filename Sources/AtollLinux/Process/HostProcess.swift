@@ -118,9 +118,9 @@ public final class HostFilter {
     private let executable: String
     private var reaped = false
 
-    /// Starts `executable` with `arguments`, standard input from `inputPath`, an empty
-    /// environment, default signal dispositions; standard error kept for the failure message.
-    public init(_ executable: String, _ arguments: [String], inputPath: String) throws {
+    /// Starts `executable` with `arguments`, standard input from `inputPath`, exactly
+    /// `environment` (KEY=VALUE), default signal dispositions; standard error kept for the failure message.
+    public init(_ executable: String, _ arguments: [String], inputPath: String, environment: [String] = []) throws {
         let out = try KernelPipe.make()
         let err = try KernelPipe.make()
         var actions = posix_spawn_file_actions_t()
@@ -140,8 +140,11 @@ public final class HostFilter {
         posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = [nil]
-        defer { argv.forEach { free($0) } }
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         out.write.close()
