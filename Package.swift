@@ -64,7 +64,7 @@ let package = Package(
         // without state of its own.
         .target(
             name: "AtollSandbox",
-            dependencies: ["AtollCore", "AtollLinux", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["AtollCore", "AtollLinux", "AtollImage", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
         // Images: the content-addressed store, layer unpacking (hostile tars, as host root, safely)
         // and pulls from OCI registries.
@@ -161,7 +161,7 @@ let package = Package(
         // Shared helpers of the test targets: privileged-test rules, throwaway runtimes.
         .target(
             name: "AtollTestSupport",
-            dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore"],
+            dependencies: ["AtollRuntime", "AtollSandbox", "AtollStore", "AtollLinux", "AtollCore", "AtollImage"],
             path: "Tests/AtollTestSupport",
             swiftSettings: swiftSettings
         ),

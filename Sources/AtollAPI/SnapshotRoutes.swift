@@ -32,22 +32,22 @@ struct SnapshotRoutes {
                 PaginatedSnapshots(items: items.map(SnapshotDTO.init), total: total, page: page, totalPages: max(1, (total + limit - 1) / limit)))
         }
         api.get("snapshots/:idOrName") { _, context in
-            try JSON.response(SnapshotDTO(try catalog.get(try context.parameters.require("idOrName"), organizationId: try context.organization())))
+            try JSON.response(SnapshotDTO(try catalog.get(try snapshotName(context), organizationId: try context.organization())))
         }
         api.delete("snapshots/:idOrName") { _, context in
-            try catalog.delete(try context.parameters.require("idOrName"), organizationId: try context.organization())
+            try catalog.delete(try snapshotName(context), organizationId: try context.organization())
             return JSON.empty(.ok)
         }
         api.post("snapshots/:idOrName/activate") { _, context in
             try JSON.response(
-                SnapshotDTO(try catalog.activate(try context.parameters.require("idOrName"), organizationId: try context.organization())))
+                SnapshotDTO(try catalog.activate(try snapshotName(context), organizationId: try context.organization())))
         }
         api.get("snapshots/:idOrName/build-logs-url") { request, context in
-            let record = try catalog.get(try context.parameters.require("idOrName"), organizationId: try context.organization())
+            let record = try catalog.get(try snapshotName(context), organizationId: try context.organization())
             return try JSON.response(URLBody(url: "\(apiURL(request))/snapshots/\(record.id)/build-logs"))
         }
         api.get("snapshots/:idOrName/build-logs") { request, context in
-            let record = try catalog.get(try context.parameters.require("idOrName"), organizationId: try context.organization())
+            let record = try catalog.get(try snapshotName(context), organizationId: try context.organization())
             return try logResponse(record.id, follow: try request.boolQuery("follow") ?? false)
         }
         api.get("sandbox/:idOrName/build-logs-url") { request, context in
@@ -62,6 +62,13 @@ struct SnapshotRoutes {
             }
             return try logResponse(record.id, follow: try request.boolQuery("follow") ?? false)
         }
+    }
+
+    /// A snapshot's id or name from the path: names like `daytonaio/sandbox:0.5.0` arrive
+    /// percent-encoded (the SDK quotes `/` and `:`).
+    func snapshotName(_ context: AtollContext) throws -> String {
+        let raw = try context.parameters.require("idOrName")
+        return raw.removingPercentEncoding ?? raw
     }
 
     func apiURL(_ request: Request) -> String {

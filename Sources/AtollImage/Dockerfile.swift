@@ -18,6 +18,12 @@ public struct Dockerfile: Sendable, Equatable {
         public var arguments: String
         public var line: Int
 
+        public init(keyword: String, arguments: String, line: Int) {
+            self.keyword = keyword
+            self.arguments = arguments
+            self.line = line
+        }
+
         /// `--name=value` flags in front of the arguments, and the rest.
         public func flags() -> (flags: [String: String], rest: String) {
             var flags: [String: String] = [:]

@@ -249,6 +249,60 @@ public final class ImageStore: Sendable {
         progress("\(layer.diffID.prefix(19)) unpacked: \(report.entries) entries, \(report.bytes >> 20) MiB in \(String(format: "%.2f", seconds)) s")
     }
 
+    /// A new layer from what `produce` unpacks into a fresh directory, kept under its diff id
+    /// (an identical layer already there is used instead).
+    public func makeLayer(
+        _ produce: (String) throws -> (diffID: String, report: UnpackReport)
+    ) throws -> (diffID: String, report: UnpackReport) {
+        let staging = try scratch("layer")
+        defer { try? Self.removeTree(staging) }
+        let root = "\(staging)/root"
+        try Self.makeDirectory(root)
+        guard chmod(root, 0o755) == 0 else { throw SystemError.last("chmod", root) }
+        let result = try produce(root)
+        let final = try layerRoot(result.diffID)
+        if !KernelFile.isDirectory(final), rename(root, final) != 0, errno != EEXIST, errno != ENOTEMPTY {
+            throw SystemError.last("rename", final)
+        }
+        return result
+    }
+
+    /// A layer holding only the directory `path` (and its parents), root's, 0755: what a
+    /// WORKDIR makes when the stage lacks the directory. Named by a digest of its description.
+    public func makeDirectoryLayer(_ path: String) throws -> String {
+        let components = try LayerPath(String(path.drop { $0 == "/" }), entry: path).components
+        let diffID = "sha256:" + Hex.string(SHA256.hash(data: Array("atoll directory layer\u{0}\(components.joined(separator: "/"))".utf8)))
+        if KernelFile.isDirectory(try layerRoot(diffID)) { return diffID }
+        _ = try makeLayer { root in
+            let unpacker = try LayerUnpacker(root: root)
+            let empty = TarReader { _ in 0 }
+            for end in components.indices {
+                try unpacker.apply(TarEntry(name: components[...end].joined(separator: "/") + "/", kind: .directory, mode: 0o755), reader: empty)
+            }
+            try unpacker.finish()
+            return (diffID, unpacker.report)
+        }
+        return diffID
+    }
+
+    // MARK: - Build cache
+
+    var cacheDirectory: String { "\(directory)/build-cache" }
+
+    /// The layer a build step with this key made before, if it is still unpacked.
+    public func cachedLayer(_ key: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: "\(cacheDirectory)/\(key)") else { return nil }
+        let diffID = String(decoding: data, as: UTF8.self)
+        guard let root = try? layerRoot(diffID), KernelFile.isDirectory(root) else { return nil }
+        return diffID
+    }
+
+    /// Remembers the layer a build step made.
+    public func rememberLayer(_ key: String, diffID: String) throws {
+        try Self.makeDirectory(cacheDirectory)
+        try Self.writeAtomically(Data(diffID.utf8), to: "\(cacheDirectory)/\(key)")
+    }
+
     /// Layers and blobs no image record and no entry of `inUse` (diff ids of layers snapshots
     /// mount) refers to are removed. Returns the bytes of blobs freed.
     @discardableResult

@@ -66,4 +66,26 @@ public enum LayerStream {
         }
         return unpacker.report
     }
+
+    /// Unpacks the tar a helper program writes to its standard output (a build step's upper
+    /// directory, a stage's files for COPY --from); returns the stream's digest (the new
+    /// layer's diff id) and what was unpacked.
+    public static func unpack(
+        command: String, arguments: [String], environment: [String], into root: String, source: LayerUnpacker.Source,
+        rename: (@Sendable (String) -> String)? = nil
+    ) throws -> (diffID: String, report: UnpackReport) {
+        var hasher = SHA256()
+        let unpacker = try LayerUnpacker(root: root, source: source)
+        unpacker.rename = rename
+        let filter = try HostFilter(command, arguments, inputPath: "/dev/null", environment: environment)
+        let reader = TarReader { buffer in
+            let n = try filter.read(into: buffer)
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            return n
+        }
+        try unpacker.unpack(reader)
+        try reader.drain()
+        try filter.finish()
+        return ("sha256:" + Hex.string(hasher.finalize()), unpacker.report)
+    }
 }

@@ -58,6 +58,16 @@ public struct UnpackReport: Sendable, Equatable {
 /// xattrs in `user.*`, `security.capability` and POSIX ACLs, symlinks, hard links, FIFOs and
 /// holes (runs of zero blocks become holes) are kept; device nodes are skipped.
 public final class LayerUnpacker {
+    /// Where the tar comes from, which decides how whiteouts are spelled.
+    public enum Source: Sendable {
+        /// An image layer (OCI): `.wh.NAME` files and `.wh..wh..opq`.
+        case imageLayer
+        /// A sandbox's overlay upper directory, tarred by Atoll itself (a build step): whiteouts
+        /// are 0/0 character devices, opaque directories carry `trusted.overlay.opaque=y`, and a
+        /// `.wh.` name is just a name. Owners are shifted down by `idBase` (the sandbox's range).
+        case overlayUpper(idBase: Int)
+    }
+
     public static let allowedAttributePrefixes = ["user.", "security.capability", "system.posix_acl_access", "system.posix_acl_default"]
     static let whiteoutPrefix = ".wh."
     static let opaqueMarker = ".wh..wh..opq"
@@ -65,15 +75,20 @@ public final class LayerUnpacker {
 
     private let root: OwnedFD
     private let rootPath: String
+    private let source: Source
     public private(set) var report = UnpackReport()
+    /// Renames every entry (and hard link target) before it is checked: where COPY --from
+    /// places a stage's files. The result is checked like any name.
+    public var rename: (@Sendable (String) -> String)?
     /// The last parent directory opened, reused while entries stay in one directory.
     private var cachedParent: (components: [String], fd: OwnedFD)?
     /// Directory times are set last: creating entries inside a directory changes its mtime.
     private var directoryTimes: [([String], Int)] = []
 
     /// `root` must be an empty directory Atoll created.
-    public init(root: String) throws {
+    public init(root: String, source: Source = .imageLayer) throws {
         rootPath = root
+        self.source = source
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError.last("open", root) }
         self.root = OwnedFD(fd)
@@ -88,7 +103,12 @@ public final class LayerUnpacker {
     }
 
     /// Applies one entry (its data read from `reader`).
-    public func apply(_ entry: TarEntry, reader: TarReader) throws {
+    public func apply(_ original: TarEntry, reader: TarReader) throws {
+        var entry = original
+        if let rename {
+            entry.name = rename(entry.name)
+            if entry.kind == .hardLink { entry.linkName = rename(entry.linkName) }
+        }
         report.entries += 1
         let path = try LayerPath(entry.name, entry: entry.name)
         if path.isRoot {
@@ -98,7 +118,7 @@ public final class LayerUnpacker {
             return
         }
         let leaf = path.leaf
-        if leaf.hasPrefix(Self.whiteoutPrefix) {
+        if case .imageLayer = source, leaf.hasPrefix(Self.whiteoutPrefix) {
             try applyWhiteout(entry, path: path)
             return
         }
@@ -144,6 +164,11 @@ public final class LayerUnpacker {
                 throw failure(entry, "fchownat", errno: errno)
             }
             guard chmod("/proc/self/fd/\(fd.raw)", mode_t(entry.mode)) == 0 else { throw failure(entry, "chmod", errno: errno) }
+        case .characterDevice where isUpper && entry.deviceMajor == 0 && entry.deviceMinor == 0:
+            // An overlayfs whiteout in a build step's upper directory: kept as one.
+            try removeExisting(parent, leaf, entry: entry)
+            guard mknodat(parent, leaf, S_IFCHR | 0o600, 0) == 0 else { throw failure(entry, "mknodat(whiteout)", errno: errno) }
+            report.whiteouts += 1
         case .characterDevice, .blockDevice:
             report.skippedDevices += 1
         }
@@ -254,12 +279,14 @@ public final class LayerUnpacker {
         }
         guard fchmod(fd, mode_t(entry.mode & 0o7777)) == 0 else { throw failure(entry, "fchmod", errno: errno) }
         for (name, value) in entry.xattrs.sorted(by: { $0.key < $1.key }) {
-            guard Self.allowedAttributePrefixes.contains(where: { name.hasPrefix($0) }) else {
+            let opaqueMarker = isUpper && name == "trusted.overlay.opaque" && entry.kind == .directory
+            guard opaqueMarker || Self.allowedAttributePrefixes.contains(where: { name.hasPrefix($0) }) else {
                 report.skippedAttributes += 1
                 continue
             }
             let rc = value.withUnsafeBytes { atoll_fsetxattr(fd, name, $0.baseAddress, $0.count) }
             guard rc == 0 else { throw failure(entry, "fsetxattr(\(name.prefix(60)))", errno: -rc) }
+            if opaqueMarker { report.opaqueDirectories += 1 }
         }
         if entry.kind == .file {
             var times = Self.times(entry.modificationTime)
@@ -267,9 +294,16 @@ public final class LayerUnpacker {
         }
     }
 
-    private func owner(_ id: Int, _ entry: TarEntry) throws -> Int {
+    private var isUpper: Bool {
+        if case .overlayUpper = source { return true }
+        return false
+    }
+
+    private func owner(_ tarID: Int, _ entry: TarEntry) throws -> Int {
+        var id = tarID
+        if case .overlayUpper(let base) = source { id -= base }
         guard (0...Self.maximumID).contains(id) else {
-            throw refusal(entry, "owner id \(id) is outside 0-\(Self.maximumID), the ids a snapshot may use (each sandbox maps them into its own range)")
+            throw refusal(entry, "owner id \(tarID) is outside the ids a snapshot may use (0-\(Self.maximumID), which each sandbox maps into its own range)")
         }
         return id
     }

@@ -20,6 +20,9 @@ public struct TarEntry: Sendable, Equatable {
     public var modificationTime: Int
     /// Extended attributes from PAX `SCHILY.xattr.*` records.
     public var xattrs: [String: [UInt8]]
+    /// A device node's numbers.
+    public var deviceMajor = 0
+    public var deviceMinor = 0
 
     public init(
         name: String, linkName: String = "", kind: Kind, mode: UInt32 = 0o644, uid: Int = 0, gid: Int = 0, size: Int = 0,
@@ -262,11 +265,16 @@ public final class TarReader {
         case let other:
             throw AtollError(.invalidArgument, "tar entry \"\(name.prefix(200))\" has type '\(Character(UnicodeScalar(other)))', which Atoll does not know")
         }
-        return TarEntry(
+        var entry = TarEntry(
             name: name, linkName: string(header[157..<257]), kind: kind,
             mode: UInt32(truncatingIfNeeded: try number(header[100..<108], field: "mode")) & 0o7777,
             uid: try number(header[108..<116], field: "uid"), gid: try number(header[116..<124], field: "gid"), size: size,
             modificationTime: try number(header[136..<148], field: "mtime"))
+        if kind == .characterDevice || kind == .blockDevice {
+            entry.deviceMajor = try number(header[329..<337], field: "devmajor")
+            entry.deviceMinor = try number(header[337..<345], field: "devminor")
+        }
+        return entry
     }
 
     /// PAX extended header records: `"<length> <key>=<value>\n"`, repeated.

@@ -2,16 +2,20 @@ import AtollCore
 import AtollImage
 import AtollLinux
 import Foundation
+import Glibc
 
 /// Builds a Dockerfile into layers and a config. Each stage starts from its base (an image,
-/// pulled as needed, or an earlier stage); the instructions that only change the config (ENV,
-/// WORKDIR, USER, LABEL, ENTRYPOINT, CMD, EXPOSE, ARG, SHELL, STOPSIGNAL, VOLUME, HEALTHCHECK,
-/// MAINTAINER) are applied to it. Instructions that change the filesystem (RUN, COPY, ADD) are
-/// refused with the instruction named: Atoll's builder does not run them yet.
+/// pulled as needed, or an earlier stage); config instructions (ENV, WORKDIR, USER, LABEL,
+/// ENTRYPOINT, CMD, EXPOSE, ARG, SHELL, …) change the config; RUN runs in a build sandbox (the
+/// isolation, resources and network policy of any sandbox) whose changes become a layer;
+/// COPY --from copies files of an earlier stage into a layer. Every layer-making step is cached
+/// by its parent layers, the instruction and what it depends on, so a rebuild is instant.
 struct ImageBuilder {
     let images: ImageStore
     let puller: ImagePuller
     let log: BuildLog
+    let steps: (any BuildSteps)?
+    let resources: Resources
 
     struct Stage {
         var layers: [String]
@@ -27,7 +31,15 @@ struct ImageBuilder {
             var args: [String: String] = [:]
             for instruction in stage.instructions {
                 log.write("step line \(instruction.line): \(instruction.keyword) \(instruction.arguments.prefix(200))")
-                try apply(instruction, to: &current, args: &args)
+                do {
+                    switch instruction.keyword {
+                    case "RUN": try await run(instruction, on: &current, args: args)
+                    case "COPY", "ADD": try copy(instruction, to: &current, built: built)
+                    default: try apply(instruction, to: &current, args: &args)
+                    }
+                } catch let error as AtollError where !error.message.hasPrefix("Dockerfile line") {
+                    throw failure(instruction, error.message)
+                }
             }
             if let alias = stage.alias { built[alias] = current }
             built[String(number)] = current
@@ -68,7 +80,13 @@ struct ImageBuilder {
         case "WORKDIR":
             let words = try Dockerfile.shellWords(text, line: line)
             guard words.count == 1, let directory = words.first else { throw failure(instruction, "WORKDIR takes one path") }
-            stage.config.workingDir = directory.hasPrefix("/") ? directory : "\(stage.config.workingDir ?? "/")/\(directory)"
+            let absolute = directory.hasPrefix("/") ? directory : "\(stage.config.workingDir ?? "/")/\(directory)"
+            stage.config.workingDir = absolute
+            // Docker makes the directory at once (a layer), so later steps and sandboxes have it.
+            let components = try LayerPath(String(absolute.drop { $0 == "/" }), entry: absolute).components
+            if !components.isEmpty && !StageFiles.isDirectory(components, in: stage.layers) {
+                stage.layers.insert(try images.layerRoot(try images.makeDirectoryLayer(absolute)), at: 0)
+            }
         case "USER":
             let user = text.trimmingCharacters(in: .whitespaces)
             guard !user.isEmpty, !user.contains(where: \.isWhitespace) else { throw failure(instruction, "USER takes one user[:group]") }
@@ -90,11 +108,122 @@ struct ImageBuilder {
         case "STOPSIGNAL", "VOLUME", "HEALTHCHECK", "MAINTAINER", "ONBUILD":
             break  // recorded by Docker in the config; nothing a sandbox acts on
         default:
-            throw failure(instruction, "\(instruction.keyword) changes the filesystem, and Atoll's builder does not run RUN, COPY or ADD yet")
+            throw failure(instruction, "\(instruction.keyword) is not a config instruction")
         }
+    }
+
+    /// RUN: the command in a build sandbox on the stage's layers; its changes are the new top layer.
+    func run(_ instruction: Dockerfile.Instruction, on stage: inout Stage, args: [String: String]) async throws {
+        let (flags, rest) = instruction.flags()
+        if let flag = flags.keys.first { throw failure(instruction, "RUN --\(flag) is not supported") }
+        let command: [String]
+        if let argv = Dockerfile.Instruction(keyword: "RUN", arguments: rest, line: instruction.line).jsonArray {
+            guard !argv.isEmpty else { throw failure(instruction, "RUN [] has no command") }
+            command = argv
+        } else {
+            command = (stage.config.shell ?? ["/bin/sh", "-c"]) + [rest]
+        }
+        var config = stage.config
+        // ARG values are in the step's environment (not in the image's).
+        var env = config.environment
+        for (key, value) in args where env[key] == nil { env[key] = value }
+        config.env = env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let key = cacheKey(stage, ["RUN"] + command + config.env + [config.user ?? "", config.workingDir ?? ""])
+        if let cached = images.cachedLayer(key) {
+            log.write("  CACHED \(cached.prefix(19))")
+            stage.layers.insert(try images.layerRoot(cached), at: 0)
+            return
+        }
+        guard let steps else { throw failure(instruction, "no build sandbox runner is available") }
+        let diffID = try await steps.runBuildStep(command, layers: stage.layers, config: config, resources: resources, log: log)
+        try images.rememberLayer(key, diffID: diffID)
+        stage.layers.insert(try images.layerRoot(diffID), at: 0)
+    }
+
+    /// COPY --from=STAGE SRC... DEST (with --chown=UID:GID and --chmod=OCTAL). Files from the
+    /// build context need object storage for the context upload, which Atoll does not have yet.
+    func copy(_ instruction: Dockerfile.Instruction, to stage: inout Stage, built: [String: Stage]) throws {
+        let (flags, rest) = instruction.flags()
+        guard instruction.keyword == "COPY", let from = flags["from"] else {
+            throw failure(
+                instruction, "\(instruction.keyword) from the build context is not supported yet (a context needs object storage); COPY --from=STAGE works")
+        }
+        for flag in flags.keys where !["from", "chown", "chmod", "link"].contains(flag) {
+            throw failure(instruction, "COPY --\(flag) is not supported")
+        }
+        let words =
+            try Dockerfile.Instruction(keyword: "COPY", arguments: rest, line: instruction.line).jsonArray
+            ?? Dockerfile.shellWords(rest, line: instruction.line)
+        guard words.count >= 2, let destination = words.last else { throw failure(instruction, "COPY needs a source and a destination") }
+        let sources = Array(words.dropLast())
+        guard sources.allSatisfy({ !$0.contains("*") && !$0.contains("?") && !$0.contains("[") }) else {
+            throw failure(instruction, "COPY source patterns (*, ?, [) are not supported; name the files")
+        }
+        let source: Stage
+        if let stage = built[from.lowercased()] {
+            source = stage
+        } else {
+            throw failure(instruction, "COPY --from=\(from): no earlier stage has that name (images as sources are not supported)")
+        }
+        var owner: (uid: Int, gid: Int)?
+        if let chown = flags["chown"] {
+            let parts = chown.split(separator: ":").map { Int($0) }
+            guard let uid = parts.first ?? nil, parts.count <= 2, parts.allSatisfy({ $0 != nil }) else {
+                throw failure(instruction, "--chown takes numeric UID[:GID] (names are not looked up)")
+            }
+            owner = (uid, parts.count == 2 ? parts[1]! : uid)
+        }
+        var mode: Int?
+        if let chmod = flags["chmod"] {
+            guard let value = Int(chmod, radix: 8), (0...0o7777).contains(value) else { throw failure(instruction, "--chmod takes an octal mode") }
+            mode = value
+        }
+        let into = sources.count > 1 ? (destination.hasSuffix("/") ? destination : destination + "/") : destination
+        let absolute = into.hasPrefix("/") ? into : "\(stage.config.workingDir ?? "/")/\(into)"
+        for path in sources {
+            let key = cacheKey(stage, ["COPY", from] + source.layers + [path, absolute, flags["chown"] ?? "", flags["chmod"] ?? ""])
+            if let cached = images.cachedLayer(key) {
+                log.write("  CACHED \(cached.prefix(19))")
+                stage.layers.insert(try images.layerRoot(cached), at: 0)
+                continue
+            }
+            let made = try LayerCopy.copy(
+                LayerCopy.Request(
+                    layers: source.layers, source: path.hasPrefix("/") ? path : "/\(path)", destination: absolute, owner: owner, mode: mode),
+                store: images)
+            log.write("  layer \(made.diffID.prefix(19)): \(made.report.entries) entries")
+            try images.rememberLayer(key, diffID: made.diffID)
+            stage.layers.insert(try images.layerRoot(made.diffID), at: 0)
+        }
+    }
+
+    /// A build step's cache key: its parent layers and everything the step depends on.
+    func cacheKey(_ stage: Stage, _ parts: [String]) -> String {
+        let text = (stage.layers + ["--"] + parts).joined(separator: "\u{0}")
+        return Hex.string(ImageDigest.sha256(Array(text.utf8)))
     }
 
     func failure(_ instruction: Dockerfile.Instruction, _ why: String) -> AtollError {
         AtollError(.invalidArgument, "Dockerfile line \(instruction.line) (\(instruction.keyword)): \(why)")
+    }
+}
+
+/// Lookups in a stage's layers (top first) without mounting them.
+enum StageFiles {
+    /// Whether every component names a directory (never a symlink) in the topmost layer that has it.
+    static func isDirectory(_ components: [String], in layers: [String]) -> Bool {
+        for end in components.indices {
+            let relative = components[...end].joined(separator: "/")
+            var found = false
+            for layer in layers {
+                var st = stat()
+                guard lstat("\(layer)/\(relative)", &st) == 0 else { continue }
+                guard (st.st_mode & S_IFMT) == S_IFDIR else { return false }
+                found = true
+                break
+            }
+            if !found { return false }
+        }
+        return true
     }
 }

@@ -48,6 +48,7 @@ public actor SandboxManager {
         self.database = database
         self.clock = clock
         self.toolboxGate = ConcurrencyGate(limit: configuration.toolboxConcurrency)
+        snapshots.useBuildSteps(self)
     }
 
     /// Opens the runner on `configuration.dataDirectory`, reconciling whatever a previous process

@@ -55,12 +55,20 @@ public final class SnapshotCatalog: Sendable {
     let limits: ResourceLimits
     let logsDirectory: String
     private let running = Mutex<[String: Task<Void, Never>]>([:])
+    /// Runs RUN steps (the runner, set once it exists; weak: the runner owns the catalog).
+    private let steps = Mutex<WeakSteps>(WeakSteps())
+
+    struct WeakSteps: @unchecked Sendable {
+        weak var value: (any BuildSteps)?
+    }
+
+    func useBuildSteps(_ runner: any BuildSteps) { steps.withLock { $0.value = runner } }
 
     public init(configuration: RuntimeConfiguration, database: SandboxDatabase) throws {
         self.database = database
         images = try ImageStore(directory: configuration.imagesDirectory)
         puller = ImagePuller(store: images, settings: configuration.registry)
-        directories = SnapshotStore(directory: configuration.driver.snapshotsDirectory)
+        directories = configuration.driver.snapshotStore
         organizationId = configuration.organizationId
         limits = configuration.limits
         logsDirectory = "\(configuration.imagesDirectory)/logs"
@@ -232,7 +240,9 @@ public final class SnapshotCatalog: Sendable {
                 result = BuildResult(layers: try pulled.layers.reversed().map { try images.layerRoot($0.diffID) }, config: config)
             } else {
                 _ = try update(record.id, to: .building, reason: nil)
-                let builder = ImageBuilder(images: images, puller: puller, log: log)
+                let builder = ImageBuilder(
+                    images: images, puller: puller, log: log, steps: steps.withLock { $0.value },
+                    resources: Resources(cpu: record.cpu, memoryGiB: record.memoryGiB, diskGiB: record.diskGiB))
                 result = try await builder.build(try Dockerfile(parsing: record.dockerfile ?? ""))
             }
             try register(record.id, result)

@@ -27,6 +27,14 @@ public struct DriverConfiguration: Sendable {
     }
 
     public var sandboxesDirectory: String { "\(dataDirectory)/sandboxes" }
+    /// Snapshots registered at run time (from images and Dockerfiles): `<id>/snapshot.json`,
+    /// kept with the data (the shipped snapshots' directory may be shared or read-only).
+    public var registeredSnapshotsDirectory: String { "\(dataDirectory)/images/snapshots" }
+
+    /// Both snapshot directories.
+    public var snapshotStore: SnapshotStore {
+        SnapshotStore(directory: snapshotsDirectory, registeredDirectory: registeredSnapshotsDirectory)
+    }
     /// The local object store for archives.
     public var archiveDirectory: String { "\(dataDirectory)/archive" }
 

@@ -1,4 +1,5 @@
 import AtollCore
+public import AtollImage
 import AtollLinux
 import Crypto
 import Foundation
@@ -157,6 +158,40 @@ enum DurableFile {
         if fd >= 0 {
             fsync(fd)
             close(fd)
+        }
+    }
+}
+
+extension SandboxDriver {
+    /// A stopped sandbox's changes to its root filesystem (the overlay's upper directory) as a
+    /// new image layer: its disk is mounted read-only in a helper's private mount namespace, GNU
+    /// tar streams the upper directory, and Atoll's unpacker writes the layer, shifting owners
+    /// back from the sandbox's range and keeping whiteouts and opaque directories. What the
+    /// sandbox wrote is hostile input here like any image layer.
+    public func captureLayer(_ machine: SandboxMachine, store: ImageStore) async throws -> (diffID: String, report: UnpackReport) {
+        let config = configuration
+        let id = machine.id
+        let tools = try ArchiveTools.locate()
+        return try await Blocking.run("atoll-capture") {
+            try self.disks.waitDetached(image: config.diskPath(id), timeout: 5)
+            let script = """
+                set -euo pipefail
+                mount -o ro,nosuid,nodev,noexec,loop "$1" "$2"
+                cd "$2/\(DiskLayout.upper)"
+                # The runtime writes /etc/hosts and /etc/hostname at every start: not the step's
+                # changes (Docker leaves them out of layers too, with /etc/resolv.conf).
+                exec \(tools.tar) --numeric-owner --xattrs --xattrs-include='*' --format=posix --pax-option=delete=atime,delete=ctime \\
+                    --anchored --exclude=./etc/hosts --exclude=./etc/hostname --exclude=./etc/resolv.conf -cf - .
+                """
+            return try store.makeLayer { root in
+                try LayerStream.unpack(
+                    command: tools.unshare,
+                    arguments: [
+                        "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", tools.bash, "-c", script, "atoll-capture",
+                        config.diskPath(id), config.mountPoint(id),
+                    ],
+                    environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"], into: root, source: .overlayUpper(idBase: Int(machine.ids.base)))
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
 public import AtollCore
+public import AtollImage
 public import AtollLinux
 import Foundation
 import Glibc
@@ -126,6 +127,8 @@ public protocol SandboxDriving: Sendable {
         _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest, terminal: TerminalSize?,
         input: LiveInput, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
     ) async throws -> LiveProcess
+    /// A stopped sandbox's root filesystem changes as a new image layer (a build step).
+    func captureLayer(_ machine: SandboxMachine, store: ImageStore) async throws -> (diffID: String, report: UnpackReport)
     /// File access inside a started sandbox (see `SandboxFiles`).
     func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String?) throws -> SandboxFiles
     /// Applies the machine's CPU, memory and task limits to its cgroup, live.
@@ -205,7 +208,7 @@ public final class SandboxDriver: SandboxDriving {
         self.spawner = mechanisms.spawner
         self.disks = mechanisms.disks
         self.userNamespaces = mechanisms.userNamespaces
-        self.snapshots = SnapshotStore(directory: configuration.snapshotsDirectory)
+        self.snapshots = configuration.snapshotStore
         self.rootCapabilities = mechanisms.rootCapabilities
         self.networking = mechanisms.network
         for dir in [configuration.dataDirectory, configuration.sandboxesDirectory, configuration.archiveDirectory] {

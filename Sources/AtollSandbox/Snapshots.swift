@@ -18,14 +18,17 @@ public struct Snapshot: Sendable, Hashable {
     public var root: String { layers[0] }
 }
 
-/// Snapshots on disk, each a directory `<directory>/<name>` with `snapshot.json`: either a root
-/// filesystem of its own (`rootfs/`, built by `rootfs/build`) or the image layers it stacks
-/// (`"layers"`, written when a registered snapshot becomes active).
+/// Snapshots on disk, each a directory with `snapshot.json`: the shipped ones in `directory`
+/// (`<name>/rootfs`, built by `rootfs/build`), and the registered ones in `registeredDirectory`
+/// (`<id>/snapshot.json` naming the image layers it stacks, written when a snapshot becomes
+/// active). A name is looked up among the registered first.
 public struct SnapshotStore: Sendable {
     public let directory: String
+    public let registeredDirectory: String
 
-    public init(directory: String) {
+    public init(directory: String, registeredDirectory: String? = nil) {
         self.directory = directory
+        self.registeredDirectory = registeredDirectory ?? directory
     }
 
     /// The name of the snapshot sandboxes use unless told otherwise.
@@ -44,7 +47,8 @@ public struct SnapshotStore: Sendable {
         guard SandboxID.isValid(name) else {
             throw AtollError(.invalidArgument, "invalid snapshot name \"\(name.prefix(64))\"")
         }
-        let base = "\(directory)/\(name)"
+        let registered = "\(registeredDirectory)/\(name)"
+        let base = KernelFile.exists("\(registered)/snapshot.json") ? registered : "\(directory)/\(name)"
         var metadata = Metadata()
         if let data = FileManager.default.contents(atPath: "\(base)/snapshot.json") {
             do {
@@ -78,9 +82,10 @@ public struct SnapshotStore: Sendable {
         let metadata = Metadata(runtimes: runtimes, layers: layers, env: environment, workingDir: workingDirectory, user: user)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let directory = registeredDirectory
         let staging = "\(directory)/.\(name).tmp-\(UUID().uuidString.lowercased())"
         do {
-            try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try encoder.encode(metadata).write(to: URL(fileURLWithPath: "\(staging)/snapshot.json"), options: .atomic)
         } catch {
             throw AtollError(.system, "cannot write snapshot \(name) in \(directory): \(error.localizedDescription)")
@@ -92,8 +97,8 @@ public struct SnapshotStore: Sendable {
     /// The image layers registered snapshots stack (what an image store must keep).
     public func layersInUse() -> Set<String> {
         var layers = Set<String>()
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where !name.hasPrefix(".") {
-            guard let data = FileManager.default.contents(atPath: "\(directory)/\(name)/snapshot.json"),
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: registeredDirectory)) ?? [] where !name.hasPrefix(".") {
+            guard let data = FileManager.default.contents(atPath: "\(registeredDirectory)/\(name)/snapshot.json"),
                 let metadata = try? JSONDecoder().decode(Metadata.self, from: data)
             else { continue }
             layers.formUnion(metadata.layers ?? [])
@@ -104,7 +109,7 @@ public struct SnapshotStore: Sendable {
     /// Removes a registered snapshot's directory (never a directory snapshot with its own rootfs).
     public func unregister(name: String) throws {
         guard SandboxID.isValid(name), name != Self.defaultName else { return }
-        let base = "\(directory)/\(name)"
+        let base = "\(registeredDirectory)/\(name)"
         guard !KernelFile.isDirectory("\(base)/rootfs") else { return }
         try? FileManager.default.removeItem(atPath: base)
     }

@@ -88,7 +88,7 @@ struct Image: AsyncParsableCommand {
                 guard try puller.store.remove(name) else { throw AtollError(.notFound, "image \(name) is not in the store") }
                 // Layers registered snapshots stack stay until those snapshots are deleted.
                 let configuration = try await store.configuration()
-                let inUse = SnapshotStore(directory: configuration.driver.snapshotsDirectory).layersInUse()
+                let inUse = configuration.driver.snapshotStore.layersInUse()
                 let freed = try puller.store.collectGarbage(keepingLayers: Set(inUse.map { "sha256:" + URL(fileURLWithPath: $0).lastPathComponent }))
                 print("removed \(name) (\(freed >> 20) MiB of blobs freed)")
             }

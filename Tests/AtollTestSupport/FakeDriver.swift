@@ -1,4 +1,5 @@
 public import AtollCore
+public import AtollImage
 public import AtollLinux
 public import AtollSandbox
 import Foundation
@@ -113,6 +114,11 @@ public final class FakeDriver: SandboxDriving, @unchecked Sendable {
 
     public func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String?) throws -> SandboxFiles {
         throw AtollError(.unavailable, "the fake driver has no files")
+    }
+
+    public func captureLayer(_ machine: SandboxMachine, store: ImageStore) async throws -> (diffID: String, report: UnpackReport) {
+        try await enter("capture", machine.id.rawValue)
+        throw AtollError(.unavailable, "the fake driver has no disks to capture")
     }
 
     public func updateLimits(_ machine: SandboxMachine) async throws {

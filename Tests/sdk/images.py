@@ -232,7 +232,18 @@ def build_test_images(registry, workdir):
               "Cmd": ["python3"], "Labels": {"org.example": "atoll-test"}}
     multi = layout.image("multi", [base, app, top], config)
     layout.index("index", [multi, multi])
-    layout.image("python", [base], {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["python3"]})
+    # The stand-in for python:3.11.12-slim-bookworm. Image.debian_slim's Dockerfile runs apt-get
+    # and pip, which need Debian's mirror and PyPI; sandboxes in the tests reach neither, so the
+    # stand-in carries stubs of those (and of debconf-set-selections, which the default snapshot
+    # lacks) that print what they were asked and succeed.
+    stub = b'#!/bin/sh\necho "stand-in $(basename "$0") $*"\n'
+    stubs = layout.layer(tar_of([
+        ("usr/local/bin", "dir", b"", 0o755, 0),
+        ("usr/local/bin/apt-get", "file", stub, 0o755, 0),
+        ("usr/local/bin/pip", "file", stub, 0o755, 0),
+        ("usr/local/bin/debconf-set-selections", "file", stub, 0o755, 0),
+    ]), "gzip")
+    layout.image("python", [base, stubs], {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["python3"]})
     layout.image("escape", [base, layout.layer(tar_of([("../escape", "file", b"x", 0o644, 0)]), "gzip")], {})
     refs = {
         "multi": registry.push(layout.path, "multi", "atoll-test/multi:1"),

@@ -1,0 +1,94 @@
+import AtollCore
+import AtollImage
+import AtollLinux
+import AtollSandbox
+import Foundation
+
+/// Where a Dockerfile's RUN steps run: a build sandbox with the isolation of every sandbox.
+protocol BuildSteps: AnyObject, Sendable {
+    /// Runs `command` on a root made of `layers` (top first) with the stage's config, then
+    /// returns the diff id of the layer holding what it changed.
+    func runBuildStep(
+        _ command: [String], layers: [String], config: ImageConfiguration, resources: Resources, log: BuildLog
+    ) async throws -> String
+}
+
+extension SandboxManager: BuildSteps {
+    /// Build sandboxes belong to an organization of their own, so no user lists or touches them.
+    static let buildOrganization = "atoll-build"
+
+    func runBuildStep(
+        _ command: [String], layers: [String], config: ImageConfiguration, resources: Resources, log: BuildLog
+    ) async throws -> String {
+        let directories = configuration.driver.snapshotStore
+        let root = "build-" + String(UUID().uuidString.lowercased().prefix(13))
+        try directories.register(
+            name: root, layers: layers, runtimes: [:], environment: config.environment, workingDirectory: nil, user: config.user)
+        defer { try? directories.unregister(name: root) }
+        var parameters = CreateParameters(
+            labels: ["atoll.build": "true"], env: config.environment, user: config.user ?? "root", resources: resources, snapshot: root,
+            intervals: LifecycleIntervals(autoStop: 0, autoArchive: 0, autoDelete: -1), network: .open,
+            organizationId: Self.buildOrganization)
+        parameters.id = SandboxID.random()
+        let sandbox = try await create(parameters)
+        let id = sandbox.id.rawValue
+        do {
+            if let directory = config.workingDir {
+                // WORKDIR exists for the step (Docker creates it, as root, whoever USER is).
+                let made = try await exec(
+                    id, ExecRequest(command: .argv(["/bin/mkdir", "-p", "--", directory]), user: "root", timeout: 60),
+                    organizationId: Self.buildOrganization)
+                guard made.exitCode == 0 else {
+                    throw AtollError(
+                        .invalidArgument, "cannot make the working directory \(directory): \(String(decoding: made.stderr.suffix(300), as: UTF8.self))")
+                }
+            }
+            let lines = LineSplitter { log.write($0) }
+            let result = try await exec(
+                id, ExecRequest(command: .argv(command), cwd: config.workingDir, user: config.user ?? "root", timeout: 3600, mergeOutput: true),
+                organizationId: Self.buildOrganization, onOutput: { _, bytes in lines.feed(bytes) })
+            lines.flush()
+            guard result.exitCode == 0, !result.timedOut else {
+                let tail = String(decoding: result.stdout.suffix(2000), as: UTF8.self)
+                let how = result.timedOut ? "timed out" : result.oomKilled ? "was killed: out of memory" : "exited with code \(result.exitCode)"
+                throw AtollError(.invalidArgument, "\(how); last output:\n\(tail)")
+            }
+            _ = try await stop(id, force: true, organizationId: Self.buildOrganization)
+            let machine = try Self.machine(try row(id, organizationId: Self.buildOrganization))
+            let captured = try await driver.captureLayer(machine, store: snapshots.images)
+            log.write("  layer \(captured.diffID.prefix(19)): \(captured.report.entries) entries, \(captured.report.bytes >> 10) KiB")
+            _ = try await delete(id, organizationId: Self.buildOrganization)
+            return captured.diffID
+        } catch {
+            _ = try? await delete(id, organizationId: Self.buildOrganization)
+            throw error
+        }
+    }
+}
+
+/// Splits output chunks into lines for the build log.
+final class LineSplitter: @unchecked Sendable {
+    // @unchecked: chunks come from one reader at a time; the lock guards the pending bytes anyway.
+    private let lock = NSLock()
+    private var pending: [UInt8] = []
+    private let emit: (String) -> Void
+
+    init(_ emit: @escaping (String) -> Void) { self.emit = emit }
+
+    func feed(_ bytes: [UInt8]) {
+        lock.withLock {
+            pending += bytes
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                emit(String(decoding: pending[..<newline], as: UTF8.self))
+                pending.removeSubrange(...newline)
+            }
+        }
+    }
+
+    func flush() {
+        lock.withLock {
+            if !pending.isEmpty { emit(String(decoding: pending, as: UTF8.self)) }
+            pending.removeAll()
+        }
+    }
+}
