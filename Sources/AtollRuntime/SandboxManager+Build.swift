@@ -17,6 +17,24 @@ extension SandboxManager: BuildSteps {
     /// Build sandboxes belong to an organization of their own, so no user lists or touches them.
     static let buildOrganization = "atoll-build"
 
+    /// After a restart (the daemon's, not a CLI's): build sandboxes and temporary roots a runner
+    /// that stopped mid-build left behind are removed, and snapshots it was pulling or building
+    /// are made again from the start.
+    public func resumeImageWork() async {
+        await removeLeftoverBuilds()
+        snapshots.resumeInterrupted()
+    }
+
+    func removeLeftoverBuilds() async {
+        for sandbox in (try? list(organizationId: Self.buildOrganization)) ?? [] {
+            _ = try? await delete(sandbox.id.rawValue, organizationId: Self.buildOrganization)
+        }
+        let store = configuration.driver.snapshotStore
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: store.registeredDirectory)) ?? [] where name.hasPrefix("build-") {
+            try? store.unregister(name: name)
+        }
+    }
+
     func runBuildStep(
         _ command: [String], layers: [String], config: ImageConfiguration, resources: Resources, log: BuildLog
     ) async throws -> String {
@@ -33,16 +51,6 @@ extension SandboxManager: BuildSteps {
         let sandbox = try await create(parameters)
         let id = sandbox.id.rawValue
         do {
-            if let directory = config.workingDir {
-                // WORKDIR exists for the step (Docker creates it, as root, whoever USER is).
-                let made = try await exec(
-                    id, ExecRequest(command: .argv(["/bin/mkdir", "-p", "--", directory]), user: "root", timeout: 60),
-                    organizationId: Self.buildOrganization)
-                guard made.exitCode == 0 else {
-                    throw AtollError(
-                        .invalidArgument, "cannot make the working directory \(directory): \(String(decoding: made.stderr.suffix(300), as: UTF8.self))")
-                }
-            }
             let lines = LineSplitter { log.write($0) }
             let result = try await exec(
                 id, ExecRequest(command: .argv(command), cwd: config.workingDir, user: config.user ?? "root", timeout: 3600, mergeOutput: true),

@@ -66,7 +66,7 @@ public actor SandboxManager {
         let manager = try SandboxManager(configuration: configuration, driver: driver, database: database, clock: clock)
         if reconcile {
             await manager.reconcile()
-            manager.snapshots.resumeInterrupted()
+            await manager.resumeImageWork()
         }
         return manager
     }

@@ -128,6 +128,7 @@ struct Atolld: AsyncParsableCommand {
         for line in report.deleted { logger.notice("deleted abandoned sandbox", metadata: ["id": .string(line)]) }
         for line in report.orphansRemoved { logger.notice("removed orphan", metadata: ["what": .string(line)]) }
         for line in report.failures { logger.error("reconcile failed", metadata: ["what": .string(line)]) }
+        await manager.resumeImageWork()
         try setUpKeys(manager.database, dataDir: dataDir, givenKey: givenKey, logger: logger)
         // Ready sandboxes for creates that match a key (ATOLL_WARM_POOL; 0 turns it off).
         let pools = configuration.warmPool.entries.filter { $0.size > 0 }

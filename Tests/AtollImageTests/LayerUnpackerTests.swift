@@ -196,3 +196,36 @@ struct LayerUnpackerTests {
         if lstat("\(scratch.outside)/target", &st) == 0 { #expect(st.st_nlink == 1, "\(name): linked an outside file") }
     }
 }
+
+@Suite("a build step's overlay upper as a layer", .serialized)
+struct OverlayUpperTests {
+    @Test("owners shift down from the sandbox's range; 0/0 devices stay whiteouts; .wh. names are names; only the opaque xattr of trusted.*", .privileged)
+    func upper() throws {
+        let scratch = try Scratch()
+        let base = 200_000  // fits the 7 octal digits of a ustar id field
+        var tar = TarWriter()
+        tar.add("./", kind: .directory, mode: 0o755, uid: base, gid: base)
+        tar.add("home/", kind: .directory, mode: 0o755, uid: base, gid: base, xattrs: ["trusted.overlay.opaque": "y", "trusted.overlay.redirect": "/x"])
+        tar.add("home/file", content: Array("x".utf8), mode: 0o600, uid: base + 1000, gid: base + 1000)
+        tar.add("home/removed", kind: .character, mode: 0)
+        tar.add("home/.wh.name", content: Array("just a file".utf8), uid: base, gid: base)
+        tar.finish()
+        let unpacker = try LayerUnpacker(root: scratch.root, source: .overlayUpper(idBase: base))
+        try unpacker.unpack(reader(tar.data))
+        #expect(unpacker.report.whiteouts == 1 && unpacker.report.opaqueDirectories == 1 && unpacker.report.skippedAttributes == 1)
+        var st = stat()
+        #expect(lstat("\(scratch.root)/home/file", &st) == 0 && st.st_uid == 1000)
+        #expect(lstat("\(scratch.root)/home/removed", &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR)
+        #expect(try String(contentsOfFile: "\(scratch.root)/home/.wh.name", encoding: .utf8) == "just a file")
+        var value = [UInt8](repeating: 0, count: 8)
+        #expect(atoll_lgetxattr("\(scratch.root)/home", "trusted.overlay.redirect", &value, 8) < 0)
+
+        // An id outside the sandbox's range (a file the sandbox could not have made) is refused.
+        let other = try Scratch()
+        var foreign = TarWriter()
+        foreign.add("f", content: [1], uid: 0)
+        foreign.finish()
+        let refusing = try LayerUnpacker(root: other.root, source: .overlayUpper(idBase: base))
+        #expect(throws: AtollError.self) { try refusing.unpack(reader(foreign.data)) }
+    }
+}

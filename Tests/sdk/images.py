@@ -20,6 +20,9 @@ import tempfile
 import time
 
 SNAPSHOT_ROOTFS = os.environ.get("ATOLL_SNAPSHOTS", "/var/lib/atoll/snapshots") + "/default/rootfs"
+# scripts/setup takes the binary only (the package would enable a service on port 5000).
+REGISTRY_BIN = next((p for p in ("/usr/bin/docker-registry", os.path.join(os.path.dirname(__file__), "../../.build/tools/docker-registry"))
+                     if os.access(p, os.X_OK)), "docker-registry")
 
 
 def free_port():
@@ -44,7 +47,7 @@ class Registry:
                 f"http:\n  addr: 127.0.0.1:{self.port}\n"
             )
         self.log = open(os.path.join(self.dir, "registry.log"), "w")
-        self.proc = subprocess.Popen(["docker-registry", "serve", config], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([REGISTRY_BIN, "serve", config], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
             try:
