@@ -52,8 +52,9 @@ extension AtollBench {
             }
             var text = report.markdown(rounds: rounds, density: density, loadSeconds: loadSeconds)
             print(text)
-            // Sections other benchmarks keep in the same report (scripts/bench-pty's) stay.
-            if let previous = try? String(contentsOfFile: out, encoding: .utf8), let start = previous.range(of: "<!-- bench-pty -->") {
+            // Sections other benchmarks keep in the same report (scripts/bench-pty's,
+            // scripts/bench-images') stay.
+            if let previous = try? String(contentsOfFile: out, encoding: .utf8), let start = previous.range(of: "<!-- bench-") {
                 text += "\n" + previous[start.lowerBound...]
             }
             try text.write(toFile: out, atomically: true, encoding: .utf8)

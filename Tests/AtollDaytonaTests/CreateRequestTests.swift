@@ -93,11 +93,12 @@ struct CreateRequestTests {
         #expect(parameters.ttlMinutes == 5 && parameters.autoPause == 7 && parameters.isPublic)
     }
 
-    @Test("a failed image build goes through the same validation as any create")
+    @Test("an image build goes through the same validation as any create; one Atoll cannot do is build_failed with the reason")
     func failedBuildValidates() async throws {
         try await withRunner { f in
             var body = CreateSandboxRequest(env: ["BAD NAME": "x"])
-            body.buildInfo = CreateSandboxRequest.BuildInfo(dockerfileContent: "FROM python:3.12\n", contextHashes: nil)
+            // A build context needs object storage: recorded in build_failed, with the reason.
+            body.buildInfo = CreateSandboxRequest.BuildInfo(dockerfileContent: "FROM python:3.12\n", contextHashes: ["abc"])
             await expectError(.invalidArgument, containing: "BAD NAME") {
                 try await f.manager.create(body, organizationId: nil)
             }
@@ -109,8 +110,20 @@ struct CreateRequestTests {
             body.autoStopInterval = nil
             let failed = try await f.manager.create(body, organizationId: nil)
             #expect(failed.state == .buildFailed)
-            #expect(failed.errorReason?.contains("python:3.12") == true)
+            #expect(failed.errorReason?.contains("python:3.12") == true && failed.errorReason?.contains("object storage") == true)
             #expect(failed.labels[Language.labelKey] == Language.default.rawValue)
+            // Without a context it is built: pending_build at once, then build_failed naming the
+            // base image, which no registry serves.
+            body.buildInfo = CreateSandboxRequest.BuildInfo(dockerfileContent: "FROM 127.0.0.1:9/none:1\n", contextHashes: nil)
+            let pending = try await f.manager.create(body, organizationId: nil)
+            #expect(pending.state == .pendingBuild)
+            var current = pending
+            for _ in 0..<200 where current.state == .pendingBuild {
+                try await Task.sleep(for: .milliseconds(50))
+                current = try await f.manager.get(pending.id.rawValue)
+            }
+            #expect(
+                current.state == .buildFailed && current.errorReason?.contains("127.0.0.1:9/none:1") == true, "\(current.state) \(current.errorReason ?? "")")
         }
     }
 

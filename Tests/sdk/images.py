@@ -175,7 +175,7 @@ def rootfs_layer(layout, compression="zstd"):
         subprocess.run(["zstd", "-q", "-T0", "-3", "--rm", out, "-o", out + ".zst"], check=True)
         path, media = out + ".zst", "application/vnd.oci.image.layer.v1.tar+zstd"
     else:
-        subprocess.run(["gzip", "-1", out], check=True)
+        subprocess.run(["gzip", "-6", out], check=True)
         path, media = out + ".gz", "application/vnd.oci.image.layer.v1.tar+gzip"
     digest, size = layout.blob_file(path)
     return {"mediaType": media, "digest": digest, "size": size}, diff_id
@@ -203,7 +203,7 @@ def tar_of(entries):
     return buf.getvalue()
 
 
-def build_test_images(registry, workdir):
+def build_test_images(registry, workdir, base_compression="zstd"):
     """Pushes the images the tests use; returns their references by role.
 
     - `multi`: the rootfs (zstd) + an app layer (gzip: a file, a setuid file, a hard link, a
@@ -215,7 +215,7 @@ def build_test_images(registry, workdir):
     - `escape`: a layer whose entry is `../escape` (must be refused).
     """
     layout = Layout(os.path.join(workdir, "layout"))
-    base = rootfs_layer(layout)
+    base = rootfs_layer(layout, base_compression)
     app = layout.layer(tar_of([
         ("opt/app", "dir", b"", 0o755, 0),
         ("opt/app/hello.py", "file", b"print('hello from the image')\n", 0o644, 1000),
