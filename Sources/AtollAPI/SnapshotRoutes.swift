@@ -50,6 +50,14 @@ struct SnapshotRoutes {
             let record = try catalog.get(try snapshotName(context), organizationId: try context.organization())
             return try logResponse(record.id, follow: try request.boolQuery("follow") ?? false)
         }
+        // Daytona's sandbox.create_snapshot: answers the sandbox, in the state it was in.
+        api.post("sandbox/:idOrName/snapshot") { request, context in
+            struct Body: Decodable { var name: String }
+            let body = try await JSON.decode(Body.self, from: request, context: context)
+            let sandbox = try await manager.createSnapshot(
+                fromSandbox: try context.parameters.require("idOrName"), name: body.name, organizationId: try context.organization())
+            return try JSON.response(server.dto(sandbox, request))
+        }
         api.get("sandbox/:idOrName/build-logs-url") { request, context in
             let sandbox = try await manager.get(try context.parameters.require("idOrName"), organizationId: try context.organization())
             return try JSON.response(URLBody(url: "\(apiURL(request))/sandbox/\(sandbox.id.rawValue)/build-logs"))

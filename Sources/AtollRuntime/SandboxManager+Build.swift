@@ -2,6 +2,7 @@ import AtollCore
 import AtollImage
 import AtollLinux
 import AtollSandbox
+import AtollStore
 import Foundation
 
 /// Where a Dockerfile's RUN steps run: a build sandbox with the isolation of every sandbox.
@@ -35,6 +36,41 @@ extension SandboxManager: BuildSteps {
         }
     }
 
+    /// Daytona's `sandbox.create_snapshot(name)`: the sandbox's filesystem as it is now (its
+    /// changes as a new layer over its snapshot's layers) becomes a snapshot of the organization,
+    /// active at once, with the sandbox's environment, user and resources. A started sandbox's
+    /// processes are frozen while its changes are read and thawed after; a stopped one stays
+    /// stopped.
+    public func createSnapshot(fromSandbox idOrName: String, name: String, organizationId: String? = nil) async throws -> Sandbox {
+        try SnapshotCatalog.validateName(name)
+        let current = try row(idOrName, organizationId: organizationId)
+        let live: Bool
+        switch current.sandboxState {
+        case .started: live = true
+        case .stopped: live = false
+        default: throw AtollError(.conflict, "sandbox \(current.id) is \(current.state): it must be started or stopped to take a snapshot of it")
+        }
+        let machine = try Self.machine(current)
+        let base = try driver.snapshot(of: machine)
+        if live { try await driver.pause(machine) }
+        let captured: (diffID: String, report: UnpackReport)
+        do {
+            captured = try await driver.captureLayer(machine, store: snapshots.images, live: live)
+        } catch {
+            if live { try? await driver.resume(machine) }
+            throw error
+        }
+        if live { try await driver.resume(machine) }
+        let env = StringMapColumn.decode(current.env)
+        _ = try snapshots.registerCaptured(
+            name: name, organizationId: current.organizationId,
+            layers: [try snapshots.images.layerRoot(captured.diffID)] + base.layers,
+            config: ImageConfiguration(
+                env: env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }, workingDir: base.workingDirectory, user: current.user),
+            resources: current.resources, runtimes: base.runtimes, source: current.id)
+        return Sandbox(try row(current.id, organizationId: organizationId))
+    }
+
     func runBuildStep(
         _ command: [String], layers: [String], config: ImageConfiguration, resources: Resources, log: BuildLog
     ) async throws -> String {
@@ -63,7 +99,7 @@ extension SandboxManager: BuildSteps {
             }
             _ = try await stop(id, force: true, organizationId: Self.buildOrganization)
             let machine = try Self.machine(try row(id, organizationId: Self.buildOrganization))
-            let captured = try await driver.captureLayer(machine, store: snapshots.images)
+            let captured = try await driver.captureLayer(machine, store: snapshots.images, live: false)
             log.write("  layer \(captured.diffID.prefix(19)): \(captured.report.entries) entries, \(captured.report.bytes >> 10) KiB")
             _ = try await delete(id, organizationId: Self.buildOrganization)
             return captured.diffID

@@ -188,6 +188,38 @@ public final class SnapshotCatalog: Sendable {
         }
     }
 
+    /// Registers a snapshot made from a sandbox (`SandboxManager.createSnapshot`): active at once.
+    func registerCaptured(
+        name: String, organizationId: String, layers: [String], config: ImageConfiguration, resources: Resources,
+        runtimes: [String: String], source: String
+    ) throws -> SnapshotRecord {
+        if name == SnapshotStore.defaultName { throw AtollError(.conflict, "snapshot \"default\" already exists (the snapshot Atoll ships)") }
+        let at = Date().timeIntervalSince1970
+        var record = SnapshotRecord(
+            id: UUID().uuidString.lowercased(), organizationId: organizationId, name: name, state: SnapshotState.pending.rawValue,
+            imageName: nil, dockerfile: nil, entrypoint: nil, cpu: resources.cpu, memoryGiB: resources.memoryGiB, diskGiB: resources.diskGiB,
+            createdAt: at, updatedAt: at)
+        try database.insertSnapshot(record)
+        do {
+            try directories.register(
+                name: record.id, layers: layers, runtimes: runtimes, environment: config.environment, workingDirectory: config.workingDir,
+                user: config.user)
+        } catch {
+            try? database.deleteSnapshot(id: record.id)
+            throw error
+        }
+        let log = BuildLog(path: logPath(record.id))
+        log.write("snapshot \(name) taken from sandbox \(source): \(layers.count) layers")
+        log.close()
+        let size = Int64(images.diskBytes(ofLayers: layers.map { "sha256:" + URL(fileURLWithPath: $0).lastPathComponent }))
+        record =
+            try database.updateSnapshot(id: record.id) { row in
+                row.state = SnapshotState.active.rawValue
+                row.size = size
+            } ?? record
+        return record
+    }
+
     /// Waits until the snapshot is no longer being made; returns it as it ended.
     public func settled(_ id: String) async throws -> SnapshotRecord {
         while true {

@@ -163,20 +163,35 @@ enum DurableFile {
 }
 
 extension SandboxDriver {
-    /// A stopped sandbox's changes to its root filesystem (the overlay's upper directory) as a
-    /// new image layer: its disk is mounted read-only in a helper's private mount namespace, GNU
-    /// tar streams the upper directory, and Atoll's unpacker writes the layer, shifting owners
-    /// back from the sandbox's range and keeping whiteouts and opaque directories. What the
-    /// sandbox wrote is hostile input here like any image layer.
-    public func captureLayer(_ machine: SandboxMachine, store: ImageStore) async throws -> (diffID: String, report: UnpackReport) {
+    /// A sandbox's changes to its root filesystem (the overlay's upper directory) as a new image
+    /// layer: GNU tar streams the upper directory from a read-only mount in a helper's private
+    /// mount namespace, and Atoll's unpacker writes the layer, shifting owners back from the
+    /// sandbox's range and keeping whiteouts and opaque directories. What the sandbox wrote is
+    /// hostile input here like any image layer. A stopped sandbox's disk image is mounted on a
+    /// loop device of its own; a `live` one (its processes frozen by the caller) is mounted from
+    /// the loop device the sandbox uses — the same ext4 instance, so nothing is read stale — and
+    /// made read-only at once (ext4 refuses a read-only second mount of a read-write one).
+    public func captureLayer(_ machine: SandboxMachine, store: ImageStore, live: Bool) async throws -> (diffID: String, report: UnpackReport) {
         let config = configuration
         let id = machine.id
         let tools = try ArchiveTools.locate()
         return try await Blocking.run("atoll-capture") {
-            try self.disks.waitDetached(image: config.diskPath(id), timeout: 5)
+            let source: String
+            let mount: String
+            if live {
+                guard let device = LoopAttachment.devices(backing: config.diskPath(id)).first else {
+                    throw AtollError(.conflict, "sandbox \(id) has no disk attached: it is not running")
+                }
+                source = "/dev/loop\(device)"
+                mount = "mount -t ext4 -o nosuid,nodev,noexec \"$1\" \"$2\" && mount -o remount,bind,ro,nosuid,nodev,noexec \"$2\""
+            } else {
+                try self.disks.waitDetached(image: config.diskPath(id), timeout: 5)
+                source = config.diskPath(id)
+                mount = "mount -o ro,nosuid,nodev,noexec,loop \"$1\" \"$2\""
+            }
             let script = """
                 set -euo pipefail
-                mount -o ro,nosuid,nodev,noexec,loop "$1" "$2"
+                \(mount)
                 cd "$2/\(DiskLayout.upper)"
                 # The runtime writes /etc/hosts and /etc/hostname at every start: not the step's
                 # changes (Docker leaves them out of layers too, with /etc/resolv.conf).
@@ -187,11 +202,16 @@ extension SandboxDriver {
                 try LayerStream.unpack(
                     command: tools.unshare,
                     arguments: [
-                        "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", tools.bash, "-c", script, "atoll-capture",
-                        config.diskPath(id), config.mountPoint(id),
+                        "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", tools.bash, "-c", script, "atoll-capture", source,
+                        config.mountPoint(id),
                     ],
                     environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"], into: root, source: .overlayUpper(idBase: Int(machine.ids.base)))
             }
         }
+    }
+
+    /// The snapshot a sandbox was made from (its layers and image config).
+    public func snapshot(of machine: SandboxMachine) throws -> Snapshot {
+        try snapshots.snapshot(named: machine.snapshot)
     }
 }

@@ -127,8 +127,11 @@ public protocol SandboxDriving: Sendable {
         _ machine: SandboxMachine, initProcess: InitProcess, _ request: ExecRequest, terminal: TerminalSize?,
         input: LiveInput, onOutput: @escaping @Sendable (OutputChannel, [UInt8]) -> Void
     ) async throws -> LiveProcess
-    /// A stopped sandbox's root filesystem changes as a new image layer (a build step).
-    func captureLayer(_ machine: SandboxMachine, store: ImageStore) async throws -> (diffID: String, report: UnpackReport)
+    /// A sandbox's root filesystem changes as a new image layer (a build step; a snapshot of a
+    /// sandbox). `live`: the sandbox runs (its processes frozen by the caller).
+    func captureLayer(_ machine: SandboxMachine, store: ImageStore, live: Bool) async throws -> (diffID: String, report: UnpackReport)
+    /// The snapshot a sandbox was made from.
+    func snapshot(of machine: SandboxMachine) throws -> Snapshot
     /// File access inside a started sandbox (see `SandboxFiles`).
     func files(_ machine: SandboxMachine, initProcess: InitProcess, user: String?) throws -> SandboxFiles
     /// Applies the machine's CPU, memory and task limits to its cgroup, live.

@@ -72,6 +72,8 @@ protocol Backend: Sendable {
     func upload(_ id: String, _ data: Data, to path: String) async throws
     func download(_ id: String, _ path: String) async throws -> Data
     func createSnapshot(_ body: CreateSnapshotRequest) async throws -> SnapshotDTO
+    /// A snapshot of a sandbox's filesystem as it is now.
+    func snapshotSandbox(_ id: String, name: String) async throws -> SandboxDTO
     func snapshots() async throws -> [SnapshotDTO]
     func snapshot(_ idOrName: String) async throws -> SnapshotDTO
     func deleteSnapshot(_ idOrName: String) async throws
@@ -190,6 +192,10 @@ struct EmbeddedBackend: Backend {
         SnapshotDTO(try manager.snapshots.create(try body.request(organizationId: nil)))
     }
 
+    func snapshotSandbox(_ id: String, name: String) async throws -> SandboxDTO {
+        dto(try await manager.createSnapshot(fromSandbox: id, name: name))
+    }
+
     func snapshots() async throws -> [SnapshotDTO] {
         try manager.snapshots.list(organizationId: nil, page: 1, limit: 200).items.map(SnapshotDTO.init)
     }
@@ -299,6 +305,11 @@ struct RemoteBackend: Backend {
 
     func createSnapshot(_ body: CreateSnapshotRequest) async throws -> SnapshotDTO {
         try await decode(SnapshotDTO.self, "POST", "/api/snapshots", json: body)
+    }
+
+    func snapshotSandbox(_ id: String, name: String) async throws -> SandboxDTO {
+        struct Body: Encodable { var name: String }
+        return try await decode(SandboxDTO.self, "POST", sandbox(id) + "/snapshot", json: Body(name: name), timeout: 3600)
     }
 
     func snapshots() async throws -> [SnapshotDTO] { try await decode(PaginatedSnapshots.self, "GET", "/api/snapshots?limit=200").items }

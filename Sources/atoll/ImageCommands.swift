@@ -142,18 +142,27 @@ struct SnapshotCommand: AsyncParsableCommand {
         subcommands: [Create.self, ListSnapshots.self, Remove.self])
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a snapshot from an image or a Dockerfile; waits and prints the log.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create a snapshot from an image, a Dockerfile or a sandbox's filesystem as it is now; waits and prints the log.")
         @OptionGroup var runtime: RuntimeOptions
         @Argument(help: "Snapshot name (letters, digits, . _ - / : @).") var name: String
         @Option(help: "Image reference to make it from.") var image: String?
         @Option(help: "Dockerfile to build it from.") var dockerfile: String?
+        @Option(help: "Sandbox whose filesystem it is made of (started or stopped; a started one is frozen meanwhile).") var sandbox: String?
         @Option(help: "vCPUs of sandboxes made from it (default 1).") var cpu: Int?
         @Option(help: "Memory in GiB (default 1).") var memory: Int?
         @Option(help: "Disk in GiB (default 3).") var disk: Int?
 
         func run() async throws {
             try await withBackend(runtime) { backend in
-                guard (image == nil) != (dockerfile == nil) else { throw AtollError(.invalidArgument, "pass exactly one of --image or --dockerfile") }
+                guard [image, dockerfile, sandbox].compactMap({ $0 }).count == 1 else {
+                    throw AtollError(.invalidArgument, "pass exactly one of --image, --dockerfile or --sandbox")
+                }
+                if let sandbox {
+                    _ = try await backend.snapshotSandbox(sandbox, name: name)
+                    let snapshot = try await backend.snapshot(name)
+                    return print("snapshot \(snapshot.name) is \(snapshot.state) (\(snapshot.id)), taken from \(sandbox)")
+                }
                 var body = CreateSnapshotRequest(name: name, imageName: image, cpu: cpu, memory: memory, disk: disk)
                 if let dockerfile {
                     guard let text = try? String(contentsOfFile: dockerfile, encoding: .utf8) else {

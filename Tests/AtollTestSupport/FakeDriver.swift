@@ -116,7 +116,11 @@ public final class FakeDriver: SandboxDriving, @unchecked Sendable {
         throw AtollError(.unavailable, "the fake driver has no files")
     }
 
-    public func captureLayer(_ machine: SandboxMachine, store: ImageStore) async throws -> (diffID: String, report: UnpackReport) {
+    public func snapshot(of machine: SandboxMachine) throws -> Snapshot {
+        throw AtollError(.unavailable, "the fake driver has no snapshots")
+    }
+
+    public func captureLayer(_ machine: SandboxMachine, store: ImageStore, live: Bool) async throws -> (diffID: String, report: UnpackReport) {
         try await enter("capture", machine.id.rawValue)
         throw AtollError(.unavailable, "the fake driver has no disks to capture")
     }

@@ -102,6 +102,29 @@ class ImageTests(unittest.TestCase):
         with self.assertRaises(DaytonaError):
             self.daytona.snapshot.get("atoll_test/multi:1")
 
+    def test_snapshot_of_a_running_sandbox(self):
+        source = self.sandbox()
+        self.assertEqual(run(source, "echo mine > ~/mine.txt; rm ~/.bashrc; sleep 600 >/dev/null 2>&1 & echo $!")[0], 0)
+        sleeper = run(source, "pgrep -x sleep")[1]
+        source.create_snapshot("from-sandbox")
+        self.addCleanup(self.delete_snapshot, "from-sandbox")
+        source.refresh_data()
+        self.assertEqual(source.state, "started")
+        self.assertEqual(run(source, "pgrep -x sleep")[1], sleeper, "the sandbox's processes survive (frozen, then thawed)")
+        got = self.daytona.snapshot.get("from-sandbox")
+        self.assertEqual(got.state, "active")
+        copy = self.sandbox(snapshot="from-sandbox")
+        self.assertEqual(run(copy, "cat ~/mine.txt; test -e ~/.bashrc || echo removed; id -un"), (0, "mine\nremoved\nsandbox"))
+        # A stopped sandbox too; a sandbox in another state is refused.
+        self.daytona.stop(copy)
+        copy.create_snapshot("from-stopped")
+        self.addCleanup(self.delete_snapshot, "from-stopped")
+        copy.refresh_data()
+        self.assertEqual(copy.state, "stopped")
+        with self.assertRaises(DaytonaError) as raised:
+            source.create_snapshot("from-sandbox")
+        self.assertIn("already exists", str(raised.exception))
+
     def test_image_index_resolves_to_linux_amd64(self):
         snapshot, lines = self.make_snapshot("from-index", self.refs["index"])
         self.assertEqual(snapshot.state, "active", lines)
