@@ -325,15 +325,27 @@ public final class ImageStore: Sendable {
             if lstat(path, &st) == 0 { freed += Int(st.st_size) }
             unlink(path)
         }
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: layersDirectory)) ?? [] where !keepLayers.contains(name) {
-            try Self.removeTree("\(layersDirectory)/\(name)")
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: layersDirectory)) ?? [] {
+            // `.<hex>.bytes` records a layer's size; it goes with the layer.
+            let layer = name.hasPrefix(".") ? String(name.dropFirst().split(separator: ".").first ?? "") : name
+            if !keepLayers.contains(layer) { try Self.removeTree("\(layersDirectory)/\(name)") }
         }
         return freed
     }
 
-    /// Bytes the unpacked layers take on disk (allocated blocks).
+    /// Bytes the unpacked layers take on disk (allocated blocks). A layer never changes, so its
+    /// size is measured once (a walk of every entry) and kept next to it.
     public func diskBytes(ofLayers diffIDs: [String]) -> Int {
-        diffIDs.reduce(0) { total, id in total + ((try? layerRoot(id)).map { Self.allocatedBytes($0) } ?? 0) }
+        diffIDs.reduce(0) { total, id in total + layerBytes(id) }
+    }
+
+    func layerBytes(_ diffID: String) -> Int {
+        guard let root = try? layerRoot(diffID), KernelFile.isDirectory(root) else { return 0 }
+        let record = "\(layersDirectory)/.\(diffID.dropFirst(7)).bytes"
+        if let text = try? String(contentsOfFile: record, encoding: .utf8), let bytes = Int(text) { return bytes }
+        let bytes = Self.allocatedBytes(root)
+        try? Self.writeAtomically(Data(String(bytes).utf8), to: record)
+        return bytes
     }
 
     static func allocatedBytes(_ path: String) -> Int {
