@@ -264,7 +264,18 @@ public final class SnapshotCatalog: Sendable {
                 _ = try update(record.id, to: .pulling, reason: nil)
                 let reference = try ImageReference(image)
                 let puller = self.puller
-                let pulled = try await Blocking.run("atoll-pull") { try puller.pull(reference, refresh: true) { log.write($0) } }
+                let images = self.images
+                let pulled = try await Blocking.run("atoll-pull") { () throws -> StoredImage in
+                    do {
+                        return try puller.pull(reference, refresh: true) { log.write($0) }
+                    } catch let error as AtollError {
+                        // An image imported (atoll image import) or pulled before serves a host
+                        // that cannot reach its registry now.
+                        guard let stored = images.image(reference.description) else { throw error }
+                        log.write("using the stored copy of \(reference): \(error.message)")
+                        return stored
+                    }
+                }
                 var config = pulled.config
                 if let entrypoint = record.entrypoint.flatMap({ try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }) {
                     config.entrypoint = entrypoint

@@ -213,6 +213,7 @@ def build_test_images(registry, workdir, base_compression="zstd"):
     - `python`: the rootfs alone, pushed as library/python:3.11.12-slim-bookworm (the stand-in for
       Image.debian_slim("3.11") through a registry mirror).
     - `escape`: a layer whose entry is `../escape` (must be refused).
+    - `small`: one gzip layer of one file (docker save archives take no zstd layers).
     """
     layout = Layout(os.path.join(workdir, "layout"))
     base = rootfs_layer(layout, base_compression)
@@ -247,12 +248,14 @@ def build_test_images(registry, workdir, base_compression="zstd"):
         ("usr/local/bin/debconf-set-selections", "file", stub, 0o755, 0),
     ]), "gzip")
     layout.image("python", [base, stubs], {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["python3"]})
+    layout.image("small", [layout.layer(tar_of([("hello.txt", "file", b"small\n", 0o644, 0)]), "gzip")], {})
     layout.image("escape", [base, layout.layer(tar_of([("../escape", "file", b"x", 0o644, 0)]), "gzip")], {})
     refs = {
         "multi": registry.push(layout.path, "multi", "atoll-test/multi:1"),
         "index": registry.push(layout.path, "index", "atoll-test/index:1"),
         "python": registry.push(layout.path, "python", "library/python:3.11.12-slim-bookworm"),
         "escape": registry.push(layout.path, "escape", "atoll-test/escape:1"),
+        "small": registry.push(layout.path, "small", "atoll-test/small:1"),
     }
     shutil.rmtree(layout.path, ignore_errors=True)
     return refs

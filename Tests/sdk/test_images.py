@@ -8,6 +8,8 @@ reachable here, so `python:3.11.12-slim-bookworm` (what Image.debian_slim("3.11"
 is a stand-in the test builds from Debian's Python and pushes under that name."""
 import json
 import os
+import sqlite3
+import subprocess
 import tempfile
 import time
 import unittest
@@ -124,6 +126,70 @@ class ImageTests(unittest.TestCase):
         with self.assertRaises(DaytonaError) as raised:
             source.create_snapshot("from-sandbox")
         self.assertIn("already exists", str(raised.exception))
+
+    def test_cli_pulls_imports_lists_and_removes_images(self):
+        # Image commands work on the store directly (root), next to the running daemon.
+        env_ref = self.refs["index"]
+        pulled = self.daemon.atoll("image", "pull", env_ref, words=2)
+        self.assertEqual(pulled.returncode, 0, pulled.stderr)
+        self.assertIn("already unpacked", pulled.stdout.decode())  # layers shared with the other images
+        archives = tempfile.mkdtemp(prefix="atoll-archives-", dir="/var/tmp")
+        self.addCleanup(__import__("shutil").rmtree, archives, True)
+        for transport, name, ref in (("docker-archive", "docker.tar", "small"), ("oci-archive", "oci.tar", "multi")):
+            subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{self.refs[ref]}",
+                            f"{transport}:{archives}/{name}:imported:1"], check=True, capture_output=True)
+            imported = self.daemon.atoll("image", "import", f"{archives}/{name}", "--name", f"localhost/imported/{name[:-4]}:1", words=2)
+            self.assertEqual(imported.returncode, 0, imported.stderr)
+        listed = self.daemon.atoll("image", "list", "--json", words=2)
+        references = [image["reference"] for image in json.loads(listed.stdout)]
+        self.assertIn("localhost/imported/docker:1", references)
+        self.assertIn("localhost/imported/oci:1", references)
+        # A snapshot of an imported image: no registry serves it, the stored copy does.
+        snapshot, lines = self.make_snapshot("imported", "localhost/imported/oci:1")
+        self.assertEqual(snapshot.state, "active", lines)
+        removed = self.daemon.atoll("image", "rm", "localhost/imported/docker:1", words=2)
+        self.assertEqual(removed.returncode, 0, removed.stderr)
+        missing = self.daemon.atoll("image", "rm", "localhost/imported/docker:1", words=2)
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("not in the store", missing.stderr.decode())
+        bad = self.daemon.atoll("image", "import", "/etc/hostname", words=2)
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("not a tar archive", bad.stderr.decode())
+
+    def test_a_daemon_killed_mid_build_makes_the_snapshot_again_and_fails_the_waiting_sandbox(self):
+        dockerfile = Image.base(self.refs["multi"]).run_commands("sleep 3; echo slept > /home/sandbox/slept").dockerfile()
+        created = self.post("/api/snapshots", {"name": "interrupted", "buildInfo": {"dockerfileContent": dockerfile}})
+        self.addCleanup(self.delete_snapshot, "interrupted")
+        waiting = self.post("/api/sandbox", {"buildInfo": {"dockerfileContent": dockerfile + "RUN true\n"}})
+        self.assertEqual(waiting["state"], "pending_build")
+        deadline = time.monotonic() + 30
+        while json.loads(self.daemon.get(f"/api/snapshots/{created['id']}")[1])["state"] != "building" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)  # inside the RUN step's sandbox
+        self.daemon.kill()
+        self.daemon.start()
+        type(self).daytona = self.daemon.client()
+        self.assertEqual(self.daytona.get(waiting["id"]).state, "build_failed")
+        self.assertIn("interrupted", self.daytona.get(waiting["id"]).error_reason)
+        deadline = time.monotonic() + 60
+        while (state := json.loads(self.daemon.get(f"/api/snapshots/{created['id']}")[1])["state"]) != "active" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(state, "active")
+        # The waiting sandbox's own snapshot (its Dockerfile has one more step) is made again too:
+        # once nothing is being built, no build sandbox is left.
+        deadline = time.monotonic() + 60
+        while any(s.state in ("pending", "building") for s in self.daytona.snapshot.list().items) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with sqlite3.connect(os.path.join(self.daemon.data, "atoll.db")) as db:
+            left = db.execute("SELECT id, state, errorReason FROM sandbox WHERE organizationId = 'atoll-build' AND state != 'destroyed'").fetchall()
+        self.assertEqual(left, [], "build sandboxes of the killed daemon are gone")
+        self.assertEqual([n for n in os.listdir(os.path.join(self.daemon.data, "images", "snapshots")) if n.startswith("build-")], [])
+        self.daytona.delete(self.daytona.get(waiting["id"]))
+
+    def post(self, path, body):
+        request = urllib.request.Request(self.daemon.url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Authorization": f"Bearer {self.daemon.key}", "Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(request, timeout=60).read())
 
     def test_image_index_resolves_to_linux_amd64(self):
         snapshot, lines = self.make_snapshot("from-index", self.refs["index"])
