@@ -50,6 +50,8 @@ extension SandboxManager {
     public func sweep() async -> SweepReport {
         var report = SweepReport()
         let at = now
+        // Daytona's snapshots go inactive after 14 days unused; `activate` brings them back.
+        snapshots.deactivateUnused(now: at)
         guard let rows = try? database.all() else { return report }
         for row in rows {
             let idle = at - lastActivity(row)

@@ -145,13 +145,28 @@ public final class SnapshotCatalog: Sendable {
         try? collectGarbage()
     }
 
+    /// Daytona's rule: a snapshot no sandbox was created from for this long goes `inactive`.
+    public static let inactiveAfter: Double = 14 * 24 * 3600
+
+    /// Active snapshots unused for `inactiveAfter` become `inactive` (their layers stay).
+    func deactivateUnused(now: Double) {
+        guard let (items, _) = try? database.snapshots(organizationId: nil, offset: 0, limit: 100_000) else { return }
+        for record in items where record.state == SnapshotState.active.rawValue && now - (record.lastUsedAt ?? record.updatedAt) > Self.inactiveAfter {
+            _ = try? update(record.id, to: .inactive, reason: nil)
+        }
+    }
+
     /// Makes an inactive snapshot active again (Daytona's activate: 400 unless inactive).
     public func activate(_ idOrName: String, organizationId: String?) throws -> SnapshotRecord {
         let record = try get(idOrName, organizationId: organizationId)
         guard record.state == SnapshotState.inactive.rawValue else {
             throw AtollError(.invalidArgument, "snapshot \(record.name) is \(record.state); only an inactive snapshot can be activated")
         }
-        return try update(record.id, to: .active, reason: nil) ?? record
+        return try database.updateSnapshot(id: record.id) { row in
+            row.state = SnapshotState.active.rawValue
+            row.lastUsedAt = Date().timeIntervalSince1970
+            row.updatedAt = row.lastUsedAt ?? row.updatedAt
+        } ?? record
     }
 
     /// The snapshot a sandbox create names, if the organization registered one by that name:
@@ -160,8 +175,10 @@ public final class SnapshotCatalog: Sendable {
     public func resolve(_ name: String, organizationId: String?) throws -> (directory: String, record: SnapshotRecord, snapshot: Snapshot)? {
         guard let record = try database.snapshot(idOrName: name, organizationId: organizationId ?? self.organizationId) else { return nil }
         guard record.state == SnapshotState.active.rawValue else {
+            let hint = record.state == SnapshotState.inactive.rawValue ? " (unused for 14 days: activate it)" : ""
             throw AtollError(
-                .conflict, "snapshot \(record.name) is \(record.state)\(record.errorReason.map { ": \($0)" } ?? ""); a sandbox needs an active snapshot")
+                .conflict,
+                "snapshot \(record.name) is \(record.state)\(record.errorReason.map { ": \($0)" } ?? "")\(hint); a sandbox needs an active snapshot")
         }
         let snapshot = try directories.snapshot(named: record.id)
         try? database.updateSnapshot(id: record.id) { $0.lastUsedAt = Date().timeIntervalSince1970 }

@@ -98,3 +98,34 @@ struct SweeperTests {
         }
     }
 }
+
+extension SweeperTests {
+    @Test("a snapshot unused for 14 days goes inactive; a sandbox cannot be made from it until it is activated")
+    func snapshotsGoInactive() async throws {
+        try await withRunner { f in
+            let now = Date().timeIntervalSince1970
+            let record = SnapshotRecord(
+                id: UUID().uuidString.lowercased(), organizationId: f.manager.configuration.organizationId, name: "old_one", state: "active",
+                imageName: "python:3.12", dockerfile: nil, entrypoint: nil, cpu: 1, memoryGiB: 1, diskGiB: 3, createdAt: now - 20 * 86400,
+                updatedAt: now - 20 * 86400, lastUsedAt: now - 15 * 86400)
+            try f.manager.database.insertSnapshot(record)
+            var fresh = record
+            fresh.id = UUID().uuidString.lowercased()
+            fresh.name = "fresh"
+            fresh.lastUsedAt = now - 13 * 86400
+            try f.manager.database.insertSnapshot(fresh)
+            f.clock.set(Date(timeIntervalSince1970: now))
+            _ = await f.manager.sweep()
+            #expect(try f.manager.snapshots.get("old_one", organizationId: nil).state == "inactive")
+            #expect(try f.manager.snapshots.get("fresh", organizationId: nil).state == "active")
+            await #expect(throws: AtollError.self) { try await f.manager.create(CreateParameters(snapshot: "old_one")) }
+            do {
+                _ = try await f.manager.create(CreateParameters(snapshot: "old_one"))
+            } catch let error as AtollError {
+                #expect(error.code == .conflict && error.message.contains("activate it"), "\(error.message)")
+            }
+            #expect(try f.manager.snapshots.activate("old_one", organizationId: nil).state == "active")
+            #expect(throws: AtollError.self) { try f.manager.snapshots.activate("old_one", organizationId: nil) }
+        }
+    }
+}
