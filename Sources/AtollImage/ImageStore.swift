@@ -318,17 +318,25 @@ public final class ImageStore: Sendable {
                 keepLayers.insert(String(layer.diffID.dropFirst(7)))
             }
         }
+        // A pull under way writes blobs and layers before its image record exists: anything
+        // changed in the last hour is left for a later collection.
+        let cutoff = Date().timeIntervalSince1970 - 3600
+        func recent(_ path: String) -> Bool {
+            var st = stat()
+            return lstat(path, &st) == 0 && Double(st.st_ctim.tv_sec) > cutoff
+        }
         var freed = 0
         for name in (try? FileManager.default.contentsOfDirectory(atPath: "\(blobsDirectory)/sha256")) ?? [] where !keepBlobs.contains(name) {
-            var st = stat()
             let path = "\(blobsDirectory)/sha256/\(name)"
-            if lstat(path, &st) == 0 { freed += Int(st.st_size) }
+            var st = stat()
+            guard lstat(path, &st) == 0, Double(st.st_ctim.tv_sec) <= cutoff else { continue }
+            freed += Int(st.st_size)
             unlink(path)
         }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: layersDirectory)) ?? [] {
             // `.<hex>.bytes` records a layer's size; it goes with the layer.
             let layer = name.hasPrefix(".") ? String(name.dropFirst().split(separator: ".").first ?? "") : name
-            if !keepLayers.contains(layer) { try Self.removeTree("\(layersDirectory)/\(name)") }
+            if !keepLayers.contains(layer) && !recent("\(layersDirectory)/\(name)") { try Self.removeTree("\(layersDirectory)/\(name)") }
         }
         return freed
     }

@@ -10,9 +10,7 @@ import Foundation
 /// Options of the image commands: they work on the host's image store directly (root).
 struct ImageStoreOptions: ParsableArguments {
     @Option(help: "Atoll's data directory (default $ATOLL_DATA_DIR, else /var/lib/atoll).")
-    var dataDir: String =
-        ProcessInfo.processInfo.environment["ATOLL_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 }
-        ?? RuntimeConfiguration.defaultDataDirectory
+    var dataDir: String = RuntimeOptions.defaultDataDirectory
 
     @Option(help: ArgumentHelp("atolld's configuration file (registry mirrors and plain-HTTP registries).", valueName: "file"))
     var config: String?

@@ -9,9 +9,12 @@ import Foundation
 /// directory to run embedded on.
 struct RuntimeOptions: ParsableArguments {
     @Option(help: "Atoll's data directory (embedded runner, and where the local atolld's URL and key are found; default $ATOLL_DATA_DIR, else /var/lib/atoll).")
-    var dataDir: String =
-        ProcessInfo.processInfo.environment["ATOLL_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 }
-        ?? RuntimeConfiguration.defaultDataDirectory
+    var dataDir: String = Self.defaultDataDirectory
+
+    /// $ATOLL_DATA_DIR, else /var/lib/atoll.
+    static var defaultDataDirectory: String {
+        ProcessInfo.processInfo.environment["ATOLL_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? RuntimeConfiguration.defaultDataDirectory
+    }
 
     /// The embedded runner must see the daemon's cgroups and network: it reads the same file.
     @Option(help: ArgumentHelp("atolld's configuration file (default $ATOLL_CONFIG, else \(Settings.defaultFile)).", valueName: "file"))

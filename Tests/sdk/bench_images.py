@@ -15,6 +15,7 @@ import urllib.request
 
 from daytona import CreateSandboxFromSnapshotParams, CreateSnapshotParams, Image
 
+import bench_report
 import images
 from private_daemon import PrivateDaemon
 
@@ -115,20 +116,7 @@ Creates go through atolld's API with the SDK, no warm pool; the rebuild polls th
 <!-- /bench-images -->
 """
         print(section)
-        path = os.path.join(os.path.dirname(__file__), "..", "..", "BENCHMARKS.md")
-        try:
-            with open(path) as f:
-                text = f.read()
-        except OSError:
-            text = "# Benchmarks\n"
-        if "<!-- bench-images -->" in text:
-            head, rest = text.split("<!-- bench-images -->", 1)
-            tail = rest.split("<!-- /bench-images -->\n", 1)[1] if "<!-- /bench-images -->\n" in rest else ""
-            text = head + section + tail
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        with open(path, "w") as f:
-            f.write(text)
+        bench_report.write_section("bench-images", section)
 
 
 if __name__ == "__main__":

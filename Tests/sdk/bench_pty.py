@@ -15,6 +15,7 @@ import unittest
 
 from daytona import CreateSandboxFromSnapshotParams, PtySize, Resources
 
+import bench_report
 from test_sdk import RUN, client
 
 SANDBOXES = int(os.environ.get("ATOLL_PTY_SANDBOXES", "20"))
@@ -69,7 +70,6 @@ def report(sessions, sandboxes, seconds, samples, single, peer, rss, fds_before,
     """Writes the figures into BENCHMARKS.md, replacing the section an earlier run wrote
     (scripts/bench keeps it when it rewrites the rest)."""
     import platform
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "BENCHMARKS.md")
     cpu = os.cpu_count()
     build = "release" if "release" in os.environ.get("ATOLL_BIN", "") else "debug"
     section = f"""<!-- bench-pty -->
@@ -90,19 +90,7 @@ last {rss[-1] / 1024:.1f} MiB. After the sessions closed: atolld's descriptors {
 there), shells left per sandbox {sorted(set(leftovers))}, /dev/pts entries left {sorted(set(pts))}.
 <!-- /bench-pty -->
 """
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError:
-        text = "# Benchmarks\n"
-    if "<!-- bench-pty -->" in text:
-        head, rest = text.split("<!-- bench-pty -->", 1)
-        tail = rest.split("<!-- /bench-pty -->\n", 1)[1] if "<!-- /bench-pty -->\n" in rest else ""
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(path, "w") as f:
-        f.write(text)
+    bench_report.write_section("bench-pty", section)
 
 
 class Echo:

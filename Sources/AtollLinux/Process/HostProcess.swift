@@ -50,26 +50,8 @@ public enum HostProcess {
         }
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
 
-        // Default dispositions and an empty mask: nothing of the daemon's signal set-up leaks in.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var all = sigset_t()
-        var none = sigset_t()
-        sigfillset(&all)
-        sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
         var pid: pid_t = 0
-        rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        rc = spawn(&pid, executable, arguments, environment: environment, actions: &actions)
         close(outPipe[1])
         close(errPipe[1])
         guard rc == 0 else { throw SystemError.error("posix_spawn", executable, errno: rc) }
@@ -108,6 +90,32 @@ public enum HostProcess {
     }
 }
 
+extension HostProcess {
+    /// posix_spawn with default signal dispositions and an empty mask (nothing of the daemon's
+    /// signal set-up leaks in), exactly `environment`; returns posix_spawn's result.
+    static func spawn(
+        _ pid: inout pid_t, _ executable: String, _ arguments: [String], environment: [String], actions: inout posix_spawn_file_actions_t
+    ) -> Int32 {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var all = sigset_t()
+        var none = sigset_t()
+        sigfillset(&all)
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        return posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+    }
+}
+
 /// A host program whose standard output is read as a stream (a decompressor feeding a layer
 /// unpack): started by `HostFilter.start`, read from `output`, then `finish()`ed.
 public final class HostFilter {
@@ -129,24 +137,8 @@ public final class HostFilter {
         posix_spawn_file_actions_addopen(&actions, 0, inputPath, O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, out.write.raw, 1)
         posix_spawn_file_actions_adddup2(&actions, err.write.raw, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var all = sigset_t()
-        var none = sigset_t()
-        sigfillset(&all)
-        sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        let rc = HostProcess.spawn(&pid, executable, arguments, environment: environment, actions: &actions)
         out.write.close()
         err.write.close()
         guard rc == 0 else { throw SystemError.error("posix_spawn", executable, errno: rc) }
