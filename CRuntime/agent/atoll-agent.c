@@ -443,7 +443,8 @@ static void resolve_user(const char *spec, struct account *a) {
                   q.fields[3]);
     } else {
         char copy[64];
-        snprintf(copy, sizeof copy, "%s", spec);
+        /* "root" is uid 0 also where no /etc/passwd names it (a minimal image), as in runc. */
+        snprintf(copy, sizeof copy, "%s", strcmp(spec, "root") == 0 ? "0" : spec);
         char *colon = strchr(copy, ':');
         if (colon) *colon = 0;
         uid = parse_id(copy);
@@ -458,7 +459,7 @@ static void resolve_user(const char *spec, struct account *a) {
         if (gid >= ATOLL_SANDBOX_ID_COUNT)
             failf(EINVAL, "resolve user", "", "the group of user \"%.64s\" is outside the sandbox's ids (0 to 65535)", spec);
         if (!known) {
-            snprintf(q.fields[0], PATH_CAP, "%s", copy);
+            snprintf(q.fields[0], PATH_CAP, "%s", strcmp(spec, "root") == 0 ? "root" : copy);
             snprintf(q.fields[5], PATH_CAP, "/");
             snprintf(q.fields[6], PATH_CAP, "/bin/sh");
         }

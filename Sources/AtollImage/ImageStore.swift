@@ -271,13 +271,27 @@ public final class ImageStore: Sendable {
     /// WORKDIR makes when the stage lacks the directory. Named by a digest of its description.
     public func makeDirectoryLayer(_ path: String) throws -> String {
         let components = try LayerPath(String(path.drop { $0 == "/" }), entry: path).components
-        let diffID = "sha256:" + Hex.string(SHA256.hash(data: Array("atoll directory layer\u{0}\(components.joined(separator: "/"))".utf8)))
+        return try makeDirectoriesLayer(components.indices.map { (components[...$0].joined(separator: "/"), 0o755) })
+    }
+
+    /// The bottom layer of every registered snapshot: the directories the runtime mounts on or
+    /// writes to (`/dev`, `/proc`, `/sys`, `/tmp`, `/etc`, `/run`), for images that lack them (a
+    /// `FROM scratch` image, a one-file image). An image's own directories sit above it.
+    public func runtimeBaseLayer() throws -> String {
+        try layerRoot(try makeDirectoriesLayer([("dev", 0o755), ("etc", 0o755), ("proc", 0o555), ("run", 0o755), ("sys", 0o555), ("tmp", 0o1777)]))
+    }
+
+    /// A layer of root-owned directories (relative paths, parents first), named by a digest of
+    /// its description.
+    func makeDirectoriesLayer(_ directories: [(String, UInt32)]) throws -> String {
+        let description = directories.map { "\($0.0):\(String($0.1, radix: 8))" }.joined(separator: "\u{0}")
+        let diffID = "sha256:" + Hex.string(SHA256.hash(data: Array("atoll directory layer\u{0}\(description)".utf8)))
         if KernelFile.isDirectory(try layerRoot(diffID)) { return diffID }
         _ = try makeLayer { root in
             let unpacker = try LayerUnpacker(root: root)
             let empty = TarReader { _ in 0 }
-            for end in components.indices {
-                try unpacker.apply(TarEntry(name: components[...end].joined(separator: "/") + "/", kind: .directory, mode: 0o755), reader: empty)
+            for (path, mode) in directories {
+                try unpacker.apply(TarEntry(name: path + "/", kind: .directory, mode: mode), reader: empty)
             }
             try unpacker.finish()
             return (diffID, unpacker.report)

@@ -77,7 +77,7 @@ extension SandboxManager: BuildSteps {
         let directories = configuration.driver.snapshotStore
         let root = "build-" + String(UUID().uuidString.lowercased().prefix(13))
         try directories.register(
-            name: root, layers: layers, runtimes: [:], environment: config.environment, workingDirectory: nil, user: config.user)
+            name: root, layers: try snapshots.onRuntimeBase(layers), runtimes: [:], environment: config.environment, workingDirectory: nil, user: config.user)
         defer { try? directories.unregister(name: root) }
         var parameters = CreateParameters(
             labels: ["atoll.build": "true"], env: config.environment, user: config.user ?? "root", resources: resources, snapshot: root,

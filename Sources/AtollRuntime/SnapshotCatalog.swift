@@ -219,7 +219,7 @@ public final class SnapshotCatalog: Sendable {
         try database.insertSnapshot(record)
         do {
             try directories.register(
-                name: record.id, layers: layers, runtimes: runtimes, environment: config.environment, workingDirectory: config.workingDir,
+                name: record.id, layers: try onRuntimeBase(layers), runtimes: runtimes, environment: config.environment, workingDirectory: config.workingDir,
                 user: config.user)
         } catch {
             try? database.deleteSnapshot(id: record.id)
@@ -322,10 +322,17 @@ public final class SnapshotCatalog: Sendable {
         log.close()
     }
 
+    /// `layers` (top first) with the runtime's base layer under them (see
+    /// `ImageStore.runtimeBaseLayer`), once.
+    func onRuntimeBase(_ layers: [String]) throws -> [String] {
+        let base = try images.runtimeBaseLayer()
+        return layers.last == base ? layers : layers + [base]
+    }
+
     /// Writes the snapshot's directory: its layers (top first) and what the image config says.
     func register(_ id: String, _ result: BuildResult) throws {
         try directories.register(
-            name: id, layers: result.layers, runtimes: Self.runtimes(layers: result.layers, config: result.config),
+            name: id, layers: try onRuntimeBase(result.layers), runtimes: Self.runtimes(layers: result.layers, config: result.config),
             environment: result.config.environment, workingDirectory: result.config.workingDir, user: result.config.user)
     }
 

@@ -48,9 +48,15 @@ extension SandboxDriver {
         let pipes = try StdioPipes.make(mergeStderr: request.mergeOutput)
         let group = machine.id.rawValue
         let oomBefore = (try? cgroups.oomKills(group)) ?? 0
-        let outcome = try await AgentProcess.run(
-            directory: configuration.sandboxDirectory(machine.id), sandbox: machine.id.rawValue, request: message, pipes: pipes, stdin: stdin,
-            timeout: request.timeout, captureLimit: configuration.captureLimitBytes, onOutput: onOutput)
+        let outcome: ProcessOutcome
+        do {
+            outcome = try await AgentProcess.run(
+                directory: configuration.sandboxDirectory(machine.id), sandbox: machine.id.rawValue, request: message, pipes: pipes, stdin: stdin,
+                timeout: request.timeout, captureLimit: configuration.captureLimitBytes, onOutput: onOutput)
+        } catch let error as AtollError {
+            if case .shell = request.command { throw Self.missingProgram(error, shell: true) }
+            throw Self.missingProgram(error, shell: false)
+        }
         let oomAfter = (try? cgroups.oomKills(group)) ?? oomBefore
         return ExecResult(
             termination: outcome.termination, timedOut: outcome.timedOut,
@@ -87,10 +93,15 @@ extension SandboxDriver {
         let message = AgentMessage(
             .exec, numbers: [Int64(argv.count), Int64(env.count), flags] + numbers,
             strings: [request.user ?? machine.user, request.cwd ?? workingDirectory(machine), argv[0]] + argv + env)
-        return try await AgentProcess.startLive(
-            directory: configuration.sandboxDirectory(machine.id), sandbox: machine.id.rawValue, request: message,
-            pipes: terminal == nil ? try StdioPipes.make(mergeStderr: request.mergeOutput) : nil, input: input,
-            timeout: request.timeout, onOutput: onOutput)
+        do {
+            return try await AgentProcess.startLive(
+                directory: configuration.sandboxDirectory(machine.id), sandbox: machine.id.rawValue, request: message,
+                pipes: terminal == nil ? try StdioPipes.make(mergeStderr: request.mergeOutput) : nil, input: input,
+                timeout: request.timeout, onOutput: onOutput)
+        } catch let error as AtollError {
+            if case .shell = request.command { throw Self.missingProgram(error, shell: true) }
+            throw Self.missingProgram(error, shell: false)
+        }
     }
 
     /// The image's working directory for processes that name none ("" = the user's home). Cached:
@@ -100,6 +111,14 @@ extension SandboxDriver {
         let directory = (try? snapshots.snapshot(named: machine.snapshot))?.workingDirectory ?? ""
         workingDirectories.withLock { $0[machine.snapshot] = directory }
         return directory
+    }
+
+    /// A program the image does not have (execve's ENOENT), said as such: which program, and
+    /// that shell commands need /bin/sh.
+    static func missingProgram(_ error: AtollError, shell: Bool) -> AtollError {
+        guard let call = error.systemCall, call.call == "execve", call.errno == ENOENT else { return error }
+        let need = shell ? " (shell commands run with /bin/sh, which the image lacks; pass an argv instead)" : ""
+        return AtollError(.invalidArgument, "\(call.path) is not in this sandbox's image\(need): \(error.message)", cause: error.cause)
     }
 
     public func languageRuntime(_ machine: SandboxMachine) throws -> LanguageRuntime {
@@ -125,6 +144,12 @@ extension SandboxDriver {
         let result: Result<ExecResult, any Error>
         do {
             result = .success(try await self.exec(machine, initProcess: initProcess, exec, onOutput: onOutput))
+        } catch let error as AtollError where error.systemCall?.call == "execve" && error.systemCall?.errno == ENOENT {
+            // An image without the language's interpreter: say which language needs what.
+            result = .failure(
+                AtollError(
+                    .invalidArgument, "this sandbox's image has no \(request.language.rawValue) interpreter at \(staged.argv[0]) (execve: ENOENT)",
+                    cause: error.cause))
         } catch {
             result = .failure(error)
         }

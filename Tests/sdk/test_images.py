@@ -8,6 +8,7 @@ reachable here, so `python:3.11.12-slim-bookworm` (what Image.debian_slim("3.11"
 is a stand-in the test builds from Debian's Python and pushes under that name."""
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -33,7 +34,8 @@ class ImageTests(unittest.TestCase):
         cls.registry = images.Registry()
         try:
             started = time.monotonic()
-            cls.refs = images.build_test_images(cls.registry, tempfile.mkdtemp(prefix="atoll-images-", dir="/var/tmp"))
+            cls.workdir = tempfile.mkdtemp(prefix="atoll-images-", dir="/var/tmp")
+            cls.refs = images.build_test_images(cls.registry, cls.workdir)
             print(f"\ntest images built and pushed in {time.monotonic() - started:.1f} s", flush=True)
             cls.daemon = PrivateDaemon("img", os.environ["ATOLL_IMAGE_NETNS"], id_offset=3 << 27, extra_env={
                 "ATOLL_INSECURE_REGISTRIES": cls.registry.host,
@@ -43,6 +45,7 @@ class ImageTests(unittest.TestCase):
             cls.daemon.start()
         except Exception:
             cls.registry.close()
+            shutil.rmtree(getattr(cls, "workdir", "/nonexistent"), ignore_errors=True)
             raise
         cls.daytona = cls.daemon.client()
 
@@ -50,6 +53,7 @@ class ImageTests(unittest.TestCase):
     def tearDownClass(cls):
         cls.daemon.cleanup()
         cls.registry.close()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
 
     def make_snapshot(self, name, image, **kwargs):
         lines = []
@@ -134,7 +138,7 @@ class ImageTests(unittest.TestCase):
         self.assertEqual(pulled.returncode, 0, pulled.stderr)
         self.assertIn("already unpacked", pulled.stdout.decode())  # layers shared with the other images
         archives = tempfile.mkdtemp(prefix="atoll-archives-", dir="/var/tmp")
-        self.addCleanup(__import__("shutil").rmtree, archives, True)
+        self.addCleanup(shutil.rmtree, archives, True)
         for transport, name, ref in (("docker-archive", "docker.tar", "small"), ("oci-archive", "oci.tar", "multi")):
             subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{self.refs[ref]}",
                             f"{transport}:{archives}/{name}:imported:1"], check=True, capture_output=True)
@@ -190,6 +194,21 @@ class ImageTests(unittest.TestCase):
         request = urllib.request.Request(self.daemon.url + path, data=json.dumps(body).encode(), method="POST",
                                          headers={"Authorization": f"Bearer {self.daemon.key}", "Content-Type": "application/json"})
         return json.loads(urllib.request.urlopen(request, timeout=60).read())
+
+    def test_a_minimal_image_runs_and_says_what_it_lacks(self):
+        # One file, no /bin/sh, no python3, no /etc/passwd: the sandbox starts (the runtime brings
+        # its own PID 1, agent and mount points), files work, and what the image lacks is named.
+        snapshot, lines = self.make_snapshot("small", self.refs["small"])
+        self.assertEqual(snapshot.state, "active", lines)
+        sandbox = self.sandbox(snapshot="small")
+        self.assertEqual(sandbox.user, "root")
+        self.assertEqual(sandbox.fs.download_file("/hello.txt"), b"small\n")
+        with self.assertRaises(DaytonaError) as raised:
+            sandbox.process.exec("echo hi")
+        self.assertIn("/bin/sh is not in this sandbox's image", str(raised.exception))
+        with self.assertRaises(Exception) as raised:  # the SDK does not wrap code_run's errors
+            sandbox.process.code_run("print(1)")
+        self.assertIn("has no python interpreter", str(raised.exception))
 
     def test_image_index_resolves_to_linux_amd64(self):
         snapshot, lines = self.make_snapshot("from-index", self.refs["index"])
