@@ -118,7 +118,7 @@ extension SandboxDriver {
     static func missingProgram(_ error: AtollError, shell: Bool) -> AtollError {
         guard let call = error.systemCall, call.call == "execve", call.errno == ENOENT else { return error }
         let need = shell ? " (shell commands run with /bin/sh, which the image lacks; pass an argv instead)" : ""
-        return AtollError(.invalidArgument, "\(call.path) is not in this sandbox's image\(need): \(error.message)", cause: error.cause)
+        return AtollError(error.code, "\(call.path) is not in this sandbox's image\(need): \(error.message)", cause: error.cause)
     }
 
     public func languageRuntime(_ machine: SandboxMachine) throws -> LanguageRuntime {
@@ -148,7 +148,7 @@ extension SandboxDriver {
             // An image without the language's interpreter: say which language needs what.
             result = .failure(
                 AtollError(
-                    .invalidArgument, "this sandbox's image has no \(request.language.rawValue) interpreter at \(staged.argv[0]) (execve: ENOENT)",
+                    error.code, "this sandbox's image has no \(request.language.rawValue) interpreter at \(staged.argv[0]) (execve: ENOENT)",
                     cause: error.cause))
         } catch {
             result = .failure(error)
