@@ -165,10 +165,12 @@ extension SandboxManager {
     /// build leaves it in `build_failed` with the builder's reason.
     public func createFromBuild(_ parameters: CreateParameters, dockerfile: String) throws -> Sandbox {
         let organizationId = parameters.organizationId ?? configuration.organizationId
-        let snapshot = try snapshots.snapshot(forDockerfile: dockerfile, organizationId: organizationId)
         var pending = parameters
         pending.snapshot = nil
+        // Everything is checked before anything is pulled or built.
         let plan = try createPlan(pending, snapshotMustExist: false)
+        try Naming.validateName(plan.name ?? plan.id.rawValue)
+        let snapshot = try snapshots.snapshot(forDockerfile: dockerfile, organizationId: organizationId)
         var row = Self.newRow(plan, name: plan.name ?? plan.id.rawValue, state: .pendingBuild, at: now)
         row.snapshot = snapshot.name
         row.opPid = me.pid

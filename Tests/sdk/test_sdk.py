@@ -524,7 +524,7 @@ class ErrorTests(SDKTestCase):
 
     def test_bad_input(self):
         with self.assertRaises(DaytonaBadRequestError) as context:
-            self.daytona.create(CreateSandboxFromImageParams(image="python:3.12-slim", resources=Resources(cpu=64)))
+            self.daytona.create(CreateSandboxFromImageParams(image="127.0.0.1:9/nothing/here:1", resources=Resources(cpu=64)))
         self.assertIn("cpu 64 exceeds the per-sandbox maximum of 4", str(context.exception))
         status, body = http("POST", "/api/sandbox", raw=b"{not json")
         self.assertEqual((status, body["message"]), (400, "invalid request body: not valid JSON"))
@@ -566,13 +566,15 @@ class ErrorTests(SDKTestCase):
         self.assertIn(status, (400, 409))
 
     def test_image_build_fails_with_a_reason(self):
+        # A registry on a loopback port nothing listens on: the pull fails at once, and no test
+        # sends traffic past loopback (images that build: test_images.py, with its own registry).
         with self.assertRaises(DaytonaError) as context:
-            self.daytona.create(CreateSandboxFromImageParams(image="python:3.12-slim"))
-        self.assertIn("python:3.12-slim", str(context.exception))
+            self.daytona.create(CreateSandboxFromImageParams(image="127.0.0.1:9/nothing/here:1"))
+        self.assertIn("127.0.0.1:9/nothing/here:1", str(context.exception))
         failed = [s for s in self.daytona.list() if s.state == "build_failed"]
         self.assertTrue(failed)
         for sandbox in failed:
-            self.assertIn("cannot build from image", sandbox.error_reason)
+            self.assertIn("cannot pull 127.0.0.1:9/nothing/here:1", sandbox.error_reason)
             self.daytona.delete(sandbox)
 
 
