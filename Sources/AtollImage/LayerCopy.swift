@@ -94,12 +94,17 @@ public enum LayerCopy {
 }
 
 /// Lookups in a stack of layers (top first) without mounting them.
-enum KernelFileTree {
-    enum Kind { case missing, directory, symlink, other }
+public enum KernelFileTree {
+    public enum Kind: Sendable { case missing, directory, symlink, other }
+
+    /// Whether every component names a directory (never a symlink) in the topmost layer that has it.
+    public static func isDirectory(_ components: [String], in layers: [String]) -> Bool {
+        components.indices.allSatisfy { kind(in: layers, Array(components[...$0])) == .directory }
+    }
 
     /// What `components` names in the topmost layer that has it (never following a symlink; a
     /// whiteout counts as missing).
-    static func kind(in layers: [String], _ components: [String]) -> Kind {
+    public static func kind(in layers: [String], _ components: [String]) -> Kind {
         let relative = components.joined(separator: "/")
         for layer in layers {
             var st = stat()

@@ -2,7 +2,6 @@ import AtollCore
 import AtollImage
 import AtollLinux
 import Foundation
-import Glibc
 
 /// Builds a Dockerfile into layers and a config. Each stage starts from its base (an image,
 /// pulled as needed, or an earlier stage); config instructions (ENV, WORKDIR, USER, LABEL,
@@ -84,7 +83,7 @@ struct ImageBuilder {
             stage.config.workingDir = absolute
             // Docker makes the directory at once (a layer), so later steps and sandboxes have it.
             let components = try LayerPath(String(absolute.drop { $0 == "/" }), entry: absolute).components
-            if !components.isEmpty && !StageFiles.isDirectory(components, in: stage.layers) {
+            if !components.isEmpty && !KernelFileTree.isDirectory(components, in: stage.layers) {
                 stage.layers.insert(try images.layerRoot(try images.makeDirectoryLayer(absolute)), at: 0)
             }
         case "USER":
@@ -205,25 +204,5 @@ struct ImageBuilder {
 
     func failure(_ instruction: Dockerfile.Instruction, _ why: String) -> AtollError {
         AtollError(.invalidArgument, "Dockerfile line \(instruction.line) (\(instruction.keyword)): \(why)")
-    }
-}
-
-/// Lookups in a stage's layers (top first) without mounting them.
-enum StageFiles {
-    /// Whether every component names a directory (never a symlink) in the topmost layer that has it.
-    static func isDirectory(_ components: [String], in layers: [String]) -> Bool {
-        for end in components.indices {
-            let relative = components[...end].joined(separator: "/")
-            var found = false
-            for layer in layers {
-                var st = stat()
-                guard lstat("\(layer)/\(relative)", &st) == 0 else { continue }
-                guard (st.st_mode & S_IFMT) == S_IFDIR else { return false }
-                found = true
-                break
-            }
-            if !found { return false }
-        }
-        return true
     }
 }

@@ -150,10 +150,7 @@ public final class SnapshotCatalog: Sendable {
 
     /// Active snapshots unused for `inactiveAfter` become `inactive` (their layers stay).
     func deactivateUnused(now: Double) {
-        guard let (items, _) = try? database.snapshots(organizationId: nil, offset: 0, limit: 100_000) else { return }
-        for record in items where record.state == SnapshotState.active.rawValue && now - (record.lastUsedAt ?? record.updatedAt) > Self.inactiveAfter {
-            _ = try? update(record.id, to: .inactive, reason: nil)
-        }
+        try? database.deactivateSnapshots(unusedBefore: now - Self.inactiveAfter, at: now)
     }
 
     /// Makes an inactive snapshot active again (Daytona's activate: 400 unless inactive).

@@ -123,24 +123,9 @@ struct ArchiveTools {
         }
     }
 
-    /// The SHA-256 of a file, streamed through swift-crypto in 1 MiB reads (no helper process,
-    /// constant memory whatever the archive's size).
+    /// The hex SHA-256 of a file (the image store's streamed digest, without its `sha256:`).
     static func sha256(_ path: String) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError.last("open", path) }
-        defer { close(fd) }
-        var hasher = SHA256()
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SystemError.last("read", path)
-            }
-            if count == 0 { break }
-            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
-        }
-        return Hex.string(hasher.finalize())
+        String(try ImageStore.sha256(of: path).dropFirst("sha256:".count))
     }
 }
 

@@ -132,6 +132,15 @@ extension SandboxDatabase {
         }
     }
 
+    /// Active snapshots last used (or made) before `cutoff` become `inactive`, in one statement.
+    public func deactivateSnapshots(unusedBefore cutoff: Double, at: Double) throws {
+        try write { db in
+            try db.execute(
+                sql: "UPDATE snapshot SET state = 'inactive', updatedAt = ? WHERE state = 'active' AND COALESCE(lastUsedAt, updatedAt) < ?",
+                arguments: [at, cutoff])
+        }
+    }
+
     /// Ids of every registered snapshot (what the image store's garbage collection keeps).
     public func snapshotIDs() throws -> [String] {
         try read { db in try String.fetchAll(db, sql: "SELECT id FROM snapshot") }
